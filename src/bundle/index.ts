@@ -1,0 +1,25 @@
+/**
+ * SPIFFE trust bundles: the {@link TrustBundle} value, the strict parser and serializer for the
+ * SPIFFE bundle format and Bundle Maps, equality and diffs, and the pure refresh schedule.
+ * Pure: no I/O, no process state.
+ * @module
+ */
+export type { ParsedBundleMap } from './bundle-map.js';
+export { marshalBundleMap, parseBundleMap } from './bundle-map.js';
+export type { BundleParseOptions, IgnoredEntry, MarshalOptions, ParsedBundle } from './codec.js';
+export { DEFAULT_MAX_BUNDLE_BYTES, DEFAULT_MAX_BUNDLE_KEYS, marshalBundle, parseBundle } from './codec.js';
+export type { BundleDiff, EqualityOptions } from './diff.js';
+export { authoritiesUnchanged, bundlesEqual, diffBundles } from './diff.js';
+export type { JsonObject, JsonValue } from './json.js';
+export { JsonNumber, parseJson } from './json.js';
+export type { RefreshPolicy } from './refresh.js';
+export {
+  backoffDelay,
+  effectiveRefreshHint,
+  FEDERATION_REFRESH_POLICY,
+  nextRefreshDelay,
+} from './refresh.js';
+export type { BundleSource } from './source.js';
+export { BundleSet } from './source.js';
+export type { JwtAuthority, TrustBundleInit, X509Authority } from './trust-bundle.js';
+export { jwtAuthority, MAX_SEQUENCE, TrustBundle, x509AuthorityFromDer } from './trust-bundle.js';
