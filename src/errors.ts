@@ -83,7 +83,8 @@ export type VerifyErrorCode =
   | 'ERR_VERIFY_JWT_AUDIENCE'
   | 'ERR_VERIFY_JWT_EXPIRY_MISSING'
   | 'ERR_VERIFY_JWT_EXPIRED'
-  | 'ERR_VERIFY_JWT_NOT_YET_VALID';
+  | 'ERR_VERIFY_JWT_NOT_YET_VALID'
+  | 'ERR_VERIFY_CSR_INVALID';
 
 /** Configuration and allowlist files. */
 export type ConfigErrorCode =

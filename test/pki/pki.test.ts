@@ -1,0 +1,221 @@
+import { X509Certificate as NodeX509 } from 'node:crypto';
+import 'reflect-metadata';
+import { KeyUsageFlags, KeyUsagesExtension, X509Certificate } from '@peculiar/x509';
+import { describe, expect, it } from 'vitest';
+import { BundleError, VerifyError } from '../../src/errors.js';
+import {
+  createCa,
+  createCsr,
+  createX509Svid,
+  generateKeyPair,
+  type KeyAlgorithm,
+  pemToDerList,
+  signCsr,
+  toPem,
+} from '../../src/pki/index.js';
+import { SpiffeId, TrustDomain } from '../../src/spiffeid/index.js';
+
+const td = TrustDomain.parse('example.org');
+const id = SpiffeId.parse('spiffe://example.org/workload/web');
+const notBefore = new Date('2030-01-01T00:00:00Z');
+const notAfter = new Date('2030-01-02T00:00:00Z');
+
+/** Key usage bits and critical flag, read back with an independent parser. */
+function keyUsageOf(der: Uint8Array): { usages: number; critical: boolean } | undefined {
+  const ext = new X509Certificate(der).getExtension(KeyUsagesExtension);
+  return ext ? { usages: ext.usages, critical: ext.critical } : undefined;
+}
+
+describe('createCa', () => {
+  it('creates a self-signed root with CA extensions and the trust domain ID', async () => {
+    const root = await createCa({ trustDomain: td, notBefore, notAfter });
+    const cert = new NodeX509(root.der);
+    expect(cert.ca).toBe(true);
+    expect(cert.subjectAltName).toBe('URI:spiffe://example.org');
+    expect(cert.checkIssued(cert)).toBe(true);
+    expect(cert.verify(cert.publicKey)).toBe(true);
+    expect(new Date(cert.validFrom).getTime()).toBe(notBefore.getTime());
+    expect(new Date(cert.validTo).getTime()).toBe(notAfter.getTime());
+    expect(keyUsageOf(root.der)).toEqual({
+      usages: KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign | KeyUsageFlags.digitalSignature,
+      critical: true,
+    });
+    expect(root.keys?.privateKey).toBeDefined();
+    expect(root.privateKeyPem).toMatch(/^-----BEGIN PRIVATE KEY-----\n/);
+    expect(root.pem).toBe(toPem(root.der));
+  });
+
+  it('chains an intermediate to its root, with path length and AKI', async () => {
+    const root = await createCa({ trustDomain: td, notBefore, notAfter, keyAlg: 'ec-p384' });
+    const inter = await createCa({ trustDomain: td, notBefore, notAfter, issuer: root, pathLength: 0 });
+    expect(inter.certificate.ca).toBe(true);
+    expect(inter.certificate.checkIssued(root.certificate)).toBe(true);
+    expect(inter.certificate.verify(root.certificate.publicKey)).toBe(true);
+    expect(inter.certificate.verify(inter.certificate.publicKey)).toBe(false);
+    expect(inter.certificate.toLegacyObject().ext_key_usage).toBeUndefined();
+    expect(inter.certificate.subject).not.toBe(root.certificate.subject);
+  });
+
+  it('uses random serial numbers', async () => {
+    const a = await createCa({ trustDomain: td, notBefore, notAfter });
+    const b = await createCa({ trustDomain: td, notBefore, notAfter });
+    expect(a.certificate.serialNumber).not.toBe(b.certificate.serialNumber);
+    expect(a.certificate.serialNumber).toMatch(/^[0-7][0-9A-F]{31}$/);
+  });
+
+  it('refuses an inverted validity period', async () => {
+    await expect(createCa({ trustDomain: td, notBefore: notAfter, notAfter: notBefore })).rejects.toThrow(
+      TypeError,
+    );
+  });
+});
+
+describe('createX509Svid', () => {
+  it.each<KeyAlgorithm>(['ec-p256', 'ec-p384', 'rsa-2048', 'ed25519'])(
+    'issues a %s leaf that chains leaf → intermediate → root',
+    async (keyAlg) => {
+      const root = await createCa({ trustDomain: td, notBefore, notAfter, keyAlg });
+      const inter = await createCa({ trustDomain: td, notBefore, notAfter, issuer: root, keyAlg });
+      const leaf = await createX509Svid({
+        id,
+        issuer: inter,
+        notBefore,
+        notAfter,
+        keyAlg,
+        dnsNames: ['web'],
+      });
+      const cert = new NodeX509(leaf.der);
+      expect(cert.ca).toBe(false);
+      expect(cert.subjectAltName).toBe('URI:spiffe://example.org/workload/web, DNS:web');
+      expect(cert.checkIssued(inter.certificate)).toBe(true);
+      expect(cert.verify(inter.certificate.publicKey)).toBe(true);
+      expect(cert.keyUsage).toEqual(['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
+      const expected =
+        keyAlg === 'rsa-2048'
+          ? KeyUsageFlags.digitalSignature | KeyUsageFlags.keyEncipherment
+          : KeyUsageFlags.digitalSignature;
+      expect(keyUsageOf(leaf.der)).toEqual({ usages: expected, critical: true });
+      expect(cert.publicKey.asymmetricKeyType).toBe(
+        { 'ec-p256': 'ec', 'ec-p384': 'ec', 'rsa-2048': 'rsa', ed25519: 'ed25519' }[keyAlg],
+      );
+    },
+    30_000,
+  );
+
+  it('builds the negative variants it is asked for', async () => {
+    const root = await createCa({ trustDomain: td, notBefore, notAfter });
+    const odd = await createX509Svid({
+      id,
+      issuer: root,
+      notBefore,
+      notAfter,
+      extraUris: ['spiffe://example.org/other'],
+      isCa: true,
+      keyUsage: 'certSign',
+      serverAuth: false,
+    });
+    expect(odd.certificate.subjectAltName).toBe(
+      'URI:spiffe://example.org/workload/web, URI:spiffe://example.org/other',
+    );
+    expect(odd.certificate.ca).toBe(true);
+    expect(odd.certificate.keyUsage).toEqual(['1.3.6.1.5.5.7.3.2']);
+    expect(keyUsageOf(odd.der)?.usages).toBe(KeyUsageFlags.digitalSignature | KeyUsageFlags.keyCertSign);
+
+    const bare = await createX509Svid({
+      id,
+      issuer: root,
+      notBefore,
+      notAfter,
+      omitUri: true,
+      keyUsage: 'none',
+    });
+    expect(bare.certificate.subjectAltName).toBeUndefined();
+    expect(keyUsageOf(bare.der)).toBeUndefined();
+  });
+
+  it('refuses an issuer without a private key (API misuse)', async () => {
+    const root = await createCa({ trustDomain: td, notBefore, notAfter });
+    const { keys: _k, ...noKeys } = root;
+    await expect(createX509Svid({ id, issuer: noKeys, notBefore, notAfter })).rejects.toThrow(TypeError);
+  });
+});
+
+describe('createCsr / signCsr', () => {
+  it('certifies the CSR key for the given ID, ignoring the requested names', async () => {
+    const root = await createCa({ trustDomain: td, notBefore, notAfter });
+    const keys = await generateKeyPair();
+    const csrDer = await createCsr({ keys, id: SpiffeId.parse('spiffe://evil.org/x'), dnsNames: ['a'] });
+    const svid = await signCsr({ csrDer, issuer: root, id, notBefore, notAfter, dnsNames: ['b'] });
+    expect(svid.certificate.subjectAltName).toBe('URI:spiffe://example.org/workload/web, DNS:b');
+    expect(svid.certificate.verify(root.certificate.publicKey)).toBe(true);
+    expect(svid.keys).toBeUndefined();
+    const spki = (k: typeof svid.certificate.publicKey) => k.export({ type: 'spki', format: 'der' });
+    const { subtle } = globalThis.crypto;
+    const expected = Buffer.from(await subtle.exportKey('spki', keys.publicKey));
+    expect(spki(svid.certificate.publicKey).equals(expected)).toBe(true);
+  });
+
+  it('refuses a CSR whose signature does not verify', async () => {
+    const root = await createCa({ trustDomain: td, notBefore, notAfter });
+    const csrDer = await createCsr({ keys: await generateKeyPair(), id });
+    const tampered = Uint8Array.from(csrDer);
+    tampered[tampered.length - 5]! ^= 0x01;
+    const err = await signCsr({ csrDer: tampered, issuer: root, id, notBefore, notAfter }).catch((e) => e);
+    expect(err).toBeInstanceOf(VerifyError);
+    expect(err.code).toBe('ERR_VERIFY_CSR_INVALID');
+  });
+
+  it('refuses bytes that are not a CSR', async () => {
+    const root = await createCa({ trustDomain: td, notBefore, notAfter });
+    const err = await signCsr({
+      csrDer: new Uint8Array([1, 2, 3]),
+      issuer: root,
+      id,
+      notBefore,
+      notAfter,
+    }).catch((e) => e);
+    expect(err).toBeInstanceOf(VerifyError);
+    expect(err.code).toBe('ERR_VERIFY_CSR_INVALID');
+  });
+});
+
+describe('PEM', () => {
+  it('round-trips several blocks and ignores text around them', async () => {
+    const root = await createCa({ trustDomain: td, notBefore, notAfter });
+    const leaf = await createX509Svid({ id, issuer: root, notBefore, notAfter });
+    const pem = `subject=leaf\n${leaf.pem}\nsome text\n${root.pem}`;
+    const ders = pemToDerList(pem, 'CERTIFICATE');
+    expect(ders.map((d) => Buffer.from(d).toString('hex'))).toEqual(
+      [leaf.der, root.der].map((d) => Buffer.from(d).toString('hex')),
+    );
+    expect(leaf.pem.split('\n').every((l) => l.length <= 64)).toBe(true);
+  });
+
+  it.each([
+    ['no block', 'hello'],
+    ['empty string', ''],
+    ['mismatched labels', '-----BEGIN CERTIFICATE-----\nAAAA\n-----END PRIVATE KEY-----\n'],
+    ['bad base64', '-----BEGIN CERTIFICATE-----\nA*AA\n-----END CERTIFICATE-----\n'],
+    ['empty body', '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n'],
+    [
+      'truncated second block',
+      '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nAA',
+    ],
+  ])('refuses %s with ERR_BUNDLE_PEM_INVALID', (_name, pem) => {
+    const err = (() => {
+      try {
+        pemToDerList(pem);
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(BundleError);
+    expect((err as BundleError).code).toBe('ERR_BUNDLE_PEM_INVALID');
+  });
+
+  it('refuses a block with another label when a label is required', () => {
+    expect(() => pemToDerList(toPem(new Uint8Array([1, 2, 3]), 'PRIVATE KEY'), 'CERTIFICATE')).toThrow(
+      /expected label "CERTIFICATE", got "PRIVATE KEY"/,
+    );
+  });
+});
