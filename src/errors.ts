@@ -112,7 +112,10 @@ export type SpireErrorCode =
   | 'ERR_SPIRE_UNIMPLEMENTED'
   | 'ERR_SPIRE_RPC'
   | 'ERR_SPIRE_CONVERSION'
-  | 'ERR_SPIRE_CREDENTIALS';
+  | 'ERR_SPIRE_CREDENTIALS'
+  | 'ERR_SPIRE_UNAUTHENTICATED'
+  | 'ERR_SPIRE_ABORTED'
+  | 'ERR_SPIRE_RESPONSE';
 
 /** Fetching a peer's bundle from its bundle endpoint (SPIFFE Federation spec §5). */
 export type FetchErrorCode =
