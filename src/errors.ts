@@ -131,6 +131,13 @@ export type FetchErrorCode =
   | 'ERR_FETCH_NO_BOOTSTRAP_BUNDLE'
   | 'ERR_FETCH_ABORTED';
 
+/** Serving the local trust domain's bundle endpoint (SPIFFE Federation §5.2). */
+export type EndpointErrorCode =
+  | 'ERR_ENDPOINT_TLS_FILE'
+  | 'ERR_ENDPOINT_TLS_CREDENTIALS'
+  | 'ERR_ENDPOINT_SVID'
+  | 'ERR_ENDPOINT_LISTEN';
+
 /** Decisions on validated peer bundles (allowlist policy, rollback, revocation). */
 export type PolicyErrorCode =
   | 'ERR_POLICY_SEQUENCE_ROLLBACK'
@@ -159,6 +166,7 @@ export type ErrorCode =
   | ConfigErrorCode
   | SpireErrorCode
   | FetchErrorCode
+  | EndpointErrorCode
   | PolicyErrorCode
   | RuntimeErrorCode;
 
@@ -201,6 +209,8 @@ export class ConfigError extends BrokerError<ConfigErrorCode> {}
 export class SpireError extends BrokerError<SpireErrorCode> {}
 /** A bundle endpoint fetch failed. */
 export class FetchError extends BrokerError<FetchErrorCode> {}
+/** The bundle endpoint could not serve: unusable TLS credentials or endpoint SVID, or no socket. */
+export class EndpointError extends BrokerError<EndpointErrorCode> {}
 /** A validated bundle was refused by policy. */
 export class PolicyError extends BrokerError<PolicyErrorCode> {}
 /** State, audit or CLI failures. */
