@@ -84,7 +84,10 @@ export type VerifyErrorCode =
   | 'ERR_VERIFY_JWT_EXPIRY_MISSING'
   | 'ERR_VERIFY_JWT_EXPIRED'
   | 'ERR_VERIFY_JWT_NOT_YET_VALID'
-  | 'ERR_VERIFY_CSR_INVALID';
+  | 'ERR_VERIFY_CSR_INVALID'
+  | 'ERR_VERIFY_X509_LEAF_ID_ROOT'
+  | 'ERR_VERIFY_X509_PATH_LENGTH'
+  | 'ERR_VERIFY_JWT_HEADER';
 
 /** Configuration and allowlist files. */
 export type ConfigErrorCode =
@@ -96,7 +99,9 @@ export type ConfigErrorCode =
   | 'ERR_CONFIG_LOCAL_TRUST_DOMAIN'
   | 'ERR_CONFIG_URL'
   | 'ERR_CONFIG_UNKNOWN_SERVER'
-  | 'ERR_CONFIG_FILE';
+  | 'ERR_CONFIG_FILE'
+  | 'ERR_CONFIG_PROFILE'
+  | 'ERR_CONFIG_ADDRESS';
 
 /** Talking to SPIRE servers through their gRPC server API. */
 export type SpireErrorCode =
@@ -113,6 +118,8 @@ export type SpireErrorCode =
   | 'ERR_SPIRE_RPC'
   | 'ERR_SPIRE_CONVERSION'
   | 'ERR_SPIRE_CREDENTIALS'
+  | 'ERR_SPIRE_BATCH_ITEM'
+  | 'ERR_SPIRE_REVOCATION_BLOCKED'
   | 'ERR_SPIRE_UNAUTHENTICATED'
   | 'ERR_SPIRE_ABORTED'
   | 'ERR_SPIRE_RESPONSE';
@@ -145,7 +152,11 @@ export type PolicyErrorCode =
   | 'ERR_POLICY_KEY_TYPE'
   | 'ERR_POLICY_RSA_TOO_SMALL'
   | 'ERR_POLICY_EMPTY_BUNDLE_REFUSED'
-  | 'ERR_POLICY_NOT_ALLOWLISTED';
+  | 'ERR_POLICY_NOT_ALLOWLISTED'
+  | 'ERR_POLICY_TRUST_DOMAIN_MISMATCH'
+  | 'ERR_POLICY_SEQUENCE_REUSED'
+  | 'ERR_POLICY_ALL_KEYS_REVOKED'
+  | 'ERR_POLICY_PEER_STALE';
 
 /** Persistent state, audit trail and the CLI. */
 export type RuntimeErrorCode =
@@ -155,6 +166,7 @@ export type RuntimeErrorCode =
   | 'ERR_AUDIT_SIGNATURE'
   | 'ERR_AUDIT_RECORD'
   | 'ERR_AUDIT_KEY'
+  | 'ERR_AUDIT_WRITE'
   | 'ERR_USAGE'
   | 'ERR_IO';
 

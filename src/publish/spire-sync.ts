@@ -1,0 +1,344 @@
+import { bundlesEqual } from '../bundle/diff.js';
+import type { TrustBundle } from '../bundle/trust-bundle.js';
+import { BrokerError, SpireError } from '../errors.js';
+import { type Clock, isAbort } from '../platform/clock.js';
+
+/** SPIRE's BatchDeleteFederatedBundle modes. */
+export type DeleteMode = 'restrict' | 'dissociate' | 'delete';
+
+/** One item of a Batch* answer: the call succeeded while items may fail. */
+export interface BatchItemResult {
+  readonly trustDomain: string;
+  readonly ok: boolean;
+  /** google.rpc.Code of the item (0 = OK). */
+  readonly code: number;
+  readonly message: string;
+}
+
+/** The slice of SPIRE's server API a sync needs (the daemon adapts the gRPC client to it). */
+export interface SpireFederationApi {
+  /** Every federated bundle the server holds (all pages). */
+  listFederatedBundles(signal?: AbortSignal): Promise<TrustBundle[]>;
+  /** Trust domains SPIRE federates with through its own federation relationships. */
+  listFederationRelationships(signal?: AbortSignal): Promise<string[]>;
+  batchSetFederatedBundle(bundles: readonly TrustBundle[], signal?: AbortSignal): Promise<BatchItemResult[]>;
+  batchDeleteFederatedBundle(
+    trustDomains: readonly string[],
+    mode: DeleteMode,
+    signal?: AbortSignal,
+  ): Promise<BatchItemResult[]>;
+}
+
+/** Where a sync remembers which federated bundles it manages in its server (persisted). */
+export interface ManagedSetStore {
+  load(server: string): Promise<Set<string>>;
+  save(server: string, managed: ReadonlySet<string>): Promise<void>;
+}
+
+/** Per-trust-domain sync state of one server, for status. */
+export interface TrustDomainSyncState {
+  readonly synced: boolean;
+  /** The sequence the server holds for this trust domain (decimal), when known. */
+  readonly sequence?: string;
+  readonly error?: { readonly code: string; readonly message: string };
+}
+
+/** One server's sync status. */
+export interface ServerSyncStatus {
+  readonly name: string;
+  readonly reachable: boolean;
+  readonly lastSync?: number;
+  readonly lastError?: { readonly code: string; readonly message: string };
+  readonly trustDomains: ReadonlyMap<string, TrustDomainSyncState>;
+  /** Federated bundles present in the server that nothing asked for (not ours, not SPIRE's own relationships). */
+  readonly drift: readonly string[];
+  /** Allowlisted trust domains SPIRE also federates with itself: left alone. */
+  readonly conflicts: readonly string[];
+}
+
+/** What a sync reports as it works (metrics, audit, propagation tracking). */
+export interface SpireSyncObserver {
+  synced(server: string, result: 'ok' | 'partial' | 'error', durationMs: number): void;
+  written(server: string, bundle: TrustBundle, result: BatchItemResult): void;
+  deleted(server: string, trustDomain: string, reason: 'revoked' | 'drift', result: BatchItemResult): void;
+  drift(server: string, trustDomains: readonly string[]): void;
+  conflict(server: string, trustDomains: readonly string[]): void;
+}
+
+export interface SpireSyncDeps {
+  readonly clock: Clock;
+  readonly api: SpireFederationApi;
+  /** The bundles this server should hold, by trust domain (peers ACTIVE or STALE aimed at it). */
+  readonly desired: () => ReadonlyMap<string, TrustBundle>;
+  readonly managed: ManagedSetStore;
+  readonly observer?: Partial<SpireSyncObserver>;
+  /** Delete drift (federated bundles the allowlist does not name). Default false: report only. */
+  readonly enforce?: boolean;
+  /** BatchDelete mode for revocation and enforced drift. Default 'restrict' (see docs/design.md). */
+  readonly deleteMode?: DeleteMode;
+  /** Full resync period even without changes, ms. Default 30 s. */
+  readonly resyncMs?: number;
+  /** Coalescing window for change triggers, ms. Default 5. */
+  readonly debounceMs?: number;
+  /** Retry backoff after a failed sync: base and cap, ms. Defaults 500 and 30 s. */
+  readonly retryBaseMs?: number;
+  readonly retryMaxMs?: number;
+}
+
+const GRPC_NOT_FOUND = 5;
+
+function codeOf(err: unknown): { code: string; message: string } {
+  if (err instanceof BrokerError) return { code: err.code, message: err.message };
+  return { code: 'ERR_SPIRE_RPC', message: err instanceof Error ? err.message : String(err) };
+}
+
+/**
+ * Converges one SPIRE server's federated bundles to the desired set, level-triggered:
+ * list what the server holds, write every changed bundle in ONE BatchSetFederatedBundle, delete
+ * revoked bundles it manages (and, with `enforce`, drift), then sleep until a trigger, the
+ * periodic resync, or a retry after failure. One server's failures never block another's: each
+ * server has its own sync and its own loop.
+ */
+export class SpireServerSync {
+  readonly name: string;
+  readonly #deps: SpireSyncDeps;
+  #managed: Set<string> | undefined;
+  #wake: AbortController | undefined;
+  #dirty = true;
+  #failures = 0;
+  #reachable = false;
+  #lastSync: number | undefined;
+  #lastError: { code: string; message: string } | undefined;
+  #tdState = new Map<string, TrustDomainSyncState>();
+  #drift: string[] = [];
+  #conflicts: string[] = [];
+  #idle: (() => void)[] = [];
+
+  constructor(name: string, deps: SpireSyncDeps) {
+    this.name = name;
+    this.#deps = deps;
+  }
+
+  /** Asks for a reconcile soon (coalesced). Call on every desired-state change. */
+  trigger(): void {
+    this.#dirty = true;
+    this.#wake?.abort();
+  }
+
+  status(): ServerSyncStatus {
+    return {
+      name: this.name,
+      reachable: this.#reachable,
+      ...(this.#lastSync !== undefined ? { lastSync: this.#lastSync } : {}),
+      ...(this.#lastError ? { lastError: this.#lastError } : {}),
+      trustDomains: new Map(this.#tdState),
+      drift: [...this.#drift],
+      conflicts: [...this.#conflicts],
+    };
+  }
+
+  /** Resolves once the sync has no pending work and its last reconcile succeeded (tests, readiness). */
+  whenIdle(): Promise<void> {
+    if (!this.#dirty && this.#failures === 0 && this.#lastSync !== undefined) return Promise.resolve();
+    return new Promise((r) => this.#idle.push(r));
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const { clock } = this.#deps;
+    while (!signal.aborted) {
+      if (this.#dirty) {
+        this.#dirty = false;
+        const ok = await this.reconcileOnce(signal).catch((err: unknown) => {
+          if (signal.aborted || isAbort(err, signal)) return true;
+          throw err;
+        });
+        if (signal.aborted) return;
+        if (ok) {
+          this.#failures = 0;
+          if (!this.#dirty) for (const resolve of this.#idle.splice(0)) resolve();
+        } else {
+          this.#failures++;
+        }
+      }
+      // A trigger that arrived during the pass: go again at once (unless backing off).
+      if (this.#dirty && this.#failures === 0) continue;
+      const delay =
+        this.#failures > 0
+          ? Math.min(
+              this.#deps.retryMaxMs ?? 30_000,
+              (this.#deps.retryBaseMs ?? 500) * 2 ** Math.min(this.#failures - 1, 16),
+            )
+          : (this.#deps.resyncMs ?? 30_000);
+      const wake = new AbortController();
+      this.#wake = wake;
+      try {
+        await clock.sleep(delay, AbortSignal.any([signal, wake.signal]));
+        this.#dirty = true; // periodic resync, or retry after a failure
+      } catch {
+        if (signal.aborted) return;
+        // Woken by trigger(): give further triggers a moment, then reconcile them all at once.
+        await clock.sleep(this.#deps.debounceMs ?? 5, signal).catch(() => undefined);
+      }
+    }
+  }
+
+  /** One reconcile pass. Returns false when anything failed (the loop retries with backoff). */
+  async reconcileOnce(signal?: AbortSignal): Promise<boolean> {
+    const { api, clock } = this.#deps;
+    const started = clock.now();
+    const observer = this.#deps.observer ?? {};
+    let allOk = true;
+    try {
+      this.#managed ??= await this.#deps.managed.load(this.name);
+      const managed = this.#managed;
+      const [actualList, relationships] = await Promise.all([
+        api.listFederatedBundles(signal),
+        api.listFederationRelationships(signal),
+      ]);
+      this.#reachable = true;
+      const actual = new Map(actualList.map((b) => [b.trustDomain.name, b]));
+      const spireOwned = new Set(relationships);
+      const desired = this.#deps.desired();
+
+      // SPIRE's own federation relationships win: report, never fight them.
+      const conflicts = [...desired.keys()].filter((td) => spireOwned.has(td)).sort();
+      if (conflicts.join() !== this.#conflicts.join() && conflicts.length > 0)
+        observer.conflict?.(this.name, conflicts);
+      this.#conflicts = conflicts;
+
+      const nextState = new Map<string, TrustDomainSyncState>();
+      const toSet: TrustBundle[] = [];
+      for (const [td, bundle] of desired) {
+        if (spireOwned.has(td)) continue;
+        const have = actual.get(td);
+        if (have && bundlesEqual(have, bundle)) {
+          nextState.set(td, { synced: true, sequence: have.sequence.toString() });
+          if (!managed.has(td)) managed.add(td);
+        } else {
+          toSet.push(bundle);
+        }
+      }
+      let managedChanged = false;
+      if (toSet.length > 0) {
+        // One BatchSetFederatedBundle carries every changed bundle (upsert, full replace).
+        const results = await api.batchSetFederatedBundle(toSet, signal);
+        toSet.forEach((bundle, i) => {
+          const r = results[i] ?? {
+            trustDomain: bundle.trustDomain.name,
+            ok: false,
+            code: 13,
+            message: 'no result for this item',
+          };
+          observer.written?.(this.name, bundle, r);
+          const td = bundle.trustDomain.name;
+          if (r.ok) {
+            nextState.set(td, { synced: true, sequence: bundle.sequence.toString() });
+            if (!managed.has(td)) {
+              managed.add(td);
+              managedChanged = true;
+            }
+          } else {
+            allOk = false;
+            const prev = actual.get(td);
+            nextState.set(td, {
+              synced: false,
+              ...(prev ? { sequence: prev.sequence.toString() } : {}),
+              error: { code: 'ERR_SPIRE_BATCH_ITEM', message: `${r.message} (gRPC code ${r.code})` },
+            });
+          }
+        });
+      }
+
+      // Revocation: bundles we manage that are no longer desired.
+      const revoked = [...managed].filter((td) => !desired.has(td) && !spireOwned.has(td));
+      const revokeNow = revoked.filter((td) => actual.has(td));
+      for (const td of revoked.filter((t) => !actual.has(t))) {
+        managed.delete(td); // already gone
+        managedChanged = true;
+      }
+      if (revokeNow.length > 0) {
+        const results = await api.batchDeleteFederatedBundle(
+          revokeNow,
+          this.#deps.deleteMode ?? 'restrict',
+          signal,
+        );
+        revokeNow.forEach((td, i) => {
+          const r = results[i] ?? {
+            trustDomain: td,
+            ok: false,
+            code: 13,
+            message: 'no result for this item',
+          };
+          observer.deleted?.(this.name, td, 'revoked', r);
+          if (r.ok || r.code === GRPC_NOT_FOUND) {
+            managed.delete(td);
+            managedChanged = true;
+          } else {
+            allOk = false;
+            nextState.set(td, {
+              synced: false,
+              error: { code: 'ERR_SPIRE_REVOCATION_BLOCKED', message: `${r.message} (gRPC code ${r.code})` },
+            });
+          }
+        });
+        // Confirm by reading back: a revoked bundle must really be gone.
+        const after = new Set((await api.listFederatedBundles(signal)).map((b) => b.trustDomain.name));
+        for (const td of revokeNow) {
+          if (after.has(td) && !nextState.has(td)) {
+            allOk = false;
+            nextState.set(td, {
+              synced: false,
+              error: {
+                code: 'ERR_SPIRE_REVOCATION_BLOCKED',
+                message: 'still present after BatchDeleteFederatedBundle',
+              },
+            });
+          }
+        }
+      }
+
+      // Drift: present, not desired, not ours, not SPIRE's own relationship.
+      const drift = [...actual.keys()]
+        .filter((td) => !desired.has(td) && !managed.has(td) && !spireOwned.has(td))
+        .sort();
+      if (drift.join() !== this.#drift.join() && drift.length > 0) observer.drift?.(this.name, drift);
+      this.#drift = drift;
+      if (drift.length > 0 && this.#deps.enforce) {
+        const results = await api.batchDeleteFederatedBundle(
+          drift,
+          this.#deps.deleteMode ?? 'restrict',
+          signal,
+        );
+        drift.forEach((td, i) => {
+          const r = results[i] ?? {
+            trustDomain: td,
+            ok: false,
+            code: 13,
+            message: 'no result for this item',
+          };
+          observer.deleted?.(this.name, td, 'drift', r);
+          if (!r.ok && r.code !== GRPC_NOT_FOUND) allOk = false;
+        });
+        this.#drift = [];
+      }
+
+      if (managedChanged) await this.#deps.managed.save(this.name, managed);
+      this.#tdState = nextState;
+      this.#lastSync = clock.now();
+      this.#lastError = allOk
+        ? undefined
+        : { code: 'ERR_SPIRE_BATCH_ITEM', message: 'some items failed; retrying' };
+      observer.synced?.(this.name, allOk ? 'ok' : 'partial', clock.now() - started);
+      return allOk;
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      this.#reachable = !(
+        err instanceof SpireError &&
+        (err.code === 'ERR_SPIRE_UNAVAILABLE' || err.code === 'ERR_SPIRE_DEADLINE')
+      );
+      this.#lastError = codeOf(err);
+      observer.synced?.(this.name, 'error', clock.now() - started);
+      return false;
+    }
+  }
+}
