@@ -93,6 +93,7 @@ export class PeerUpdater {
   #longPoll = false;
   #failures = 0;
   #wake: AbortController | undefined;
+  #started = 0;
 
   constructor(peer: PeerConfig, deps: PeerUpdaterDeps) {
     this.#peer = peer;
@@ -132,6 +133,7 @@ export class PeerUpdater {
       }
       const at = this.#deps.clock.now() + delay;
       this.#deps.observer.scheduled(this.#peer, at);
+      if (delay <= 0) continue; // a long-poll: the held request is the wait
       try {
         await this.#deps.clock.sleep(delay, both);
       } catch (err) {
@@ -147,12 +149,14 @@ export class PeerUpdater {
     const current = this.#deps.current();
     this.#deps.observer.attempt(peer);
     const holding = this.#longPoll && this.#etag !== undefined && current !== undefined;
+    const waitSeconds = this.#deps.longPollSeconds ?? 55;
+    this.#started = this.#deps.clock.now();
     let outcome: PeerFetchOutcome;
     try {
       outcome = await this.#deps.fetcher.fetch(peer, {
         ...(current ? { current } : {}),
         ...(this.#etag && current ? { etag: this.#etag } : {}),
-        ...(holding ? { waitSeconds: this.#deps.longPollSeconds ?? 55 } : {}),
+        ...(holding ? { waitSeconds } : {}),
         signal,
       });
     } catch (err) {
@@ -175,6 +179,9 @@ export class PeerUpdater {
     this.#failures = 0;
     this.#longPoll = outcome.supportsLongPoll;
     if (outcome.kind === 'not-modified') {
+      // A "held" request answered 304 long before its wait ended: the server does not really
+      // hold requests, so fall back to the normal schedule instead of spinning.
+      if (holding && this.#deps.clock.now() - this.#started < (waitSeconds * 1000) / 2) this.#longPoll = false;
       this.#etag = outcome.etag;
       this.#deps.observer.unchanged(peer, outcome);
       return this.#successDelay(current);
@@ -209,8 +216,12 @@ export class PeerUpdater {
   }
 
   #successDelay(bundle: TrustBundle | undefined): number {
-    // The long-poll itself is the wait: go again at once.
-    if (this.#longPoll && this.#etag !== undefined) return 0;
+    // The long-poll itself is the wait: go again at once — but never more often than the entry's
+    // minimum interval, so a peer that changes its bundle on every request cannot make us spin.
+    if (this.#longPoll && this.#etag !== undefined) {
+      const elapsed = this.#deps.clock.now() - this.#started;
+      return Math.max(0, this.#peer.refresh.minIntervalSeconds * 1000 - elapsed);
+    }
     return nextRefreshDelay(bundle, this.#policy(), this.#deps.random);
   }
 
