@@ -1,0 +1,23 @@
+import type { KeyObject } from 'node:crypto';
+import type { X509Authority } from '../bundle/trust-bundle.js';
+import { VerifyError } from '../errors.js';
+import { type CertificateFields, parseCertificateDer } from './der.js';
+
+/** What path validation needs from a bundle's X.509 authority, derived once per authority object. */
+export type AnchorInfo =
+  | { readonly ok: true; readonly fields: CertificateFields; readonly publicKey: KeyObject }
+  | { readonly ok: false; readonly reason: string };
+
+/** Derives {@link AnchorInfo}; an authority our DER reader refuses is unusable, with the reason kept. */
+export function computeAnchorInfo(authority: X509Authority): AnchorInfo {
+  try {
+    return {
+      ok: true,
+      fields: parseCertificateDer(authority.der),
+      publicKey: authority.certificate.publicKey,
+    };
+  } catch (err) {
+    if (err instanceof VerifyError) return { ok: false, reason: err.message };
+    throw err;
+  }
+}
