@@ -136,7 +136,8 @@ export type FetchErrorCode =
   | 'ERR_FETCH_BODY_TOO_LARGE'
   | 'ERR_FETCH_REDIRECT'
   | 'ERR_FETCH_NO_BOOTSTRAP_BUNDLE'
-  | 'ERR_FETCH_ABORTED';
+  | 'ERR_FETCH_ABORTED'
+  | 'ERR_FETCH_PROTOCOL';
 
 /** Serving the local trust domain's bundle endpoint (SPIFFE Federation §5.2). */
 export type EndpointErrorCode =
@@ -162,6 +163,7 @@ export type PolicyErrorCode =
 export type RuntimeErrorCode =
   | 'ERR_STATE_CORRUPT'
   | 'ERR_STATE_WRITE'
+  | 'ERR_STATE_READ'
   | 'ERR_AUDIT_CHAIN_BROKEN'
   | 'ERR_AUDIT_SIGNATURE'
   | 'ERR_AUDIT_RECORD'
