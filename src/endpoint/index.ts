@@ -1,0 +1,44 @@
+/**
+ * The SPIFFE bundle endpoint of the local trust domain (SPIFFE Federation §4, §5.2).
+ *
+ * - {@link LocalBundle} reads the local bundle from SPIRE (GetBundle), polled and on demand, and
+ *   keeps the served document pre-serialized with a strong ETag.
+ * - {@link bundleEndpointPlugin} / {@link buildBundleEndpointApp}: the fastify app (never listens by
+ *   itself): `GET /` for every SPIFFE client, plus conditional requests and change notification
+ *   (`If-None-Match` + `Prefer: wait`) for brokers; an optional Bundle Map route.
+ * - {@link HeldRequests}: the bounded set of held change-notification requests.
+ *
+ * See docs/endpoint.md.
+ * @module
+ */
+export type {
+  BundleEndpointApp,
+  BundleEndpointAppOptions,
+  BundleEndpointController,
+  BundleEndpointOptions,
+  FederatedBundlesProvider,
+  PublishedBundleProvider,
+} from './app.js';
+export {
+  buildBundleEndpointApp,
+  bundleEndpointPlugin,
+  DEFAULT_MAX_HELD_REQUESTS,
+  DEFAULT_RETRY_AFTER_SECONDS,
+  MAX_WAIT_SECONDS,
+} from './app.js';
+export type { IfNoneMatch } from './conditional.js';
+export { evaluateIfNoneMatch, preferredWaitSeconds } from './conditional.js';
+export type { EndpointDeps, EndpointLogger } from './deps.js';
+export { defaultEndpointDeps, NULL_LOGGER } from './deps.js';
+export type { HeldRequest, ReleaseReason } from './held-requests.js';
+export { DEFAULT_HOLD_TICK_MS, HeldRequests } from './held-requests.js';
+export type { LocalBundleGetter, LocalBundleOptions, PollOutcome, PublishedBundle } from './local-bundle.js';
+export {
+  DEFAULT_FETCH_TIMEOUT_MS,
+  DEFAULT_POLL_INTERVAL_MS,
+  DEFAULT_REFRESH_HINT_SECONDS,
+  entityTag,
+  LocalBundle,
+  MAX_RECOMMENDED_REFRESH_HINT_SECONDS,
+  MIN_RECOMMENDED_REFRESH_HINT_SECONDS,
+} from './local-bundle.js';
