@@ -1,0 +1,55 @@
+/**
+ * The `spiffe-broker` command line: argv in, exit code out, all I/O through an injected
+ * {@link CliIo} so every command is testable in-process.
+ * @module
+ */
+import { BUNDLE_USAGE, bundleCommand } from './bundle-command.js';
+import { type CliIo, EXIT_OK, EXIT_USAGE } from './io.js';
+import { VERIFY_USAGE, verifyCommand } from './verify-command.js';
+
+export type { CliIo } from './io.js';
+export { EXIT_OK, EXIT_REFUSED, EXIT_USAGE, processIo } from './io.js';
+
+type Command = { summary: string; usage: string; run: (args: string[], io: CliIo) => Promise<number> };
+
+const COMMANDS: Record<string, Command> = {
+  bundle: { summary: 'parse and inspect a SPIFFE bundle file', usage: BUNDLE_USAGE, run: bundleCommand },
+  verify: {
+    summary: 'verify an X509-SVID or JWT-SVID against a bundle',
+    usage: VERIFY_USAGE,
+    run: verifyCommand,
+  },
+};
+
+/** Top-level usage text. */
+export function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  return [
+    'usage: spiffe-broker <command> [options]',
+    '',
+    'commands:',
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    '',
+    "Run `spiffe-broker <command> --help` for a command's options.",
+    'Exit status: 0 ok/accepted, 1 refused/failed, 2 usage error.',
+  ].join('\n');
+}
+
+/** Runs the CLI with `argv` (without the node and script paths) and returns the exit code. */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  const [name, ...args] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout(`${usage()}\n`);
+    return name === undefined ? EXIT_USAGE : EXIT_OK;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    io.stderr(`error: unknown command ${JSON.stringify(name)}\n\n${usage()}\n`);
+    return EXIT_USAGE;
+  }
+  if (args.includes('--help') || args.includes('-h')) {
+    io.stdout(`${command.usage}\n`);
+    return EXIT_OK;
+  }
+  return command.run(args, io);
+}

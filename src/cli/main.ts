@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+// The executable entry point: the only place that touches the real process.
+import { processIo, runCli } from './index.js';
+
+const controller = new AbortController();
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => controller.abort(new Error(`received ${sig}`)));
+}
+runCli(process.argv.slice(2), processIo(controller.signal)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(
+      `internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    process.exitCode = 70;
+  },
+);
