@@ -13,8 +13,6 @@
  * @module
  */
 export type { BundleSource } from '../bundle/source.js';
-export type { CertificateFields } from './der.js';
-export { KeyUsage, MAX_CERTIFICATE_BYTES, parseCertificateDer } from './der.js';
 export type { JwtSvidVerified, JwtSvidVerifyResult, VerifyJwtSvidOptions } from './jwt-svid.js';
 export { DEFAULT_JWT_LEEWAY_SECONDS, MAX_JWT_SVID_LENGTH, MIN_RSA_BITS, verifyJwtSvid } from './jwt-svid.js';
 export type { VerifyFailure } from './result.js';

@@ -155,6 +155,22 @@ describe('createCsr / signCsr', () => {
     expect(spki(svid.certificate.publicKey).equals(expected)).toBe(true);
   });
 
+  it.each<KeyAlgorithm>(['ec-p384', 'rsa-2048', 'ed25519'])(
+    'signs a %s CSR',
+    async (alg) => {
+      const root = await createCa({ trustDomain: td, notBefore, notAfter });
+      const csrDer = await createCsr({ keys: await generateKeyPair(alg) });
+      const svid = await signCsr({ csrDer, issuer: root, id, notBefore, notAfter });
+      expect(svid.certificate.verify(root.certificate.publicKey)).toBe(true);
+      expect(keyUsageOf(svid.der)?.usages).toBe(
+        alg === 'rsa-2048'
+          ? KeyUsageFlags.digitalSignature | KeyUsageFlags.keyEncipherment
+          : KeyUsageFlags.digitalSignature,
+      );
+    },
+    30_000,
+  );
+
   it('refuses a CSR whose signature does not verify', async () => {
     const root = await createCa({ trustDomain: td, notBefore, notAfter });
     const csrDer = await createCsr({ keys: await generateKeyPair(), id });

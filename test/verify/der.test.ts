@@ -4,12 +4,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { BundleSet } from '../../src/bundle/source.js';
 import { VerifyError } from '../../src/errors.js';
 import type { IssuedCert } from '../../src/pki/index.js';
-import {
-  KeyUsage,
-  MAX_CERTIFICATE_BYTES,
-  parseCertificateDer,
-  verifyX509Svid,
-} from '../../src/verify/index.js';
+import { KeyUsage, MAX_CERTIFICATE_BYTES, parseCertificateDer } from '../../src/verify/der.js';
+import { verifyX509Svid } from '../../src/verify/index.js';
 import { makePki, T0, type TestPki } from '../support/fixtures.js';
 
 let pki: TestPki;
