@@ -1,0 +1,358 @@
+import { effectiveRefreshHint } from '../bundle/refresh.js';
+import type { TrustBundle } from '../bundle/trust-bundle.js';
+import type { Allowlist, PeerConfig } from '../config/types.js';
+import type { BrokerError } from '../errors.js';
+import type { Clock } from '../platform/clock.js';
+import type { FederatedBundleStore } from './bundle-store.js';
+import { type PeerDecision, type PeerFetcher, type PeerFetchOutcome, PeerUpdater } from './peer-updater.js';
+
+/** A peer's lifecycle state (see docs/design.md). */
+export type PeerState = 'PENDING' | 'ACTIVE' | 'STALE' | 'FAILING' | 'REVOKED';
+
+/** What the manager knows about one peer, for status, metrics and readiness. */
+export interface PeerStatus {
+  readonly trustDomain: string;
+  readonly state: PeerState;
+  /** The coded reason behind a non-ACTIVE state (or the last refusal), if any. */
+  readonly reason?: { readonly code: string; readonly message: string };
+  readonly sequence?: bigint;
+  readonly refreshHint?: number;
+  readonly lastAttempt?: number;
+  readonly lastSuccess?: number;
+  readonly nextRefresh?: number;
+  readonly consecutiveFailures: number;
+  /** The URL that answered last. */
+  readonly url?: string;
+  readonly longPoll: boolean;
+  /** When the current bundle was accepted (ms). */
+  readonly acceptedAt?: number;
+}
+
+/** Events the manager reports (audit, metrics, logs). */
+export interface FederationObserver {
+  accepted(
+    peer: PeerConfig,
+    bundle: TrustBundle,
+    previous: TrustBundle | undefined,
+    outcome: PeerFetchOutcome,
+  ): void;
+  refused(peer: PeerConfig, error: BrokerError): void;
+  failed(peer: PeerConfig, error: BrokerError, durationMs: number): void;
+  fetched(
+    peer: PeerConfig,
+    result: 'ok' | 'unchanged' | 'refused' | 'error',
+    reason: string,
+    durationMs: number,
+  ): void;
+  revoked(trustDomain: string, reason: 'allowlist-removed'): void;
+  stateChanged(trustDomain: string, from: PeerState | undefined, to: PeerState): void;
+}
+
+export interface FederationManagerDeps {
+  readonly clock: Clock;
+  readonly fetcher: PeerFetcher;
+  readonly evaluate: (
+    peer: PeerConfig,
+    current: TrustBundle | undefined,
+    candidate: TrustBundle,
+  ) => PeerDecision;
+  /** The broker's live set of held federated bundles. */
+  readonly store: FederatedBundleStore;
+  /** Persist an accepted bundle (last-known-good) before it becomes current. */
+  readonly persist: (bundle: TrustBundle, meta: { etag?: string }) => Promise<void>;
+  /** Forget a peer's persisted bundle once its relationship ends. */
+  readonly forget: (trustDomain: string) => Promise<void>;
+  readonly observer?: Partial<FederationObserver>;
+  readonly random?: () => number;
+  /** A peer is STALE after this many effective refresh hints without a successful answer. Default 3. */
+  readonly staleAfterHints?: number;
+  /** A peer with a bundle is FAILING (not just retrying) after this many consecutive failures. Default 3. */
+  readonly failingAfter?: number;
+  readonly longPollSeconds?: number;
+  readonly logger?: { warn(msg: string, fields?: Record<string, unknown>): void };
+}
+
+interface Tracked {
+  peer: PeerConfig;
+  updater: PeerUpdater;
+  stop: AbortController;
+  done: Promise<void>;
+  lastAttempt?: number;
+  attemptStarted?: number;
+  lastSuccess?: number;
+  nextRefresh?: number;
+  failures: number;
+  lastError?: { code: string; message: string };
+  url?: string;
+  longPoll: boolean;
+  acceptedAt?: number;
+  state?: PeerState;
+}
+
+/**
+ * Reconciles the allowlist against running peer updaters — start, update, stop — and owns the
+ * per-peer status. Accepted bundles are persisted, then put into the shared
+ * {@link FederatedBundleStore}, which the SPIRE syncs, the verify API and the ConfigMap sink follow.
+ * Removing a peer from the allowlist is revocation: its bundle leaves the store (and so every SPIRE
+ * server it was written to) and its persisted copy is forgotten.
+ */
+export class FederationManager {
+  readonly #deps: FederationManagerDeps;
+  readonly #peers = new Map<string, Tracked>();
+  readonly #revoked = new Map<string, { at: number }>();
+  #signal: AbortSignal | undefined;
+  #allowlist: Allowlist | undefined;
+
+  constructor(deps: FederationManagerDeps) {
+    this.#deps = deps;
+  }
+
+  get allowlist(): Allowlist | undefined {
+    return this.#allowlist;
+  }
+
+  /** Peers currently allowlisted. */
+  peers(): PeerConfig[] {
+    return [...this.#peers.values()].map((t) => t.peer);
+  }
+
+  /**
+   * Applies an allowlist: starts updaters for new peers, updates changed ones, stops and revokes
+   * removed ones. Safe to call before {@link run}; updaters start when it runs.
+   */
+  async apply(allowlist: Allowlist): Promise<{ added: string[]; removed: string[]; changed: string[] }> {
+    this.#allowlist = allowlist;
+    const next = new Map(allowlist.peers.map((p) => [p.trustDomain.name, p]));
+    const added: string[] = [];
+    const changed: string[] = [];
+    const removed: string[] = [];
+    for (const [td, peer] of next) {
+      const t = this.#peers.get(td);
+      if (!t) {
+        this.#revoked.delete(td);
+        this.#start(peer);
+        added.push(td);
+      } else if (!samePeer(t.peer, peer)) {
+        t.peer = peer;
+        t.updater.update(peer);
+        changed.push(td);
+      }
+    }
+    for (const [td, t] of this.#peers) {
+      if (next.has(td)) continue;
+      t.stop.abort();
+      this.#peers.delete(td);
+      removed.push(td);
+      // SPIFFE Federation §6.3: ending a relationship deletes the stored bundle and propagates it.
+      this.#deps.store.delete(td);
+      this.#revoked.set(td, { at: this.#deps.clock.now() });
+      this.#deps.observer?.stateChanged?.(td, t.state, 'REVOKED');
+      this.#deps.observer?.revoked?.(td, 'allowlist-removed');
+      await this.#deps
+        .forget(td)
+        .catch((err: unknown) =>
+          this.#deps.logger?.warn('could not forget a revoked peer state file', {
+            trustDomain: td,
+            err: String(err),
+          }),
+        );
+    }
+    return { added, removed, changed };
+  }
+
+  /** Asks every updater (or one) to fetch now. */
+  refreshNow(trustDomain?: string): void {
+    for (const [td, t] of this.#peers) if (!trustDomain || td === trustDomain) t.updater.refreshNow();
+  }
+
+  /** Runs the updaters until `signal` aborts. */
+  async run(signal: AbortSignal): Promise<void> {
+    this.#signal = signal;
+    for (const t of this.#peers.values()) this.#launch(t);
+    await new Promise<void>((resolve) => {
+      if (signal.aborted) resolve();
+      else signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    for (const t of this.#peers.values()) t.stop.abort();
+    await Promise.allSettled([...this.#peers.values()].map((t) => t.done));
+  }
+
+  /** Status of every allowlisted peer, plus recently revoked ones, sorted by trust domain. */
+  status(): PeerStatus[] {
+    const now = this.#deps.clock.now();
+    const out: PeerStatus[] = [];
+    for (const [td, t] of this.#peers) out.push(this.#statusOf(td, t, now));
+    for (const [td] of this.#revoked) {
+      out.push({
+        trustDomain: td,
+        state: 'REVOKED',
+        reason: { code: 'ERR_PEER_REMOVED', message: 'removed from the allowlist: its bundle was revoked' },
+        consecutiveFailures: 0,
+        longPoll: false,
+      });
+    }
+    return out.sort((a, b) => (a.trustDomain < b.trustDomain ? -1 : 1));
+  }
+
+  #statusOf(td: string, t: Tracked, now: number): PeerStatus {
+    const bundle = this.#deps.store.get(td);
+    const state = this.#deriveState(t, bundle, now);
+    if (state !== t.state) {
+      this.#deps.observer?.stateChanged?.(td, t.state, state);
+      t.state = state;
+    }
+    const reason =
+      state === 'REVOKED'
+        ? {
+            code: 'ERR_PEER_REVOKED_ALL_KEYS',
+            message: 'the peer published an empty bundle: every SVID of its trust domain is invalid',
+          }
+        : state === 'STALE' && !t.lastError
+          ? { code: 'ERR_PEER_STALE', message: 'no successful fetch for longer than the stale threshold' }
+          : state === 'ACTIVE' && t.failures === 0
+            ? undefined
+            : t.lastError;
+    return {
+      trustDomain: td,
+      state,
+      ...(reason ? { reason } : {}),
+      ...(bundle ? { sequence: bundle.sequence, refreshHint: bundle.refreshHint } : {}),
+      ...(t.lastAttempt !== undefined ? { lastAttempt: t.lastAttempt } : {}),
+      ...(t.lastSuccess !== undefined ? { lastSuccess: t.lastSuccess } : {}),
+      ...(t.nextRefresh !== undefined ? { nextRefresh: t.nextRefresh } : {}),
+      ...(t.url !== undefined ? { url: t.url } : {}),
+      ...(t.acceptedAt !== undefined ? { acceptedAt: t.acceptedAt } : {}),
+      consecutiveFailures: t.failures,
+      longPoll: t.longPoll,
+    };
+  }
+
+  /**
+   * PENDING: no bundle held and nothing answered yet. FAILING: the last `failingAfter` attempts
+   * failed (or, with no bundle held, any attempt failed). STALE: a bundle is held but no successful
+   * answer for `staleAfterHints` × the effective refresh hint. ACTIVE otherwise.
+   */
+  #deriveState(t: Tracked, bundle: TrustBundle | undefined, now: number): PeerState {
+    const failingAfter = this.#deps.failingAfter ?? 3;
+    if (!bundle) return t.failures > 0 || t.lastError ? 'FAILING' : 'PENDING';
+    // TDB §4.1.3: an empty bundle (accepted only with allowEmptyBundle) revokes every SVID.
+    if (bundle.isEmpty()) return 'REVOKED';
+    if (t.failures >= failingAfter) return 'FAILING';
+    const staleMs =
+      (this.#deps.staleAfterHints ?? 3) *
+      effectiveRefreshHint(bundle, { minHintSeconds: 0, defaultHintSeconds: 300 }) *
+      1000;
+    const since = t.lastSuccess ?? t.acceptedAt;
+    if (since === undefined || now - since > staleMs) return 'STALE';
+    return 'ACTIVE';
+  }
+
+  #start(peer: PeerConfig): void {
+    const td = peer.trustDomain.name;
+    const stop = new AbortController();
+    const t: Tracked = {
+      peer,
+      stop,
+      failures: 0,
+      longPoll: false,
+      done: Promise.resolve(),
+      updater: undefined as unknown as PeerUpdater,
+    };
+    const { clock, store, observer } = this.#deps;
+    const success = (outcome: PeerFetchOutcome): void => {
+      t.lastSuccess = clock.now();
+      t.failures = 0;
+      t.url = outcome.url;
+      t.longPoll = outcome.supportsLongPoll;
+    };
+    t.updater = new PeerUpdater(peer, {
+      clock,
+      fetcher: this.#deps.fetcher,
+      evaluate: this.#deps.evaluate,
+      current: () => store.get(td),
+      ...(this.#deps.random ? { random: this.#deps.random } : {}),
+      ...(this.#deps.longPollSeconds !== undefined ? { longPollSeconds: this.#deps.longPollSeconds } : {}),
+      observer: {
+        attempt: () => {
+          t.lastAttempt = clock.now();
+          t.attemptStarted = t.lastAttempt;
+        },
+        accepted: async (p, bundle, outcome) => {
+          const previous = store.get(td);
+          // Persist first: a bundle is only current once it would survive a crash.
+          await this.#deps
+            .persist(bundle, outcome.etag !== undefined ? { etag: outcome.etag } : {})
+            .catch((err: unknown) => {
+              this.#deps.logger?.warn('could not persist last-known-good bundle; keeping it in memory', {
+                trustDomain: td,
+                err: String(err),
+              });
+            });
+          success(outcome);
+          t.lastError = undefined;
+          t.acceptedAt = clock.now();
+          store.set(bundle);
+          observer?.accepted?.(p, bundle, previous, outcome);
+          observer?.fetched?.(p, 'ok', 'none', clock.now() - (t.attemptStarted ?? clock.now()));
+          this.#statusOf(td, t, clock.now());
+        },
+        unchanged: (p, outcome) => {
+          success(outcome);
+          t.lastError = undefined;
+          observer?.fetched?.(p, 'unchanged', 'none', clock.now() - (t.attemptStarted ?? clock.now()));
+          this.#statusOf(td, t, clock.now());
+        },
+        refused: (p, error) => {
+          // The peer answered (it is reachable) but what it said is refused: not a success.
+          t.lastError = { code: error.code, message: error.message };
+          t.failures++;
+          observer?.refused?.(p, error);
+          observer?.fetched?.(p, 'refused', error.code, clock.now() - (t.attemptStarted ?? clock.now()));
+          this.#statusOf(td, t, clock.now());
+        },
+        failed: (p, error) => {
+          t.lastError = { code: error.code, message: error.message };
+          t.failures++;
+          t.longPoll = false;
+          const d = clock.now() - (t.attemptStarted ?? clock.now());
+          observer?.failed?.(p, error, d);
+          observer?.fetched?.(p, 'error', error.code, d);
+          this.#statusOf(td, t, clock.now());
+        },
+        scheduled: (_p, at) => {
+          t.nextRefresh = at;
+        },
+      },
+    });
+    this.#peers.set(td, t);
+    if (this.#signal) this.#launch(t);
+  }
+
+  #launch(t: Tracked): void {
+    const signal = this.#signal!;
+    if (signal.aborted) return;
+    const both = AbortSignal.any([signal, t.stop.signal]);
+    t.done = t.updater.run(both).catch((err: unknown) => {
+      this.#deps.logger?.warn('peer updater stopped unexpectedly', {
+        trustDomain: t.peer.trustDomain.name,
+        err: String(err),
+      });
+    });
+  }
+}
+
+function samePeer(a: PeerConfig, b: PeerConfig): boolean {
+  const norm = (p: PeerConfig) =>
+    JSON.stringify({
+      urls: p.urls.map((u) => u.href),
+      profile:
+        p.profile.kind === 'https_spiffe'
+          ? { ...p.profile, endpointSpiffeId: p.profile.endpointSpiffeId.toString() }
+          : p.profile,
+      refresh: p.refresh,
+      keyPolicy: p.keyPolicy,
+      targetServers: p.targetServers,
+      allowEmptyBundle: p.allowEmptyBundle,
+    });
+  return norm(a) === norm(b);
+}
