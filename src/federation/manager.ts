@@ -82,7 +82,7 @@ interface Tracked {
   lastSuccess?: number;
   nextRefresh?: number;
   failures: number;
-  lastError?: { code: string; message: string };
+  lastError?: { code: string; message: string } | undefined;
   url?: string;
   longPoll: boolean;
   acceptedAt?: number;
@@ -148,14 +148,12 @@ export class FederationManager {
       this.#revoked.set(td, { at: this.#deps.clock.now() });
       this.#deps.observer?.stateChanged?.(td, t.state, 'REVOKED');
       this.#deps.observer?.revoked?.(td, 'allowlist-removed');
-      await this.#deps
-        .forget(td)
-        .catch((err: unknown) =>
-          this.#deps.logger?.warn('could not forget a revoked peer state file', {
-            trustDomain: td,
-            err: String(err),
-          }),
-        );
+      await this.#deps.forget(td).catch((err: unknown) =>
+        this.#deps.logger?.warn('could not forget a revoked peer state file', {
+          trustDomain: td,
+          err: String(err),
+        }),
+      );
     }
     return { added, removed, changed };
   }
