@@ -7,6 +7,9 @@
  *   itself): `GET /` for every SPIFFE client, plus conditional requests and change notification
  *   (`If-None-Match` + `Prefer: wait`) for brokers; an optional Bundle Map route.
  * - {@link HeldRequests}: the bounded set of held change-notification requests.
+ * - {@link startBundleEndpoint} / {@link runBundleEndpoint}: HTTPS listener with the two TLS
+ *   profiles — https_web ({@link FileTlsCredentials}, hot-reloaded files) and https_spiffe
+ *   ({@link MintedSvidCredentials}, an X509-SVID minted through SPIRE and renewed at half-life).
  *
  * See docs/endpoint.md.
  * @module
@@ -42,3 +45,26 @@ export {
   MAX_RECOMMENDED_REFRESH_HINT_SECONDS,
   MIN_RECOMMENDED_REFRESH_HINT_SECONDS,
 } from './local-bundle.js';
+export type { BundleEndpointServerOptions, RunningBundleEndpoint } from './server.js';
+export { INTERMEDIATE_TLS12_CIPHERS, runBundleEndpoint, startBundleEndpoint } from './server.js';
+export type { MintedSvidCredentialsOptions, X509SvidMinter } from './svid-credentials.js';
+export {
+  DEFAULT_ENDPOINT_ID_PATH,
+  MAX_MINT_RETRY_MS,
+  MIN_MINT_RETRY_MS,
+  MintedSvidCredentials,
+  validateEndpointSvid,
+} from './svid-credentials.js';
+export type {
+  CredentialRefusal,
+  FileTlsCredentialsOptions,
+  TlsCredentialSource,
+  TlsCredentials,
+} from './tls-credentials.js';
+export {
+  CredentialHolder,
+  chainToPem,
+  DEFAULT_FILE_POLL_INTERVAL_MS,
+  FileTlsCredentials,
+  validateTlsCredentials,
+} from './tls-credentials.js';

@@ -17,10 +17,10 @@ export const MAX_RECOMMENDED_REFRESH_HINT_SECONDS = 24 * 60 * 60;
 /** Default deadline of one GetBundle call. */
 export const DEFAULT_FETCH_TIMEOUT_MS = 5_000;
 
-/** Where the local bundle comes from: SPIRE's GetBundle (the real client implements this). */
+/** Where the local bundle comes from: SPIRE's GetBundle (`SpireServerClient` implements this). */
 export interface LocalBundleGetter {
   /** The current bundle of the local trust domain, with SPIRE's sequence number. */
-  getBundle(signal?: AbortSignal): Promise<TrustBundle>;
+  getBundle(opts?: { readonly signal?: AbortSignal }): Promise<TrustBundle>;
 }
 
 /** One published version of the local bundle document. Immutable. */
@@ -224,7 +224,7 @@ export class LocalBundle {
       if (elapsed) ac.abort(new Error(`GetBundle did not answer within ${this.#fetchTimeoutMs} ms`));
     });
     try {
-      const bundle = await this.#source.getBundle(ac.signal);
+      const bundle = await this.#source.getBundle({ signal: ac.signal });
       // SPIFFE Federation §4.2: a bundle is always bound to its own trust domain.
       if (!bundle.trustDomain.equals(this.trustDomain)) {
         throw new BundleError(

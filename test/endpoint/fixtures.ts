@@ -1,9 +1,13 @@
 /** Fixtures for the endpoint tests: bundles from fresh CAs, a controllable GetBundle source, a log sink. */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import 'reflect-metadata';
+import { Pkcs10CertificateRequest, SubjectAlternativeNameExtension } from '@peculiar/x509';
 import { jwtAuthority, TrustBundle } from '../../src/bundle/trust-bundle.js';
 import type { EndpointLogger } from '../../src/endpoint/deps.js';
 import type { LocalBundleGetter } from '../../src/endpoint/local-bundle.js';
-import { createCa, type IssuedCert } from '../../src/pki/index.js';
+import type { X509SvidMinter } from '../../src/endpoint/svid-credentials.js';
+import { createCa, type IssuedCert, signCsr } from '../../src/pki/index.js';
+import { SpiffeId } from '../../src/spiffeid/spiffe-id.js';
 import { TrustDomain } from '../../src/spiffeid/trust-domain.js';
 
 export const NOT_BEFORE = new Date('2025-01-01T00:00:00Z');
@@ -72,5 +76,46 @@ export class RecordingLogger implements EndpointLogger {
   }
   at(level: string): string[] {
     return this.lines.filter((l) => l.level === level).map((l) => l.message);
+  }
+}
+
+/**
+ * A MintX509SVID stand-in signing CSRs with a local CA (what SPIRE's SVID API does), for the
+ * given lifetime from `clock.now()`.
+ */
+export class CaMinter implements X509SvidMinter {
+  readonly ca: IssuedCert;
+  readonly clock: { now(): number };
+  /** Default lifetime when the caller asks for 0. */
+  readonly defaultTtlSeconds: number;
+  /** When set, the next mint certifies this ID instead of the one requested (a misbehaving server). */
+  overrideId: SpiffeId | undefined;
+  error: Error | undefined;
+  minted: { id: string; notAfter: number }[] = [];
+
+  constructor(ca: IssuedCert, clock: { now(): number }, defaultTtlSeconds = 3600) {
+    this.ca = ca;
+    this.clock = clock;
+    this.defaultTtlSeconds = defaultTtlSeconds;
+  }
+
+  async mintX509Svid(
+    csrDer: Uint8Array,
+    ttlSeconds: number,
+  ): Promise<{ certChain: Uint8Array[]; expiresAt: number }> {
+    if (this.error) throw this.error;
+    const req = new Pkcs10CertificateRequest(Uint8Array.from(csrDer));
+    const san = req.extensions.find((e) => e instanceof SubjectAlternativeNameExtension) as
+      | SubjectAlternativeNameExtension
+      | undefined;
+    const uri = san?.names.items.find((n) => n.type === 'url')?.value;
+    const id = this.overrideId ?? SpiffeId.parse(uri ?? '');
+    const now = this.clock.now();
+    const ttl = ttlSeconds > 0 ? ttlSeconds : this.defaultTtlSeconds;
+    const notBefore = new Date(Math.floor(now / 1000) * 1000);
+    const notAfter = new Date(notBefore.getTime() + ttl * 1000);
+    const svid = await signCsr({ csrDer, issuer: this.ca, id, notBefore, notAfter });
+    this.minted.push({ id: id.toString(), notAfter: notAfter.getTime() });
+    return { certChain: [svid.der], expiresAt: Math.floor(notAfter.getTime() / 1000) };
   }
 }

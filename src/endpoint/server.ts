@@ -1,0 +1,150 @@
+import type { Server } from 'node:http';
+import { createServer, type ServerOptions } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { SecureContextOptions } from 'node:tls';
+import { EndpointError } from '../errors.js';
+import { type BundleEndpointApp, type BundleEndpointOptions, buildBundleEndpointApp } from './app.js';
+import { defaultEndpointDeps } from './deps.js';
+import type { TlsCredentialSource, TlsCredentials } from './tls-credentials.js';
+
+/**
+ * TLS 1.2 cipher suites of Mozilla's "intermediate" configuration (SPIFFE Federation §5: servers
+ * must meet it). TLS 1.3 suites are OpenSSL's defaults, all of which that profile allows.
+ */
+export const INTERMEDIATE_TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+  'DHE-RSA-AES128-GCM-SHA256',
+  'DHE-RSA-AES256-GCM-SHA384',
+  'DHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/** Options of {@link startBundleEndpoint}. */
+export interface BundleEndpointServerOptions extends BundleEndpointOptions {
+  /** Address to bind, e.g. `0.0.0.0` or `127.0.0.1`. */
+  readonly host: string;
+  /** TCP port; 0 picks a free one (see {@link RunningBundleEndpoint.port}). */
+  readonly port: number;
+  /**
+   * The server certificate: {@link FileTlsCredentials} for https_web, {@link MintedSvidCredentials}
+   * for https_spiffe. Its `run` is driven by the server for as long as it listens.
+   */
+  readonly credentials: TlsCredentialSource;
+  /** Keep-alive timeout of idle connections, ms. Default 72 s. */
+  readonly keepAliveTimeoutMs?: number;
+}
+
+/** A listening bundle endpoint. */
+export interface RunningBundleEndpoint {
+  readonly app: BundleEndpointApp;
+  /** The bound address and port (the real port when 0 was asked). */
+  readonly host: string;
+  readonly port: number;
+  /** `https://<host>:<port>/` (IPv6 hosts bracketed). */
+  readonly url: string;
+  /** Settles when the server has closed (after the signal aborted), rejecting if closing failed. */
+  readonly closed: Promise<void>;
+}
+
+function contextOptions(c: TlsCredentials): SecureContextOptions {
+  // SPIFFE Federation §5 (Mozilla intermediate): TLS ≥ 1.2 with forward-secret AEAD suites.
+  return {
+    cert: c.certChainPem,
+    key: c.keyPem,
+    minVersion: 'TLSv1.2',
+    ciphers: INTERMEDIATE_TLS12_CIPHERS,
+    honorCipherOrder: false,
+  };
+}
+
+/**
+ * Starts the bundle endpoint on `host:port` over HTTPS and resolves once it listens. The TLS
+ * credentials are loaded first (a coded error if unusable) and then kept current: every new pair
+ * is installed with `server.setSecureContext()`, so established connections keep their session
+ * and new handshakes get the new certificate. No client certificate is requested (SPIFFE
+ * Federation §5.2.1.3 / §5.2.2.3). When `signal` aborts, held requests are answered (304) and
+ * the server closes.
+ *
+ * @throws EndpointError `ERR_ENDPOINT_LISTEN`, or the credential source's error
+ * @example
+ * const ep = await startBundleEndpoint({ host: '0.0.0.0', port: 8443, local, credentials }, signal);
+ * console.log(ep.url);
+ */
+export async function startBundleEndpoint(
+  opts: BundleEndpointServerOptions,
+  signal: AbortSignal,
+): Promise<RunningBundleEndpoint> {
+  const logger = defaultEndpointDeps(opts.deps).logger;
+  const credentials = opts.credentials;
+  const first = await credentials.ready(signal);
+  let server: Server | undefined;
+  const serverOptions: ServerOptions = {
+    ...contextOptions(first),
+    requestCert: false,
+    ALPNProtocols: ['http/1.1'],
+  };
+  const app = await buildBundleEndpointApp({
+    ...opts,
+    serverFactory: (handler) => {
+      server = createServer(serverOptions, handler as never) as unknown as Server;
+      return server;
+    },
+  });
+  const unsubscribe = credentials.subscribe((next) => {
+    (server as unknown as { setSecureContext(o: SecureContextOptions): void }).setSecureContext(
+      contextOptions(next),
+    );
+    logger.info('bundle endpoint now presents new TLS credentials', {
+      origin: next.origin,
+      notAfter: new Date(next.notAfter).toISOString(),
+    });
+  });
+  try {
+    await app.listen({ host: opts.host, port: opts.port });
+  } catch (cause) {
+    unsubscribe();
+    await app.close();
+    throw new EndpointError(
+      'ERR_ENDPOINT_LISTEN',
+      `the bundle endpoint cannot listen on ${opts.host}:${opts.port}: ${cause instanceof Error ? cause.message : String(cause)}`,
+      { cause },
+    );
+  }
+  const address = app.server.address() as AddressInfo;
+  const credentialsDone = new AbortController();
+  const refreshing = credentials.run(credentialsDone.signal).catch((err: unknown) => {
+    logger.error('bundle endpoint TLS credential refresh stopped', { error: String(err) });
+  });
+  const closed = new Promise<void>((resolve, reject) => {
+    const close = (): void => {
+      unsubscribe();
+      credentialsDone.abort();
+      app
+        .close()
+        .then(() => refreshing)
+        .then(resolve, reject);
+    };
+    if (signal.aborted) close();
+    else signal.addEventListener('abort', close, { once: true });
+  });
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  logger.info('bundle endpoint listening', { url: `https://${host}:${address.port}/` });
+  return { app, host: address.address, port: address.port, url: `https://${host}:${address.port}/`, closed };
+}
+
+/**
+ * {@link startBundleEndpoint} as a long-running task: serves until `signal` aborts, then closes.
+ * `onListening` receives the bound endpoint (useful with port 0).
+ */
+export async function runBundleEndpoint(
+  opts: BundleEndpointServerOptions & { readonly onListening?: (ep: RunningBundleEndpoint) => void },
+  signal: AbortSignal,
+): Promise<void> {
+  const ep = await startBundleEndpoint(opts, signal);
+  opts.onListening?.(ep);
+  await ep.closed;
+}
