@@ -158,9 +158,7 @@ export type PolicyErrorCode =
   | 'ERR_PEER_REMOVED'
   | 'ERR_PEER_REVOKED_ALL_KEYS'
   | 'ERR_POLICY_TRUST_DOMAIN_MISMATCH'
-  | 'ERR_POLICY_SEQUENCE_REUSED'
-  | 'ERR_POLICY_ALL_KEYS_REVOKED'
-  | 'ERR_POLICY_PEER_STALE';
+  | 'ERR_POLICY_SEQUENCE_REUSED';
 
 /** Persistent state, audit trail and the CLI. */
 export type RuntimeErrorCode =

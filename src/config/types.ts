@@ -1,3 +1,4 @@
+import type { ConfigErrorCode } from '../errors.js';
 import type { SpiffeId } from '../spiffeid/spiffe-id.js';
 import type { TrustDomain } from '../spiffeid/trust-domain.js';
 
@@ -69,4 +70,133 @@ export interface ConfigIssue {
   /** JSON-pointer-like path, e.g. `/peers/2/bundleEndpoint/urls/0`. */
   readonly path: string;
   readonly message: string;
+  /** The most specific code for this problem (`ERR_CONFIG_SCHEMA` for plain structure problems). */
+  readonly code: ConfigErrorCode;
+}
+
+/** A `host:port` listen address. IPv6 hosts are written `[::1]:8443` and stored without brackets. */
+export interface ListenAddress {
+  readonly host: string;
+  /** 0 asks the OS for a free port (tests). */
+  readonly port: number;
+}
+
+/** One local SPIRE server the broker talks to through its gRPC server API. */
+export interface SpireServerConfig {
+  /** Unique name, referenced by `spire.source` and allowlist `spireServers`. */
+  readonly name: string;
+  /** `unix:///absolute/path.sock` or `dns:///host:port` (the latter needs the three files below). */
+  readonly address: string;
+  /** PEM X509-SVID presented to SPIRE over TCP (an admin ID in SPIRE's `admin_ids`). */
+  readonly adminCertFile?: string;
+  readonly adminKeyFile?: string;
+  /** PEM/SPIFFE bundle used to authenticate the SPIRE server over TCP. */
+  readonly serverBundleFile?: string;
+  /** Per-call deadline in milliseconds. Default 10 000. */
+  readonly timeoutMs: number;
+}
+
+/** How the broker serves its own bundle (SPIFFE Federation §5.2). */
+export interface BundleEndpointConfig {
+  readonly listen: ListenAddress;
+  readonly profile: 'https_web' | 'https_spiffe';
+  /** PEM certificate chain and key served with https_web (required there), or an X509-SVID for https_spiffe. */
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  /** The endpoint's SPIFFE ID with https_spiffe. Default `spiffe://<trustDomain>/spiffe-broker`. */
+  readonly spiffeId?: SpiffeId;
+  /** SPIFFE Workload API socket the https_spiffe X509-SVID comes from (when no certFile/keyFile). */
+  readonly workloadApiSocket?: string;
+  /** `spiffe_refresh_hint` published, seconds. Default 300. */
+  readonly refreshHintSeconds: number;
+  /** How often the source SPIRE server's bundle is polled for changes, milliseconds. Default 250. */
+  readonly pollIntervalMs: number;
+  /** HTTP path that also serves a Bundle Map, e.g. `/bundle-map`. Absent: no map. */
+  readonly bundleMapPath?: string;
+  /** Include the accepted federated bundles in the Bundle Map (default false: local bundle only). */
+  readonly serveFederatedInMap: boolean;
+  /** Upper bound on requests held open waiting for a change (long poll). Default 1000. */
+  readonly maxHeldRequests: number;
+}
+
+/** The admin API: loopback TCP or a Unix socket; mTLS with `adminIds` otherwise. */
+export interface AdminConfig {
+  /** Exactly one of listen / socket is set. Default listen 127.0.0.1:8089. */
+  readonly listen?: ListenAddress;
+  readonly socket?: string;
+  /** SPIFFE IDs allowed to call the admin API over mTLS (required when listen is not loopback). */
+  readonly adminIds: readonly SpiffeId[];
+}
+
+/** The SVID verification API. */
+export interface VerifyApiConfig {
+  /** Default 127.0.0.1:8090. */
+  readonly listen: ListenAddress;
+  /** Largest request body accepted, bytes. Default 65 536. */
+  readonly maxBodyBytes: number;
+}
+
+/** Limits applied when fetching peers' bundles. */
+export interface FetchConfig {
+  /** TCP+TLS connect timeout, milliseconds. Default 5 000. */
+  readonly connectTimeoutMs: number;
+  /** Whole-request timeout, milliseconds. Default 30 000. */
+  readonly timeoutMs: number;
+  /** Largest bundle body accepted, bytes. Default 1 MiB. */
+  readonly maxBodyBytes: number;
+}
+
+/** What reconciliation against SPIRE may do. */
+export interface ReconcileConfig {
+  /** Repair drift (bundles in SPIRE that differ from the accepted ones). Default false: report only. */
+  readonly enforce: boolean;
+  /**
+   * How a bundle is removed from SPIRE when a peer leaves the allowlist (SPIRE BatchDeleteFederatedBundle
+   * modes): `restrict` (default) refuses while registration entries federate with it, `dissociate`
+   * removes those associations first, `delete` deletes the entries too.
+   */
+  readonly deleteMode: 'restrict' | 'dissociate' | 'delete';
+}
+
+/** The tamper-evident audit trail (docs/audit.md). */
+export interface AuditConfig {
+  /** JSON-lines file. Default `<stateDir>/audit.log`. */
+  readonly file: string;
+  /** Ed25519 PKCS#8 PEM signing key, generated (0600) when absent. Default `<stateDir>/audit-key.pem`. */
+  readonly keyFile: string;
+  /** `always` (default): fsync after every record. `never`: leave flushing to the OS. */
+  readonly fsync: 'always' | 'never';
+}
+
+/** Health/readiness probe server. */
+export interface ProbeConfig {
+  /** Absent: no probe server. */
+  readonly listen?: ListenAddress;
+  /** Self-check interval, milliseconds. Default 10 000. */
+  readonly intervalMs: number;
+}
+
+/** The broker's own configuration (`kind: BrokerConfig`), defaults filled in. */
+export interface BrokerConfig {
+  /** The local trust domain: never federated with itself. */
+  readonly trustDomain: TrustDomain;
+  /** Directory for persistent state (last accepted bundles, audit defaults). */
+  readonly stateDir: string;
+  readonly spire: {
+    readonly servers: readonly SpireServerConfig[];
+    /** Name of the server whose bundle is published. Defaults to the only server when there is one. */
+    readonly source: string;
+  };
+  /** The allowlist lives in its own, hot-reloaded file. */
+  readonly allowlist: { readonly file: string };
+  /** Absent: the broker publishes no bundle endpoint (consumer only). */
+  readonly endpoint?: BundleEndpointConfig;
+  readonly admin: AdminConfig;
+  readonly verify: VerifyApiConfig;
+  readonly fetch: FetchConfig;
+  readonly reconcile: ReconcileConfig;
+  readonly audit: AuditConfig;
+  readonly probe: ProbeConfig;
+  /** Kubernetes integration; accepted as an open mapping for now. */
+  readonly kubernetes?: Readonly<Record<string, unknown>>;
 }

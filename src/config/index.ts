@@ -1,0 +1,57 @@
+/**
+ * Configuration: the allowlist of peer trust domains and the broker's own config, from YAML text
+ * to validated, typed values. The parsers are pure (text in, typed config or a
+ * {@link ConfigValidationError} listing every issue with line and column out). The
+ * {@link AllowlistWatcher} is the one part that reads files, through injected fs and clock, to
+ * hot-reload the allowlist. Reference: docs/configuration.md; editor schemas: deploy/schema/.
+ * @module
+ */
+
+export type { AllowlistParseOptions } from './allowlist.js';
+export {
+  CURVES,
+  DEFAULT_REFRESH_MAX_SECONDS,
+  DEFAULT_REFRESH_MIN_SECONDS,
+  endpointUrlProblem,
+  KEY_TYPES,
+  parseAllowlist,
+} from './allowlist.js';
+export type { AllowlistDiff } from './allowlist-diff.js';
+export { allowlistDiffEmpty, diffAllowlists, peerSettingsKey } from './allowlist-diff.js';
+export type {
+  AllowlistUpdate,
+  AllowlistWatcherDeps,
+  AllowlistWatcherFs,
+  AllowlistWatcherOptions,
+} from './allowlist-watcher.js';
+export { AllowlistWatcher, DEFAULT_ALLOWLIST_POLL_MS } from './allowlist-watcher.js';
+export {
+  BROKER_DEFAULTS,
+  isLoopbackHost,
+  parseBrokerConfig,
+  parseListenAddress,
+  spireAddressProblem,
+} from './broker-config.js';
+export { ConfigValidationError, formatIssue } from './config-error.js';
+export type { ParsedConfigFile } from './config-file.js';
+export { CONFIG_KINDS, detectConfigKind, parseConfigFile } from './config-file.js';
+export { parseByteSize, parseDuration } from './duration.js';
+export type { ConfigKind } from './header.js';
+export { CONFIG_API_VERSION } from './header.js';
+export type {
+  AdminConfig,
+  Allowlist,
+  AuditConfig,
+  BrokerConfig,
+  BundleEndpointConfig,
+  ConfigIssue,
+  EndpointProfileConfig,
+  FetchConfig,
+  KeyPolicyConfig,
+  ListenAddress,
+  PeerConfig,
+  ProbeConfig,
+  ReconcileConfig,
+  SpireServerConfig,
+  VerifyApiConfig,
+} from './types.js';
