@@ -109,3 +109,22 @@ export function compare(c: Comparison): BenchResult {
     met: ratio >= minRatio,
   };
 }
+
+/**
+ * An absolute figure with its goal (latency, memory, CPU), for benchmarks whose goal is not a ratio
+ * to a baseline. A baseline may still be given for context.
+ */
+export interface BenchFigure {
+  kind: 'figure';
+  name: string;
+  value: number;
+  unit: string;
+  goal: string;
+  met: boolean;
+  baselineName?: string;
+  baselineValue?: number;
+  note?: string;
+}
+
+/** What a bench module's `run()` may return. */
+export type BenchOutput = BenchResult | BenchFigure;
