@@ -7,6 +7,25 @@
  * @module
  */
 export type {
+  FetchDeps,
+  FetchedBundle,
+  FetchFailover,
+  FetchLimits,
+  FetchNotModified,
+  FetchProfile,
+  FetchRequest,
+  FetchResult,
+} from './fetch.js';
+export {
+  checkEndpointUrl,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_FETCH_TIMEOUT_MS,
+  DEFAULT_MAX_REDIRECTS,
+  fetchPeerBundle,
+  MAX_WAIT_SECONDS,
+} from './fetch.js';
+export type { TlsConnect } from './http.js';
+export type {
   BundleEnvelope,
   LoadAllResult,
   PeerState,
