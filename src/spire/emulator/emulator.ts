@@ -104,6 +104,26 @@ const POLICY: Record<string, Policy> = {
 
 const SERVER_SVID_TTL_SECONDS = 24 * 3600;
 
+/**
+ * Server credentials whose trust bundle and certificate can change while listening (SPIRE trusts
+ * its current bundle for client SVIDs and rotates its own SVID): grpc-js applies each update to
+ * new connections through `setSecureContext`.
+ */
+class RotatingServerCredentials extends ServerCredentials {
+  constructor(context: { ca: Buffer; cert: Buffer; key: Buffer }) {
+    // Client certificates are requested and must chain to the bundle (see docs/spire-emulator.md).
+    super({ requestCert: true, rejectUnauthorized: true }, context);
+  }
+
+  update(context: { ca: Buffer; cert: Buffer; key: Buffer }): void {
+    this.updateSecureContextOptions(context);
+  }
+
+  override _equals(other: ServerCredentials): boolean {
+    return other === this;
+  }
+}
+
 /** Lock-free shortcut to the TrustDomain of an option. */
 function toTrustDomain(v: string | TrustDomain): TrustDomain {
   return typeof v === 'string' ? TrustDomain.parse(v) : v;
@@ -152,6 +172,7 @@ export class SpireEmulator {
   #socketPath: string | undefined;
   #tcpPort: number | undefined;
   #serving: WireServingStatus | undefined;
+  #tcpCredentials: RotatingServerCredentials | undefined;
 
   constructor(options: SpireEmulatorOptions) {
     this.trustDomain = toTrustDomain(options.trustDomain);
@@ -243,15 +264,8 @@ export class SpireEmulator {
     let endpoints: EmulatorEndpoints = { socketPath, address: `unix://${socketPath}` };
     if (this.#opts.tcp) {
       const host = this.#opts.tcp.host ?? '127.0.0.1';
-      const svid = await this.#auth.issueSvid(
-        SpiffeId.fromPath(this.trustDomain, '/spire/server'),
-        SERVER_SVID_TTL_SECONDS,
-      );
-      const creds = ServerCredentials.createSsl(
-        Buffer.from(this.trustBundlePem()),
-        [{ cert_chain: Buffer.from(svid.pem), private_key: Buffer.from(svid.privateKeyPem!) }],
-        true,
-      );
+      const creds = new RotatingServerCredentials(await this.#tlsContext());
+      this.#tcpCredentials = creds;
       const tcp = new Server();
       this.#addServices(tcp, 'tcp');
       const port = await bind(tcp, `${host}:${this.#tcpPort ?? this.#opts.tcp.port ?? 0}`, creds);
@@ -263,11 +277,31 @@ export class SpireEmulator {
     return endpoints;
   }
 
+  /** The TCP listener's TLS material: a fresh server SVID from the active CA, the current bundle. */
+  async #tlsContext(): Promise<{ ca: Buffer; cert: Buffer; key: Buffer }> {
+    const svid = await this.#auth.issueSvid(
+      SpiffeId.fromPath(this.trustDomain, '/spire/server'),
+      SERVER_SVID_TTL_SECONDS,
+    );
+    return {
+      ca: Buffer.from(this.trustBundlePem()),
+      cert: Buffer.from(svid.pem),
+      key: Buffer.from(svid.privateKeyPem!),
+    };
+  }
+
+  /** Pushes the current bundle (and a new server SVID) to the TCP listener, if any. */
+  async #refreshTls(): Promise<void> {
+    if (this.#tcpCredentials && this.#endpoints?.tcpAddress)
+      this.#tcpCredentials.update(await this.#tlsContext());
+  }
+
   /** Drops the listeners at once, failing in-flight calls (a crash, for outage tests). */
   async down(): Promise<void> {
     const servers = this.#servers;
     this.#servers = [];
     this.#endpoints = undefined;
+    this.#tcpCredentials = undefined;
     for (const s of servers) s.forceShutdown();
     if (this.#socketPath) await rm(this.#socketPath, { force: true });
   }
@@ -277,6 +311,7 @@ export class SpireEmulator {
     const servers = this.#servers;
     this.#servers = [];
     this.#endpoints = undefined;
+    this.#tcpCredentials = undefined;
     await Promise.all(servers.map((s) => shutdown(s, 2000)));
     if (this.#socketPath) await rm(this.#socketPath, { force: true });
     if (this.#tempDir) {
@@ -328,12 +363,18 @@ export class SpireEmulator {
     const { info, der } = await this.#auth.prepareX509();
     this.#remember();
     this.datastore.appendBundle({ ...this.#emptyOwn(), x509: [{ der, tainted: false }] });
+    await this.#refreshTls();
     return info;
   }
 
-  /** `localauthority x509 activate`: the prepared CA signs from now on (bundle unchanged). */
-  activateX509Authority(): AuthorityInfo {
-    return this.#auth.activateX509();
+  /**
+   * `localauthority x509 activate`: the prepared CA signs from now on (bundle unchanged); the TCP
+   * listener gets a server SVID from it.
+   */
+  async activateX509Authority(): Promise<AuthorityInfo> {
+    const info = this.#auth.activateX509();
+    await this.#refreshTls();
+    return info;
   }
 
   /** `localauthority jwt prepare`: a new JWT key joins the bundle (sequence + 1). */
@@ -350,19 +391,24 @@ export class SpireEmulator {
   }
 
   /** `localauthority {x509,jwt} taint`: flags an old authority tainted in the bundle (sequence + 1). */
-  taintAuthority(kind: 'x509' | 'jwt', authorityId: string): void {
+  async taintAuthority(kind: 'x509' | 'jwt', authorityId: string): Promise<void> {
     this.#auth.taint(kind, authorityId);
     this.#syncOwnBundle();
+    await this.#refreshTls();
   }
 
   /** `localauthority {x509,jwt} revoke`: removes an old authority from the bundle (sequence + 1). */
-  revokeAuthority(kind: 'x509' | 'jwt', authorityId: string): void {
+  async revokeAuthority(kind: 'x509' | 'jwt', authorityId: string): Promise<void> {
     this.#auth.revoke(kind, authorityId);
     this.#syncOwnBundle();
+    await this.#refreshTls();
   }
 
   /** AppendBundle on the own bundle: extra authorities (sequence + 1 when something is new). */
-  appendAuthorities(add: { x509?: readonly Uint8Array[]; jwt?: readonly JwtAuthority[] }): void {
+  async appendAuthorities(add: {
+    x509?: readonly Uint8Array[];
+    jwt?: readonly JwtAuthority[];
+  }): Promise<void> {
     this.datastore.appendBundle({
       ...this.#emptyOwn(),
       x509: (add.x509 ?? []).map((der) => ({ der, tainted: false })),
@@ -373,6 +419,7 @@ export class SpireEmulator {
         tainted: false,
       })),
     });
+    await this.#refreshTls();
   }
 
   #emptyOwn(): StoredBundle {
@@ -539,7 +586,9 @@ export class SpireEmulator {
         message: `${name} is not implemented by the SPIRE emulator`,
       };
     }
-    return fn.call(sem, call.request);
+    const out = await fn.call(sem, call.request);
+    if (name === 'AppendBundle' && out.ok) await this.#refreshTls();
+    return out;
   }
 
   #authorized(method: string, transport: 'uds' | 'tcp', callerId: string | undefined): boolean {
