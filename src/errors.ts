@@ -173,6 +173,39 @@ export type RuntimeErrorCode =
   | 'ERR_USAGE'
   | 'ERR_IO';
 
+/** The Kubernetes integration: API server calls, custom resources, bundle ConfigMaps. */
+export type K8sErrorCode =
+  | 'ERR_K8S_CONFIG'
+  | 'ERR_K8S_UNAVAILABLE'
+  | 'ERR_K8S_FORBIDDEN'
+  | 'ERR_K8S_NOT_FOUND'
+  | 'ERR_K8S_CONFLICT'
+  | 'ERR_K8S_GONE'
+  | 'ERR_K8S_INVALID'
+  | 'ERR_K8S_RESPONSE'
+  | 'ERR_K8S_REFERENCE'
+  | 'ERR_K8S_FOREIGN_OBJECT';
+
+/** The admin API, the verify API, and the CLI's admin client. */
+export type ApiErrorCode =
+  | 'ERR_API_BAD_REQUEST'
+  | 'ERR_API_BODY_TOO_LARGE'
+  | 'ERR_API_MEDIA_TYPE'
+  | 'ERR_API_NOT_FOUND'
+  | 'ERR_API_NOT_IMPLEMENTED'
+  | 'ERR_API_INTERNAL'
+  | 'ERR_API_CONNECT'
+  | 'ERR_API_RESPONSE';
+
+/** Sidecar-less mTLS (`spiffe-broker/tls`) and the cross-domain mTLS probe. */
+export type MtlsErrorCode =
+  | 'ERR_MTLS_SVID'
+  | 'ERR_MTLS_CONNECT'
+  | 'ERR_MTLS_TIMEOUT'
+  | 'ERR_MTLS_HANDSHAKE'
+  | 'ERR_MTLS_PROBE_PROTOCOL'
+  | 'ERR_MTLS_PROBE_BUNDLES';
+
 /** Every error code the broker can produce. */
 export type ErrorCode =
   | SpiffeIdErrorCode
@@ -183,7 +216,10 @@ export type ErrorCode =
   | FetchErrorCode
   | EndpointErrorCode
   | PolicyErrorCode
-  | RuntimeErrorCode;
+  | RuntimeErrorCode
+  | K8sErrorCode
+  | ApiErrorCode
+  | MtlsErrorCode;
 
 /**
  * Base class of every coded broker error.
@@ -230,6 +266,13 @@ export class EndpointError extends BrokerError<EndpointErrorCode> {}
 export class PolicyError extends BrokerError<PolicyErrorCode> {}
 /** State, audit or CLI failures. */
 export class RuntimeError extends BrokerError<RuntimeErrorCode> {}
+
+/** A Kubernetes API call failed, or a custom resource or ConfigMap could not be used. */
+export class K8sError extends BrokerError<K8sErrorCode> {}
+/** An admin or verify API request was refused, or the admin API could not be reached. */
+export class ApiError extends BrokerError<ApiErrorCode> {}
+/** An mTLS connection or probe failed for a reason other than a refused SVID. */
+export class MtlsError extends BrokerError<MtlsErrorCode> {}
 
 /** True when `err` is a broker error (any family). */
 export function isBrokerError(err: unknown): err is BrokerError {
