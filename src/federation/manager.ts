@@ -3,11 +3,18 @@ import type { TrustBundle } from '../bundle/trust-bundle.js';
 import type { Allowlist, PeerConfig } from '../config/types.js';
 import type { BrokerError } from '../errors.js';
 import type { Clock } from '../platform/clock.js';
+import {
+  initialPeerState,
+  type PeerState as Lifecycle,
+  type PeerStatus as LifecycleStatus,
+  nextPeerState,
+  type PeerEvent,
+} from '../policy/peer-state.js';
 import type { FederatedBundleStore } from './bundle-store.js';
 import { type PeerDecision, type PeerFetcher, type PeerFetchOutcome, PeerUpdater } from './peer-updater.js';
 
-/** A peer's lifecycle state (see docs/design.md). */
-export type PeerState = 'PENDING' | 'ACTIVE' | 'STALE' | 'FAILING' | 'REVOKED';
+/** A peer's lifecycle state, decided by the pure state machine in src/policy/peer-state.ts. */
+export type PeerState = LifecycleStatus;
 
 /** What the manager knows about one peer, for status, metrics and readiness. */
 export interface PeerStatus {
@@ -66,7 +73,7 @@ export interface FederationManagerDeps {
   readonly random?: () => number;
   /** A peer is STALE after this many effective refresh hints without a successful answer. Default 3. */
   readonly staleAfterHints?: number;
-  /** A peer with a bundle is FAILING (not just retrying) after this many consecutive failures. Default 3. */
+  /** FAILING after this many consecutive failures outside the fresh window. Default 3. */
   readonly failingAfter?: number;
   readonly longPollSeconds?: number;
   readonly logger?: { warn(msg: string, fields?: Record<string, unknown>): void };
@@ -81,12 +88,10 @@ interface Tracked {
   attemptStarted?: number;
   lastSuccess?: number;
   nextRefresh?: number;
-  failures: number;
-  lastError?: { code: string; message: string } | undefined;
+  lifecycle: Lifecycle;
   url?: string;
   longPoll: boolean;
   acceptedAt?: number;
-  state?: PeerState;
 }
 
 /**
@@ -146,7 +151,7 @@ export class FederationManager {
       // SPIFFE Federation §6.3: ending a relationship deletes the stored bundle and propagates it.
       this.#deps.store.delete(td);
       this.#revoked.set(td, { at: this.#deps.clock.now() });
-      this.#deps.observer?.stateChanged?.(td, t.state, 'REVOKED');
+      this.#deps.observer?.stateChanged?.(td, t.lifecycle.status, 'REVOKED');
       this.#deps.observer?.revoked?.(td, 'allowlist-removed');
       await this.#deps.forget(td).catch((err: unknown) =>
         this.#deps.logger?.warn('could not forget a revoked peer state file', {
@@ -192,76 +197,59 @@ export class FederationManager {
     return out.sort((a, b) => (a.trustDomain < b.trustDomain ? -1 : 1));
   }
 
+  /** Feeds one event (or a tick) to the peer's state machine and reports a state change. */
+  #event(td: string, t: Tracked, event: PeerEvent): void {
+    const prev = t.lifecycle.status;
+    t.lifecycle = nextPeerState(t.lifecycle, event, this.#deps.clock.now(), {
+      ...(this.#deps.staleAfterHints !== undefined ? { staleAfterHints: this.#deps.staleAfterHints } : {}),
+      ...(this.#deps.failingAfter !== undefined ? { failingAfter: this.#deps.failingAfter } : {}),
+    });
+    if (t.lifecycle.status !== prev) this.#deps.observer?.stateChanged?.(td, prev, t.lifecycle.status);
+  }
+
   #statusOf(td: string, t: Tracked, now: number): PeerStatus {
+    void now;
+    this.#event(td, t, { type: 'tick' });
     const bundle = this.#deps.store.get(td);
-    const state = this.#deriveState(t, bundle, now);
-    if (state !== t.state) {
-      this.#deps.observer?.stateChanged?.(td, t.state, state);
-      t.state = state;
-    }
-    const reason =
-      state === 'REVOKED'
-        ? {
-            code: 'ERR_PEER_REVOKED_ALL_KEYS',
-            message: 'the peer published an empty bundle: every SVID of its trust domain is invalid',
-          }
-        : state === 'STALE' && !t.lastError
-          ? { code: 'ERR_PEER_STALE', message: 'no successful fetch for longer than the stale threshold' }
-          : state === 'ACTIVE' && t.failures === 0
-            ? undefined
-            : t.lastError;
+    const l = t.lifecycle;
+    const reason = l.reason ?? (l.consecutiveFailures > 0 ? l.lastError : undefined);
     return {
       trustDomain: td,
-      state,
+      state: l.status,
       ...(reason ? { reason } : {}),
       ...(bundle ? { sequence: bundle.sequence, refreshHint: bundle.refreshHint } : {}),
       ...(t.lastAttempt !== undefined ? { lastAttempt: t.lastAttempt } : {}),
-      ...(t.lastSuccess !== undefined ? { lastSuccess: t.lastSuccess } : {}),
+      ...(l.lastSuccessAt !== undefined ? { lastSuccess: l.lastSuccessAt } : {}),
       ...(t.nextRefresh !== undefined ? { nextRefresh: t.nextRefresh } : {}),
       ...(t.url !== undefined ? { url: t.url } : {}),
       ...(t.acceptedAt !== undefined ? { acceptedAt: t.acceptedAt } : {}),
-      consecutiveFailures: t.failures,
+      consecutiveFailures: l.consecutiveFailures,
       longPoll: t.longPoll,
     };
-  }
-
-  /**
-   * PENDING: no bundle held and nothing answered yet. FAILING: the last `failingAfter` attempts
-   * failed (or, with no bundle held, any attempt failed). STALE: a bundle is held but no successful
-   * answer for `staleAfterHints` × the effective refresh hint. ACTIVE otherwise.
-   */
-  #deriveState(t: Tracked, bundle: TrustBundle | undefined, now: number): PeerState {
-    const failingAfter = this.#deps.failingAfter ?? 3;
-    if (!bundle) return t.failures > 0 || t.lastError ? 'FAILING' : 'PENDING';
-    // TDB §4.1.3: an empty bundle (accepted only with allowEmptyBundle) revokes every SVID.
-    if (bundle.isEmpty()) return 'REVOKED';
-    if (t.failures >= failingAfter) return 'FAILING';
-    const staleMs =
-      (this.#deps.staleAfterHints ?? 3) *
-      effectiveRefreshHint(bundle, { minHintSeconds: 0, defaultHintSeconds: 300 }) *
-      1000;
-    const since = t.lastSuccess ?? t.acceptedAt;
-    if (since === undefined || now - since > staleMs) return 'STALE';
-    return 'ACTIVE';
   }
 
   #start(peer: PeerConfig): void {
     const td = peer.trustDomain.name;
     const stop = new AbortController();
+    const { clock, store, observer } = this.#deps;
+    const held = store.get(td);
     const t: Tracked = {
       peer,
       stop,
-      failures: 0,
       longPoll: false,
       done: Promise.resolve(),
       updater: undefined as unknown as PeerUpdater,
+      lifecycle: initialPeerState(clock.now(), held ? hintOf(held) : undefined),
     };
-    const { clock, store, observer } = this.#deps;
-    const success = (outcome: PeerFetchOutcome): void => {
-      t.lastSuccess = clock.now();
-      t.failures = 0;
+    const success = (outcome: PeerFetchOutcome, bundle: TrustBundle | undefined): void => {
       t.url = outcome.url;
       t.longPoll = outcome.supportsLongPoll;
+      const b = bundle ?? store.get(td);
+      this.#event(td, t, {
+        type: 'fetch-succeeded',
+        hintSeconds: b ? hintOf(b) : 300,
+        empty: b?.isEmpty() ?? false,
+      });
     };
     t.updater = new PeerUpdater(peer, {
       clock,
@@ -286,36 +274,28 @@ export class FederationManager {
                 err: String(err),
               });
             });
-          success(outcome);
-          t.lastError = undefined;
           t.acceptedAt = clock.now();
           store.set(bundle);
+          success(outcome, bundle);
           observer?.accepted?.(p, bundle, previous, outcome);
           observer?.fetched?.(p, 'ok', 'none', clock.now() - (t.attemptStarted ?? clock.now()));
-          this.#statusOf(td, t, clock.now());
         },
         unchanged: (p, outcome) => {
-          success(outcome);
-          t.lastError = undefined;
+          success(outcome, undefined);
           observer?.fetched?.(p, 'unchanged', 'none', clock.now() - (t.attemptStarted ?? clock.now()));
-          this.#statusOf(td, t, clock.now());
         },
         refused: (p, error) => {
           // The peer answered (it is reachable) but what it said is refused: not a success.
-          t.lastError = { code: error.code, message: error.message };
-          t.failures++;
+          this.#event(td, t, { type: 'refused', code: error.code, message: error.message });
           observer?.refused?.(p, error);
           observer?.fetched?.(p, 'refused', error.code, clock.now() - (t.attemptStarted ?? clock.now()));
-          this.#statusOf(td, t, clock.now());
         },
         failed: (p, error) => {
-          t.lastError = { code: error.code, message: error.message };
-          t.failures++;
+          this.#event(td, t, { type: 'fetch-failed', code: error.code, message: error.message });
           t.longPoll = false;
           const d = clock.now() - (t.attemptStarted ?? clock.now());
           observer?.failed?.(p, error, d);
           observer?.fetched?.(p, 'error', error.code, d);
-          this.#statusOf(td, t, clock.now());
         },
         scheduled: (_p, at) => {
           t.nextRefresh = at;
@@ -337,6 +317,11 @@ export class FederationManager {
       });
     });
   }
+}
+
+/** The effective refresh hint used for the stale window (seconds, > 0). */
+function hintOf(bundle: TrustBundle): number {
+  return effectiveRefreshHint(bundle, { minHintSeconds: 1, defaultHintSeconds: 300 });
 }
 
 function samePeer(a: PeerConfig, b: PeerConfig): boolean {

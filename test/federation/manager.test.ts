@@ -105,7 +105,7 @@ describe('FederationManager', () => {
     expect(stateOf(t.manager, 'a.test')).toBe('ACTIVE');
   });
 
-  it('PENDING before any answer, FAILING when nothing was ever fetched, STALE when a held bundle ages', async () => {
+  it('PENDING until a first success (with the last error as reason), FAILING after 3 failures', async () => {
     const t = setup();
     t.fetcher.hold.add('a.test');
     await t.manager.apply(allowlist(peer('a.test')));
@@ -113,21 +113,30 @@ describe('FederationManager', () => {
     t.fetcher.hold.delete('a.test');
     t.manager.refreshNow('a.test');
     await t.clock.settle();
-    expect(stateOf(t.manager, 'a.test')).toBe('FAILING');
-    expect(t.manager.status()[0]!.reason?.code).toBe('ERR_FETCH_CONNECT');
+    expect(t.manager.status()[0]).toMatchObject({ state: 'PENDING', reason: { code: 'ERR_FETCH_CONNECT' } });
+    await t.clock.runNext();
+    await t.clock.runNext();
+    expect(t.manager.status()[0]).toMatchObject({ state: 'FAILING', consecutiveFailures: 3 });
 
     t.fetcher.next.set('a.test', bundle('a.test', 1n));
     await t.clock.runNext();
     expect(stateOf(t.manager, 'a.test')).toBe('ACTIVE');
-    // The peer goes away: the bundle stays (last-known-good), the peer turns FAILING after 3
-    // consecutive failures, and STALE is reported when only time passes.
+  });
+
+  it('a peer that goes down keeps its bundle: ACTIVE while fresh, FAILING once the window passes', async () => {
+    const t = setup();
+    t.fetcher.next.set('a.test', bundle('a.test', 1n));
+    await t.manager.apply(allowlist(peer('a.test')));
+    await t.clock.settle();
     t.fetcher.next.set('a.test', new FetchError('ERR_FETCH_STATUS', 'unexpected status 503'));
-    await t.clock.runNext();
-    expect(stateOf(t.manager, 'a.test')).toBe('ACTIVE');
-    expect(t.store.get('a.test')?.sequence).toBe(1n);
-    await t.clock.runNext();
-    await t.clock.runNext();
-    expect(stateOf(t.manager, 'a.test')).toBe('FAILING');
+    for (let i = 0; i < 4; i++) await t.clock.runNext();
+    expect(t.manager.status()[0]).toMatchObject({ state: 'ACTIVE', reason: { code: 'ERR_FETCH_STATUS' } });
+    await t.clock.advance(181_000);
+    expect(t.manager.status()[0]).toMatchObject({
+      state: 'FAILING',
+      reason: { code: 'ERR_FETCH_STATUS' },
+      sequence: 1n,
+    });
     expect(t.store.get('a.test')?.sequence).toBe(1n);
   });
 
