@@ -68,6 +68,12 @@ export function checkTlsOptions(tls: SpireTlsOptions): CheckedTls {
       'admin X509-SVID private key does not match the leaf certificate',
     );
   }
+  if (leaf.ca) {
+    throw new SpireError(
+      'ERR_SPIRE_CREDENTIALS',
+      'admin X509-SVID leaf is a CA certificate (X509-SVID §4.1)',
+    );
+  }
   const ids = uriSans(leaf.subjectAltName);
   if (ids.length !== 1 || SpiffeId.tryParse(ids[0]!) === undefined) {
     throw new SpireError(

@@ -569,6 +569,7 @@ export class SpireEmulator {
     const fault = this.faults.take(path);
     if (fault.delayMs > 0) await this.#sleep(fault.delayMs);
     if (fault.fail) return { ok: false, code: fault.fail.code, message: fault.fail.message };
+    if (fault.response !== undefined) return { ok: true, value: fault.response };
     if (!this.#authorized(name, transport, callerId)) {
       return { ok: false, code: 'PERMISSION_DENIED', message: `authorization denied for method ${path}` };
     }

@@ -12,18 +12,22 @@ export interface FaultSpec {
   readonly message?: string;
   /** Wait this long before answering (or failing). */
   readonly delayMs?: number;
+  /** Answer with this raw response object instead of the real one (see {@link EmulatorFaults.respondNext}). */
+  readonly response?: object;
 }
 
 interface Rule {
   remaining: number;
   readonly spec: FaultSpec;
-  readonly fail: boolean;
+  readonly kind: 'fail' | 'delay' | 'respond';
 }
 
 /** What to do with one call. */
 export interface FaultDecision {
   readonly delayMs: number;
   readonly fail?: { readonly code: GrpcStatusName; readonly message: string };
+  /** A canned response to send instead of the real one. */
+  readonly response?: object;
 }
 
 function matches(m: MethodMatcher | undefined, method: string): boolean {
@@ -41,6 +45,7 @@ function matches(m: MethodMatcher | undefined, method: string): boolean {
  * emulator.faults.failNext(2);                                 // next 2 calls: UNAVAILABLE
  * emulator.faults.failNext(1, { method: 'BatchSetFederatedBundle', code: 'INTERNAL' });
  * emulator.faults.delayNext(1, 500, { method: 'GetBundle' }); // for deadline tests
+ * emulator.faults.respondNext(1, { results: [] }, { method: 'BatchSetFederatedBundle' }); // a broken server
  */
 export class EmulatorFaults {
   readonly #rules: Rule[] = [];
@@ -49,14 +54,24 @@ export class EmulatorFaults {
   failNext(count: number, spec: FaultSpec = {}): void {
     if (!Number.isInteger(count) || count < 1)
       throw new TypeError('failNext: count must be a positive integer');
-    this.#rules.push({ remaining: count, spec, fail: true });
+    this.#rules.push({ remaining: count, spec, kind: 'fail' });
   }
 
   /** The next `count` matching calls are answered after `delayMs` (then normally). */
   delayNext(count: number, delayMs: number, spec: Omit<FaultSpec, 'delayMs' | 'code'> = {}): void {
     if (!Number.isInteger(count) || count < 1)
       throw new TypeError('delayNext: count must be a positive integer');
-    this.#rules.push({ remaining: count, spec: { ...spec, delayMs }, fail: false });
+    this.#rules.push({ remaining: count, spec: { ...spec, delayMs }, kind: 'delay' });
+  }
+
+  /**
+   * The next `count` matching calls are answered with `response` (a raw message object in the
+   * loader's shape), whatever the request — to test how clients cope with odd or broken servers.
+   */
+  respondNext(count: number, response: object, spec: Pick<FaultSpec, 'method' | 'delayMs'> = {}): void {
+    if (!Number.isInteger(count) || count < 1)
+      throw new TypeError('respondNext: count must be a positive integer');
+    this.#rules.push({ remaining: count, spec: { ...spec, response }, kind: 'respond' });
   }
 
   /** Drops every pending rule. */
@@ -77,7 +92,8 @@ export class EmulatorFaults {
     rule.remaining -= 1;
     if (rule.remaining === 0) this.#rules.splice(i, 1);
     const delayMs = rule.spec.delayMs ?? 0;
-    if (!rule.fail) return { delayMs };
+    if (rule.kind === 'delay') return { delayMs };
+    if (rule.kind === 'respond') return { delayMs, response: rule.spec.response ?? {} };
     return {
       delayMs,
       fail: {
