@@ -9,7 +9,8 @@
  * - {@link HeldRequests}: the bounded set of held change-notification requests.
  * - {@link startBundleEndpoint} / {@link runBundleEndpoint}: HTTPS listener with the two TLS
  *   profiles — https_web ({@link FileTlsCredentials}, hot-reloaded files) and https_spiffe
- *   ({@link MintedSvidCredentials}, an X509-SVID minted through SPIRE and renewed at half-life).
+ *   ({@link MintedSvidCredentials}, an X509-SVID minted through SPIRE and renewed at half-life, or
+ *   {@link WorkloadApiSvidCredentials}, the SVID streamed by a SPIFFE Workload API socket).
  *
  * See docs/endpoint.md.
  * @module
@@ -68,3 +69,9 @@ export {
   FileTlsCredentials,
   validateTlsCredentials,
 } from './tls-credentials.js';
+export type {
+  StreamedX509Svid,
+  WorkloadApiSvidCredentialsOptions,
+  X509SvidStream,
+} from './workload-credentials.js';
+export { WorkloadApiSvidCredentials } from './workload-credentials.js';
