@@ -368,15 +368,9 @@ function readEndpoint(
         'ERR_CONFIG_PROFILE',
       );
     }
-  } else if (profile === 'https_spiffe') {
-    if (certFile === undefined && workloadApiSocket === undefined) {
-      reader.report(
-        f,
-        'https_spiffe needs an X509-SVID: set workloadApiSocket, or certFile and keyFile',
-        'ERR_CONFIG_PROFILE',
-      );
-    }
   }
+  // https_spiffe with neither workloadApiSocket nor certFile/keyFile: the broker mints its own
+  // X509-SVID through the source SPIRE server's SVID API (MintX509SVID) and renews it at half-life.
   const hF = opt(reader, m, 'refreshHint');
   const hintMs = hF ? reader.duration(hF, 1000, DAY_MS) : BROKER_DEFAULTS.endpointRefreshHintSeconds * 1000;
   if (hF && hintMs !== undefined && hintMs % 1000 !== 0) {

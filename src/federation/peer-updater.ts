@@ -94,6 +94,8 @@ export class PeerUpdater {
   #failures = 0;
   #wake: AbortController | undefined;
   #started = 0;
+  /** Whether this peer's support for change notification was probed since the last (re)start. */
+  #probed = false;
 
   constructor(peer: PeerConfig, deps: PeerUpdaterDeps) {
     this.#peer = peer;
@@ -109,6 +111,7 @@ export class PeerUpdater {
     this.#peer = peer;
     this.#etag = undefined;
     this.#longPoll = false;
+    this.#probed = false;
     this.refreshNow();
   }
 
@@ -148,7 +151,11 @@ export class PeerUpdater {
     const peer = this.#peer;
     const current = this.#deps.current();
     this.#deps.observer.attempt(peer);
-    const holding = this.#longPoll && this.#etag !== undefined && current !== undefined;
+    // The first conditional request after a fresh fetch doubles as a probe: a broker endpoint holds
+    // it (and says so with Preference-Applied); a plain endpoint answers at once and is then
+    // polled on its normal schedule.
+    const holding = (this.#longPoll || !this.#probed) && this.#etag !== undefined && current !== undefined;
+    if (holding) this.#probed = true;
     const waitSeconds = this.#deps.longPollSeconds ?? 55;
     this.#started = this.#deps.clock.now();
     let outcome: PeerFetchOutcome;
@@ -181,7 +188,8 @@ export class PeerUpdater {
     if (outcome.kind === 'not-modified') {
       // A "held" request answered 304 long before its wait ended: the server does not really
       // hold requests, so fall back to the normal schedule instead of spinning.
-      if (holding && this.#deps.clock.now() - this.#started < (waitSeconds * 1000) / 2) this.#longPoll = false;
+      if (holding && this.#deps.clock.now() - this.#started < (waitSeconds * 1000) / 2)
+        this.#longPoll = false;
       this.#etag = outcome.etag;
       this.#deps.observer.unchanged(peer, outcome);
       return this.#successDelay(current);
@@ -218,7 +226,7 @@ export class PeerUpdater {
   #successDelay(bundle: TrustBundle | undefined): number {
     // The long-poll itself is the wait: go again at once — but never more often than the entry's
     // minimum interval, so a peer that changes its bundle on every request cannot make us spin.
-    if (this.#longPoll && this.#etag !== undefined) {
+    if ((this.#longPoll || !this.#probed) && this.#etag !== undefined) {
       const elapsed = this.#deps.clock.now() - this.#started;
       return Math.max(0, this.#peer.refresh.minIntervalSeconds * 1000 - elapsed);
     }

@@ -5,8 +5,8 @@ import type { PeerConfig } from '../../src/config/types.js';
 import { FetchError, PolicyError } from '../../src/errors.js';
 import {
   type PeerDecision,
-  type PeerFetchOutcome,
   type PeerFetcher,
+  type PeerFetchOutcome,
   PeerUpdater,
 } from '../../src/federation/peer-updater.js';
 import { TrustDomain } from '../../src/spiffeid/index.js';
@@ -15,7 +15,12 @@ import { FakeClock } from '../fakes/fake-clock.js';
 const td = TrustDomain.parse('peer.test');
 const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
 const b = (seq: bigint, hint = 300) =>
-  TrustBundle.create({ trustDomain: td, jwtAuthorities: [jwtAuthority(`k${seq}`, key)], sequence: seq, refreshHint: hint });
+  TrustBundle.create({
+    trustDomain: td,
+    jwtAuthorities: [jwtAuthority(`k${seq}`, key)],
+    sequence: seq,
+    refreshHint: hint,
+  });
 
 const peer: PeerConfig = {
   trustDomain: td,
@@ -32,7 +37,10 @@ type Step = PeerFetchOutcome | Error | (() => Promise<PeerFetchOutcome>);
 class ScriptedFetcher implements PeerFetcher {
   readonly requests: { etag?: string; waitSeconds?: number; url: string }[] = [];
   constructor(readonly steps: Step[]) {}
-  async fetch(p: PeerConfig, opts: { etag?: string; waitSeconds?: number; signal: AbortSignal }): Promise<PeerFetchOutcome> {
+  async fetch(
+    p: PeerConfig,
+    opts: { etag?: string; waitSeconds?: number; signal: AbortSignal },
+  ): Promise<PeerFetchOutcome> {
     this.requests.push({
       url: p.urls[0]!.href,
       ...(opts.etag !== undefined ? { etag: opts.etag } : {}),
@@ -41,7 +49,9 @@ class ScriptedFetcher implements PeerFetcher {
     const step = this.steps.shift();
     if (step === undefined) {
       // Nothing scripted: hang until aborted, like a held long-poll.
-      return new Promise((_, reject) => opts.signal.addEventListener('abort', () => reject(opts.signal.reason)));
+      return new Promise((_, reject) =>
+        opts.signal.addEventListener('abort', () => reject(opts.signal.reason)),
+      );
     }
     if (step instanceof Error) throw step;
     if (typeof step === 'function') return step();
@@ -89,7 +99,10 @@ function setup(steps: Step[], evaluate?: (cur: TrustBundle | undefined, cand: Tr
   return { clock, fetcher, log, schedule, updater, stop, running, current: () => current };
 }
 
-const ok = (seq: bigint, extra: Partial<{ etag: string; supportsLongPoll: boolean; hint: number }> = {}): PeerFetchOutcome => ({
+const ok = (
+  seq: bigint,
+  extra: Partial<{ etag: string; supportsLongPoll: boolean; hint: number }> = {},
+): PeerFetchOutcome => ({
   kind: 'bundle',
   bundle: b(seq, extra.hint ?? 300),
   url: 'https://peer.test/',
@@ -108,7 +121,10 @@ describe('PeerUpdater', () => {
   });
 
   it('holds a long-poll at once when the peer supports change notification', async () => {
-    const t = setup([ok(1n, { etag: '"e1"', supportsLongPoll: true }), ok(2n, { etag: '"e2"', supportsLongPoll: true })]);
+    const t = setup([
+      ok(1n, { etag: '"e1"', supportsLongPoll: true }),
+      ok(2n, { etag: '"e2"', supportsLongPoll: true }),
+    ]);
     await t.clock.settle();
     await t.clock.advance(1000);
     expect(t.fetcher.requests[1]).toEqual({ url: 'https://peer.test/', etag: '"e1"', waitSeconds: 55 });
@@ -130,6 +146,18 @@ describe('PeerUpdater', () => {
     await t.clock.advance(1000);
     // The 304 came back at once although 55 s were asked for: back to hint/4.
     expect(t.schedule).toEqual([1000, 1000, 75_000]);
+  });
+
+  it('probes change notification once after the first fetch; a plain server is then polled normally', async () => {
+    const t = setup([
+      ok(1n, { etag: '"e1"' }),
+      { kind: 'not-modified', url: 'u', etag: '"e1"', supportsLongPoll: false },
+    ]);
+    await t.clock.settle();
+    expect(t.schedule).toEqual([1000]);
+    await t.clock.advance(1000);
+    expect(t.fetcher.requests[1]).toEqual({ url: 'https://peer.test/', etag: '"e1"', waitSeconds: 55 });
+    expect(t.schedule).toEqual([1000, 75_000]);
   });
 
   it('backs off exponentially after failures, capped at the normal interval', async () => {

@@ -1,0 +1,480 @@
+import { readFile } from 'node:fs/promises';
+import { parseBundle } from '../bundle/codec.js';
+import { effectiveRefreshHint } from '../bundle/refresh.js';
+import type { BundleSource } from '../bundle/source.js';
+import type { TrustBundle } from '../bundle/trust-bundle.js';
+import { AllowlistWatcher } from '../config/allowlist-watcher.js';
+import type { BrokerConfig, PeerConfig, SpireServerConfig } from '../config/types.js';
+import { LocalBundle } from '../endpoint/local-bundle.js';
+import { type RunningBundleEndpoint, startBundleEndpoint } from '../endpoint/server.js';
+import { MintedSvidCredentials } from '../endpoint/svid-credentials.js';
+import { FileTlsCredentials, type TlsCredentialSource } from '../endpoint/tls-credentials.js';
+import { BrokerError, FetchError } from '../errors.js';
+import { FederatedBundleStore } from '../federation/bundle-store.js';
+import { type FetchDeps, type FetchProfile, fetchPeerBundle } from '../federation/fetch.js';
+import { FederationManager, type FederationObserver, type PeerStatus } from '../federation/manager.js';
+import type { PeerFetcher } from '../federation/peer-updater.js';
+import { nodeStateFs, type StateFs, StateStore } from '../federation/state-store.js';
+import { type Clock, isAbort, systemClock } from '../platform/clock.js';
+import { type Logger, nullLogger } from '../platform/logger.js';
+import { evaluatePeerBundle } from '../policy/evaluate.js';
+import { spireFederationApi } from '../publish/spire-client-api.js';
+import { type ServerSyncStatus, SpireServerSync, type SpireSyncObserver } from '../publish/spire-sync.js';
+import { SpiffeId } from '../spiffeid/spiffe-id.js';
+import { TrustDomain } from '../spiffeid/trust-domain.js';
+import { SpireServerClient } from '../spire/client.js';
+import { FileManagedSetStore } from './managed-set-store.js';
+
+/** Side effects of the daemon; real defaults when omitted. */
+export interface DaemonDeps {
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** Reads a file named by the configuration. */
+  readonly readFile?: (path: string) => Promise<Uint8Array>;
+  readonly stateFs?: StateFs;
+  /** Transport for peer fetches (tests inject a connector that trusts a test CA). */
+  readonly fetchDeps?: FetchDeps;
+  /** Builds the client of one configured SPIRE server (tests may point it elsewhere). */
+  readonly spireClient?: (
+    server: SpireServerConfig,
+    tls: Awaited<ReturnType<typeof loadSpireTls>>,
+  ) => SpireServerClient;
+  /** Uniform [0, 1) for jitter. */
+  readonly random?: () => number;
+  /** Extra observers (metrics, audit, tests). */
+  readonly federationObserver?: Partial<FederationObserver>;
+  readonly syncObserver?: Partial<SpireSyncObserver>;
+}
+
+/** Readiness and the reasons it is not ready. */
+export interface Readiness {
+  readonly ready: boolean;
+  readonly reasons: readonly string[];
+}
+
+async function loadSpireTls(
+  server: SpireServerConfig,
+  read: (p: string) => Promise<Uint8Array>,
+  td: TrustDomain,
+) {
+  if (!server.address.startsWith('dns:')) return undefined;
+  const text = async (p: string | undefined, what: string): Promise<string> => {
+    if (!p)
+      throw new BrokerError(
+        'ERR_CONFIG_FILE',
+        `SPIRE server "${server.name}": ${what} is required for a dns: address`,
+      );
+    return Buffer.from(await read(p)).toString('utf8');
+  };
+  return {
+    certChainPem: await text(server.adminCertFile, 'adminCertFile'),
+    privateKeyPem: await text(server.adminKeyFile, 'adminKeyFile'),
+    trustBundlePem: await text(server.serverBundleFile, 'serverBundleFile'),
+    serverTrustDomain: td,
+  };
+}
+
+/**
+ * The composition root: builds every part of a broker from its configuration and runs them
+ * together. Nothing here is logic of its own — it wires the federation manager (fetch → policy →
+ * last-known-good), one SPIRE sync per server, the allowlist watcher, and exposes status and
+ * readiness for the admin surface.
+ */
+export class BrokerDaemon {
+  readonly config: BrokerConfig;
+  readonly store = new FederatedBundleStore();
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly manager: FederationManager;
+  readonly syncs: ReadonlyMap<string, SpireServerSync>;
+  readonly clients: ReadonlyMap<string, SpireServerClient>;
+  readonly stateStore: StateStore;
+  /** The local bundle as published (present when an endpoint is configured, or always once run). */
+  readonly localBundle: LocalBundle;
+  #endpoint: RunningBundleEndpoint | undefined;
+  #endpointReady: Promise<RunningBundleEndpoint> | undefined;
+  #resolveEndpoint: ((ep: RunningBundleEndpoint) => void) | undefined;
+  #allowlistLoaded = false;
+  /** Trust domains whose last-known-good bundle was loaded at start and must be pushed before ready. */
+  #mustPush = new Set<string>();
+  readonly #read: (p: string) => Promise<Uint8Array>;
+  readonly #bootstrap = new Map<string, Promise<TrustBundle | undefined>>();
+  readonly #caPem = new Map<string, Promise<string>>();
+
+  private constructor(config: BrokerConfig, deps: DaemonDeps, clients: Map<string, SpireServerClient>) {
+    this.config = config;
+    this.clock = deps.clock ?? systemClock;
+    this.logger = deps.logger ?? nullLogger;
+    this.#read = deps.readFile ?? (async (p) => new Uint8Array(await readFile(p)));
+    this.clients = clients;
+    this.stateStore = new StateStore(
+      { dir: config.stateDir },
+      { fs: deps.stateFs ?? nodeStateFs, now: () => this.clock.now() },
+    );
+    const log = this.logger;
+    const store = this.store;
+
+    this.manager = new FederationManager({
+      clock: this.clock,
+      fetcher: this.#fetcher(deps.fetchDeps ?? {}),
+      store,
+      evaluate: (peer, current, candidate) => {
+        const d = evaluatePeerBundle({ peer, ...(current ? { current } : {}), candidate });
+        return d.accepted ? { accepted: true, changed: d.changed } : { accepted: false, error: d.error };
+      },
+      persist: async (bundle, meta) => {
+        await this.stateStore.saveAccepted(bundle, meta);
+      },
+      forget: (td) => this.stateStore.remove(TrustDomain.parse(td)),
+      ...(deps.random ? { random: deps.random } : {}),
+      logger: log,
+      observer: {
+        accepted: (peer, bundle, previous) =>
+          log.info('accepted peer bundle', {
+            trustDomain: peer.trustDomain.name,
+            sequence: bundle.sequence,
+            previousSequence: previous?.sequence,
+          }),
+        refused: (peer, error) =>
+          log.warn('refused peer bundle', {
+            trustDomain: peer.trustDomain.name,
+            code: error.code,
+            error: error.message,
+          }),
+        failed: (peer, error) =>
+          log.warn('peer fetch failed', {
+            trustDomain: peer.trustDomain.name,
+            code: error.code,
+            error: error.message,
+          }),
+        revoked: (td) => log.warn('peer revoked: removed from the allowlist', { trustDomain: td }),
+        stateChanged: (td, from, to) => log.info('peer state changed', { trustDomain: td, from, to }),
+        ...deps.federationObserver,
+      },
+    });
+
+    const managed = new FileManagedSetStore(config.stateDir, deps.stateFs ?? nodeStateFs);
+    const syncs = new Map<string, SpireServerSync>();
+    for (const [name, client] of clients) {
+      syncs.set(
+        name,
+        new SpireServerSync(name, {
+          clock: this.clock,
+          api: spireFederationApi(client),
+          managed,
+          desired: () => this.desiredFor(name),
+          enforce: config.reconcile.enforce,
+          deleteMode: config.reconcile.deleteMode,
+          observer: {
+            synced: (server, result) => {
+              if (result !== 'ok') log.warn('SPIRE sync incomplete', { server, result });
+            },
+            written: (server, bundle, r) => {
+              if (r.ok) this.#mustPush.delete(`${server}/${bundle.trustDomain.name}`);
+              log.info('wrote federated bundle to SPIRE', {
+                server,
+                trustDomain: bundle.trustDomain.name,
+                sequence: bundle.sequence,
+                ok: r.ok,
+                message: r.message,
+              });
+            },
+            deleted: (server, td, reason, r) =>
+              log.warn('deleted federated bundle from SPIRE', {
+                server,
+                trustDomain: td,
+                reason,
+                ok: r.ok,
+                message: r.message,
+              }),
+            drift: (server, tds) =>
+              log.warn('drift: federated bundles not in the allowlist', { server, trustDomains: tds }),
+            conflict: (server, tds) =>
+              log.warn('SPIRE federates with these trust domains itself; leaving them alone', {
+                server,
+                trustDomains: tds,
+              }),
+            ...deps.syncObserver,
+          },
+        }),
+      );
+    }
+    this.syncs = syncs;
+    this.localBundle = new LocalBundle({
+      source: this.sourceClientOf(config.spire.source),
+      trustDomain: config.trustDomain,
+      ...(config.endpoint
+        ? {
+            pollIntervalMs: config.endpoint.pollIntervalMs,
+            refreshHintSeconds: config.endpoint.refreshHintSeconds,
+          }
+        : {}),
+      deps: { clock: this.clock, logger: log },
+    });
+    this.#endpointReady = new Promise((r) => {
+      this.#resolveEndpoint = r;
+    });
+    // Every change of the held bundles is a reason for every server to reconcile.
+    store.subscribe(() => {
+      for (const s of syncs.values()) s.trigger();
+    });
+  }
+
+  /** Builds a daemon (SPIRE clients connect lazily: nothing happens until {@link run}). */
+  static async create(config: BrokerConfig, deps: DaemonDeps = {}): Promise<BrokerDaemon> {
+    const read = deps.readFile ?? (async (p: string) => new Uint8Array(await readFile(p)));
+    const clients = new Map<string, SpireServerClient>();
+    for (const server of config.spire.servers) {
+      const tls = await loadSpireTls(server, read, config.trustDomain);
+      clients.set(
+        server.name,
+        deps.spireClient
+          ? deps.spireClient(server, tls)
+          : new SpireServerClient({
+              address: server.address,
+              timeoutMs: server.timeoutMs,
+              ...(tls ? { tls } : {}),
+            }),
+      );
+    }
+    return new BrokerDaemon(config, deps, clients);
+  }
+
+  /** The bundles SPIRE server `name` should hold: every held bundle whose peer targets it. */
+  desiredFor(name: string): Map<string, TrustBundle> {
+    const out = new Map<string, TrustBundle>();
+    for (const peer of this.manager.peers()) {
+      if (peer.targetServers !== 'all' && !peer.targetServers.includes(name)) continue;
+      const b = this.store.get(peer.trustDomain.name);
+      if (b) out.set(peer.trustDomain.name, b);
+    }
+    return out;
+  }
+
+  /** The source SPIRE server's client (whose bundle the endpoint publishes). */
+  sourceClient(): SpireServerClient {
+    return this.sourceClientOf(this.config.spire.source);
+  }
+
+  private sourceClientOf(name: string): SpireServerClient {
+    const c = this.clients.get(name);
+    if (!c) throw new TypeError(`no SPIRE server named "${name}"`);
+    return c;
+  }
+
+  /** The bundle endpoint once it listens (its URL and port), when one is configured. */
+  endpoint(): Promise<RunningBundleEndpoint> {
+    if (!this.config.endpoint) return Promise.reject(new TypeError('no bundle endpoint configured'));
+    return this.#endpointReady!;
+  }
+
+  get endpointUrl(): string | undefined {
+    return this.#endpoint?.url;
+  }
+
+  /** Starts the HTTPS bundle endpoint with the configured profile; resolves once it listens. */
+  async #startEndpoint(signal: AbortSignal): Promise<RunningBundleEndpoint | undefined> {
+    const ep = this.config.endpoint;
+    if (!ep) return undefined;
+    const deps = { clock: this.clock, logger: this.logger, readFile: this.#read };
+    let credentials: TlsCredentialSource;
+    if (ep.profile === 'https_web' || (ep.certFile && ep.keyFile)) {
+      if (!ep.certFile || !ep.keyFile)
+        throw new TypeError('endpoint: certFile and keyFile are required for https_web');
+      credentials = new FileTlsCredentials({ certFile: ep.certFile, keyFile: ep.keyFile, deps });
+    } else {
+      credentials = new MintedSvidCredentials({
+        minter: this.sourceClient(),
+        spiffeId: ep.spiffeId ?? SpiffeId.fromPath(this.config.trustDomain, '/spiffe-broker'),
+        deps,
+      });
+    }
+    const running = await startBundleEndpoint(
+      {
+        host: ep.listen.host,
+        port: ep.listen.port,
+        local: this.localBundle,
+        credentials,
+        maxHeldRequests: ep.maxHeldRequests,
+        ...(ep.bundleMapPath
+          ? {
+              bundleMap: {
+                path: ep.bundleMapPath,
+                ...(ep.serveFederatedInMap ? { federated: this.store } : {}),
+              },
+            }
+          : {}),
+        deps,
+      },
+      signal,
+    );
+    this.#endpoint = running;
+    this.#resolveEndpoint?.(running);
+    this.logger.info('bundle endpoint listening', { url: running.url, profile: ep.profile });
+    return running;
+  }
+
+  /**
+   * Loads the allowlist and the last-known-good bundles, then runs the federation manager, the
+   * SPIRE syncs and the allowlist watcher until `signal` aborts. Last-known-good bundles are in
+   * the store — and so on their way to SPIRE — before the first fetch completes.
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    const watcher = new AllowlistWatcher(
+      {
+        path: this.config.allowlist.file,
+        parseOptions: { localTrustDomain: this.config.trustDomain, serverNames: [...this.clients.keys()] },
+        onChange: async ({ allowlist: next }) => {
+          this.logger.info('allowlist changed', { version: next.version });
+          await this.manager.apply(next);
+        },
+        onError: (err, info) =>
+          this.logger.error('allowlist refused; the previous one stays in force', {
+            code: err.code,
+            error: err.message,
+            keptVersion: info.keptVersion,
+          }),
+      },
+      {
+        fs: { readFile: async (p: string) => Buffer.from(await this.#read(p)).toString('utf8') },
+        sleep: (ms, sig) => this.clock.sleep(ms, sig).catch(() => undefined),
+      },
+    );
+    const allowlist = await watcher.load();
+    await this.stateStore.init();
+    const loaded = await this.stateStore.loadAll();
+    for (const p of loaded.problems)
+      this.logger.error('state file problem', { code: p.code, error: p.message });
+    const allowed = new Set(allowlist.peers.map((p) => p.trustDomain.name));
+    for (const s of loaded.peers) {
+      const b = s.lastKnownGood?.bundle;
+      if (!b || !allowed.has(b.trustDomain.name)) continue;
+      this.store.set(b);
+      for (const name of this.clients.keys()) this.#mustPush.add(`${name}/${b.trustDomain.name}`);
+    }
+    await this.manager.apply(allowlist);
+    this.#allowlistLoaded = true;
+
+    const localRun = this.localBundle.run(signal);
+    const running = await this.#startEndpoint(signal);
+    const tasks: Promise<void>[] = [
+      localRun,
+      ...(running ? [running.closed] : []),
+      this.manager.run(signal),
+      ...[...this.syncs.values()].map((s) => s.run(signal)),
+      watcher.run(signal),
+    ];
+    try {
+      await Promise.all(
+        tasks.map((t) =>
+          t.catch((err: unknown) => {
+            if (!isAbort(err, signal)) throw err;
+          }),
+        ),
+      );
+    } finally {
+      for (const c of this.clients.values()) c.close();
+    }
+  }
+
+  /** Ready when the allowlist is loaded and every last-known-good bundle has reached every targeted server. */
+  readiness(): Readiness {
+    const reasons: string[] = [];
+    if (!this.#allowlistLoaded) reasons.push('allowlist not loaded yet');
+    for (const key of this.#mustPush) {
+      const [server, td] = key.split('/') as [string, string];
+      const target = this.manager.peers().find((p) => p.trustDomain.name === td)?.targetServers;
+      if (target !== undefined && target !== 'all' && !target.includes(server)) continue;
+      reasons.push(`last-known-good bundle of ${td} not yet written to SPIRE server ${server}`);
+    }
+    return { ready: reasons.length === 0, reasons };
+  }
+
+  peerStatus(): PeerStatus[] {
+    return this.manager.status();
+  }
+
+  serverStatus(): ServerSyncStatus[] {
+    return [...this.syncs.values()].map((s) => s.status());
+  }
+
+  /** Adapts the one-shot fetch to the updater's fetcher, resolving each peer's TLS profile. */
+  #fetcher(fetchDeps: FetchDeps): PeerFetcher {
+    return {
+      fetch: async (peer, opts) => {
+        const profile = await this.#profile(peer);
+        const r = await fetchPeerBundle(
+          {
+            trustDomain: peer.trustDomain,
+            urls: peer.urls,
+            profile,
+            ...(opts.etag !== undefined ? { etag: opts.etag } : {}),
+            ...(opts.waitSeconds !== undefined ? { waitSeconds: opts.waitSeconds } : {}),
+            limits: {
+              connectTimeoutMs: this.config.fetch.connectTimeoutMs,
+              timeoutMs: this.config.fetch.timeoutMs,
+              maxBodyBytes: this.config.fetch.maxBodyBytes,
+            },
+            signal: opts.signal,
+          },
+          { clock: this.clock, ...fetchDeps },
+        );
+        return r.kind === 'bundle'
+          ? {
+              kind: 'bundle',
+              bundle: r.bundle,
+              url: r.url,
+              supportsLongPoll: r.supportsLongPoll,
+              ...(r.etag ? { etag: r.etag } : {}),
+            }
+          : { kind: 'not-modified', url: r.url, etag: r.etag, supportsLongPoll: r.supportsLongPoll };
+      },
+    };
+  }
+
+  async #profile(peer: PeerConfig): Promise<FetchProfile> {
+    const p = peer.profile;
+    if (p.kind === 'https_web') {
+      if (!p.caFile) return { kind: 'https_web' };
+      let ca = this.#caPem.get(p.caFile);
+      if (!ca) {
+        ca = this.#read(p.caFile).then((b) => Buffer.from(b).toString('utf8'));
+        this.#caPem.set(p.caFile, ca);
+        ca.catch(() => this.#caPem.delete(p.caFile!));
+      }
+      return { kind: 'https_web', caPem: await ca };
+    }
+    const endpointTd = p.endpointSpiffeId.trustDomain;
+    const bootstrap = await this.#bootstrapBundle(endpointTd, p.bootstrapBundleFile);
+    // SPIFFE Federation §5.2.2.4: the first connection uses the operator's bootstrap bundle, every
+    // later one the latest accepted bundle of the endpoint ID's trust domain.
+    const bundles: BundleSource = {
+      getBundleForTrustDomain: (td) =>
+        this.store.getBundleForTrustDomain(td) ?? (td.equals(endpointTd) ? bootstrap : undefined),
+    };
+    if (!this.store.get(endpointTd.name) && !bootstrap) {
+      throw new FetchError(
+        'ERR_FETCH_NO_BOOTSTRAP_BUNDLE',
+        `no bundle of ${endpointTd.name} to authenticate ${p.endpointSpiffeId.toString()}: configure bootstrapBundleFile`,
+      );
+    }
+    return { kind: 'https_spiffe', endpointSpiffeId: SpiffeId.parse(p.endpointSpiffeId.toString()), bundles };
+  }
+
+  async #bootstrapBundle(td: TrustDomain, file: string | undefined): Promise<TrustBundle | undefined> {
+    if (!file) return undefined;
+    const key = `${td.name}\n${file}`;
+    let b = this.#bootstrap.get(key);
+    if (!b) {
+      b = this.#read(file).then((bytes) => parseBundle(td, bytes).bundle);
+      this.#bootstrap.set(key, b);
+      b.catch(() => this.#bootstrap.delete(key));
+    }
+    return b;
+  }
+}
+
+/** The effective refresh hint of a bundle (seconds), as status reports it. */
+export function statusRefreshHint(bundle: TrustBundle | undefined): number | undefined {
+  return bundle ? effectiveRefreshHint(bundle, { minHintSeconds: 0, defaultHintSeconds: 300 }) : undefined;
+}

@@ -1,0 +1,287 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { marshalBundle } from '../bundle/codec.js';
+import type { TrustBundle } from '../bundle/trust-bundle.js';
+import { parseBrokerConfig } from '../config/broker-config.js';
+import { BrokerDaemon, type DaemonDeps } from '../daemon/daemon.js';
+import type { Logger } from '../platform/logger.js';
+import { nullLogger } from '../platform/logger.js';
+import { SpireEmulator } from '../spire/emulator/emulator.js';
+import { RealSpireServer, type SpireServerRunner } from './spire-process.js';
+
+/** One trust domain of the lab: its SPIRE server, its broker and its files. */
+export interface LabDomain {
+  readonly name: string;
+  readonly spire: LabSpire;
+  readonly daemon: BrokerDaemon;
+  readonly dir: string;
+  readonly allowlistFile: string;
+  readonly configFile: string;
+  /** `https://127.0.0.1:<port>/`, once listening. */
+  endpointUrl: string;
+  readonly endpointSpiffeId: string;
+}
+
+/** The SPIRE server of a lab trust domain: the in-process emulator or a real spire-server. */
+export interface LabSpire {
+  readonly kind: 'real' | 'emulator';
+  /** `unix:///…/api.sock` */
+  readonly address: string;
+  readonly socketPath: string;
+  /** The server's own bundle right now (GetBundle through its API). */
+  bundle(): Promise<TrustBundle>;
+  /** Federated bundles it holds, by trust domain. */
+  federatedBundles(): Promise<Map<string, TrustBundle>>;
+  /** Adds a new JWT authority to its own bundle (a rotation peers must see); returns its key ID. */
+  rotateJwtAuthority(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export interface LabOptions {
+  /** Default three: alpha.lab, beta.lab, gamma.lab. */
+  readonly trustDomains?: readonly string[];
+  /** `auto` (default): real spire-server when `spireServerBin` runs, else the emulator. */
+  readonly spire?: 'auto' | 'real' | 'emulator';
+  readonly spireServerBin?: string;
+  /** Parent directory for the lab's temp dir. Default the OS temp dir. */
+  readonly baseDir?: string;
+  readonly logger?: Logger;
+  /** Per-domain logger factory (the daemon's log lines). */
+  readonly domainLogger?: (trustDomain: string) => Logger;
+  /** Extra daemon dependencies (tests). */
+  readonly daemonDeps?: Partial<DaemonDeps>;
+  /** The lab's peers poll at least this often (seconds). Default 1..30. */
+  readonly refresh?: { readonly min: string; readonly max: string };
+}
+
+function allowlistYaml(
+  self: string,
+  peers: readonly LabDomain[] | readonly { name: string; url: string; id: string; bootstrap: string }[],
+): string {
+  const lines = ['apiVersion: spiffe-broker.dev/v1', 'kind: Allowlist', 'peers:'];
+  if (peers.length === 0) return 'apiVersion: spiffe-broker.dev/v1\nkind: Allowlist\npeers: []\n';
+  for (const p of peers as { name: string; url: string; id: string; bootstrap: string }[]) {
+    if (p.name === self) continue;
+    lines.push(
+      `  - trustDomain: ${p.name}`,
+      '    bundleEndpoint:',
+      `      urls: ["${p.url}"]`,
+      '      profile: https_spiffe',
+      `      endpointSPIFFEID: ${p.id}`,
+      `      bootstrapBundleFile: ${p.bootstrap}`,
+      '    refresh: { minInterval: 1s, maxInterval: 30s }',
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * A federation lab on loopback: N trust domains, each with its SPIRE server (real or emulated), a
+ * broker publishing its bundle (https_spiffe) and an allowlist federating with every other domain.
+ * Used by `spiffe-broker lab` and the end-to-end tests.
+ */
+export class Lab {
+  readonly dir: string;
+  readonly domains: LabDomain[];
+  readonly spireKind: 'real' | 'emulator';
+  readonly spireServerBin: string | undefined;
+  readonly #stop: AbortController;
+  readonly #runs: Promise<void>[];
+
+  private constructor(
+    dir: string,
+    domains: LabDomain[],
+    kind: 'real' | 'emulator',
+    bin: string | undefined,
+    stop: AbortController,
+    runs: Promise<void>[],
+  ) {
+    this.dir = dir;
+    this.domains = domains;
+    this.spireKind = kind;
+    this.spireServerBin = bin;
+    this.#stop = stop;
+    this.#runs = runs;
+  }
+
+  domain(name: string): LabDomain {
+    const d = this.domains.find((x) => x.name === name);
+    if (!d) throw new TypeError(`no lab trust domain ${name}`);
+    return d;
+  }
+
+  static async start(opts: LabOptions = {}): Promise<Lab> {
+    const names = opts.trustDomains ?? ['alpha.lab', 'beta.lab', 'gamma.lab'];
+    const log = opts.logger ?? nullLogger;
+    const dir = await mkdtemp(join(opts.baseDir ?? tmpdir(), 'sbl-'));
+    const stop = new AbortController();
+    let kind: 'real' | 'emulator' = 'emulator';
+    let runner: SpireServerRunner | undefined;
+    if (opts.spire !== 'emulator' && opts.spireServerBin) {
+      const r = new RealSpireServer(opts.spireServerBin);
+      if (await r.available()) {
+        kind = 'real';
+        runner = r;
+      } else if (opts.spire === 'real') {
+        throw new Error(`spire-server at ${opts.spireServerBin} does not run`);
+      }
+    } else if (opts.spire === 'real') {
+      throw new Error('spire: real needs spireServerBin');
+    }
+    log.info(
+      `starting ${names.length} trust domains with ${kind === 'real' ? 'real spire-server' : 'the SPIRE emulator'}`,
+    );
+
+    // 1. SPIRE servers.
+    const spires: LabSpire[] = [];
+    try {
+      for (const name of names) {
+        const ddir = join(dir, name.split('.')[0]!);
+        await mkdir(ddir, { recursive: true });
+        spires.push(runner ? await runner.start(name, ddir) : await startEmulator(name, ddir));
+      }
+      // 2. Brokers: endpoint on a free port, allowlist written once every endpoint is known.
+      const domains: LabDomain[] = [];
+      for (const [i, name] of names.entries()) {
+        const spire = spires[i]!;
+        const ddir = join(dir, name.split('.')[0]!);
+        const allowlistFile = join(ddir, 'allowlist.yaml');
+        await writeFile(allowlistFile, allowlistYaml(name, []));
+        const configFile = join(ddir, 'broker.yaml');
+        const yaml = [
+          'apiVersion: spiffe-broker.dev/v1',
+          'kind: BrokerConfig',
+          `trustDomain: ${name}`,
+          `stateDir: ${join(ddir, 'state')}`,
+          'spire:',
+          '  servers:',
+          `    - name: ${kind === 'real' ? 'spire' : 'spire'}`,
+          `      address: ${spire.address}`,
+          'allowlist:',
+          `  file: ${allowlistFile}`,
+          'endpoint:',
+          '  listen: 127.0.0.1:0',
+          '  profile: https_spiffe',
+          '  refreshHint: 60s',
+          '  pollInterval: 250ms',
+          'admin: { listen: 127.0.0.1:0 }',
+          'verify: { listen: 127.0.0.1:0 }',
+        ].join('\n');
+        await writeFile(configFile, `${yaml}\n`);
+        const config = parseBrokerConfig(yaml);
+        const daemon = await BrokerDaemon.create(config, {
+          ...(opts.domainLogger ? { logger: opts.domainLogger(name) } : {}),
+          ...opts.daemonDeps,
+        });
+        domains.push({
+          name,
+          spire,
+          daemon,
+          dir: ddir,
+          allowlistFile,
+          configFile,
+          endpointUrl: '',
+          endpointSpiffeId: `spiffe://${name}/spiffe-broker`,
+        });
+      }
+      const runs = domains.map((d) => d.daemon.run(stop.signal));
+      for (const d of domains) {
+        const ep = await Promise.race([
+          d.daemon.endpoint(),
+          runs[domains.indexOf(d)]!.then(() => {
+            throw new Error(`broker of ${d.name} stopped before listening`);
+          }),
+        ]);
+        d.endpointUrl = ep.url;
+      }
+      const lab = new Lab(dir, domains, kind, runner ? opts.spireServerBin : undefined, stop, runs);
+      // 3. Federate: every domain allowlists every other, bootstrapped with its current bundle.
+      for (const d of domains) {
+        const bootstrap = join(d.dir, 'bundle.json');
+        await writeFile(bootstrap, marshalBundle(await d.spire.bundle()));
+      }
+      for (const d of domains)
+        await lab.writeAllowlist(
+          d.name,
+          names.filter((n) => n !== d.name),
+        );
+      return lab;
+    } catch (err) {
+      stop.abort();
+      await Promise.allSettled(spires.map((s) => s.stop()));
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Rewrites `self`'s allowlist to federate with exactly `peers` (the daemon hot-reloads it). */
+  async writeAllowlist(self: string, peers: readonly string[]): Promise<void> {
+    const d = this.domain(self);
+    const entries = peers.map((p) => {
+      const peer = this.domain(p);
+      return {
+        name: p,
+        url: peer.endpointUrl,
+        id: peer.endpointSpiffeId,
+        bootstrap: join(peer.dir, 'bundle.json'),
+      };
+    });
+    await writeFile(d.allowlistFile, allowlistYaml(self, entries));
+    // Apply at once rather than waiting for the watcher's next poll.
+    const { parseAllowlist } = await import('../config/allowlist.js');
+    const text = allowlistYaml(self, entries);
+    await d.daemon.manager.apply(
+      parseAllowlist(text, { localTrustDomain: self, serverNames: [...d.daemon.clients.keys()] }),
+    );
+  }
+
+  /** Resolves when `check` returns true (polled every 50 ms), or rejects after `timeoutMs`. */
+  static async until(
+    check: () => Promise<boolean> | boolean,
+    timeoutMs = 30_000,
+    what = 'condition',
+  ): Promise<number> {
+    const started = Date.now();
+    for (;;) {
+      if (await check()) return Date.now() - started;
+      if (Date.now() - started > timeoutMs)
+        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Stops every broker and SPIRE server and removes the lab's files. */
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    await Promise.allSettled(this.#runs);
+    await Promise.allSettled(this.domains.map((d) => d.spire.stop()));
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function startEmulator(name: string, dir: string): Promise<LabSpire> {
+  const emulator = new SpireEmulator({ trustDomain: name, socketPath: join(dir, 'api.sock') });
+  const ep = await emulator.start();
+  return {
+    kind: 'emulator',
+    address: ep.address,
+    socketPath: ep.socketPath,
+    bundle: async () => emulator.bundle(),
+    async federatedBundles() {
+      const out = new Map<string, TrustBundle>();
+      const { SpireServerClient } = await import('../spire/client.js');
+      const c = new SpireServerClient({ address: ep.address });
+      try {
+        for (const b of await c.listFederatedBundles()) out.set(b.trustDomain.name, b);
+      } finally {
+        c.close();
+      }
+      return out;
+    },
+    async rotateJwtAuthority() {
+      return emulator.prepareJwtAuthority().authorityId;
+    },
+    stop: () => emulator.stop(),
+  };
+}
