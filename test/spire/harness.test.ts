@@ -3,6 +3,7 @@
  * clean stop. Skips loudly without the binary (fails with CI=true).
  */
 import { existsSync } from 'node:fs';
+import https from 'node:https';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseBundle } from '../../src/bundle/codec.js';
 import { TrustDomain } from '../../src/spiffeid/trust-domain.js';
@@ -39,6 +40,26 @@ describe.skipIf(!haveSpire)('spire-harness (real spire-server)', () => {
       c.close();
     }
     expect((await a.cli(['healthcheck'])).stdout).toContain('Server is healthy.');
+  });
+
+  it('serves the SPIFFE bundle endpoint when asked, with the configured refresh hint', async () => {
+    expect(a.bundleEndpointUrl).toBe(`https://127.0.0.1:${a.bundleEndpointPort}`);
+    expect(b.bundleEndpointUrl).toBeUndefined();
+    // Server authentication (https_spiffe) is the fetcher's business; here only the document.
+    const body = await new Promise<string>((resolve, reject) => {
+      https
+        .get(a.bundleEndpointUrl!, { rejectUnauthorized: false }, (res) => {
+          let data = '';
+          res.on('data', (d: Buffer) => {
+            data += d.toString();
+          });
+          res.on('end', () => resolve(data));
+        })
+        .on('error', reject);
+    });
+    const doc = JSON.parse(body) as { keys: unknown[]; spiffe_refresh_hint: number };
+    expect(doc.spiffe_refresh_hint).toBe(60);
+    expect(doc.keys.length).toBeGreaterThanOrEqual(2);
   });
 
   it('exchanges bundles with the CLI (bundle show / bundle set / bundle list)', async () => {
