@@ -156,9 +156,10 @@ kubernetes: { anything: [1, 2] }
     valid: false,
   },
   {
-    name: 'https_spiffe endpoint without SVID source',
+    // The broker then mints its own X509-SVID through the source SPIRE server.
+    name: 'https_spiffe endpoint minting its SVID from SPIRE',
     text: `${BC_MIN}endpoint: { listen: 127.0.0.1:8443, profile: https_spiffe }\n`,
-    valid: false,
+    valid: true,
   },
   {
     name: 'admin listen and socket',
