@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { stringify as stringifyYaml } from 'yaml';
 import { ConfigValidationError, endpointUrlProblem, parseAllowlist } from '../../src/config/index.js';
 import { ConfigError } from '../../src/errors.js';
 
@@ -385,6 +386,69 @@ peers:
         expect(issues.some((i) => i.path.endsWith(`/${key}${suffix}`))).toBe(true);
       }),
       { numRuns: 100 },
+    );
+  });
+});
+
+describe('parseAllowlist round trip (property)', () => {
+  const label = fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?$/);
+  const peerArb = fc.record({
+    td: fc.tuple(label, label).map(([a, b]) => `${a}.${b}`),
+    urls: fc.uniqueArray(
+      fc
+        .tuple(label, fc.option(fc.integer({ min: 1, max: 65_535 }), { nil: undefined }), label)
+        .map(([h, port, p]) => `https://${h}.example${port ? `:${port}` : ''}/${p}`),
+      { minLength: 1, maxLength: 3 },
+    ),
+    web: fc.boolean(),
+    minS: fc.integer({ min: 1, max: 60 }),
+    extraS: fc.integer({ min: 0, max: 3600 }),
+    maxKeys: fc.option(fc.integer({ min: 1, max: 10_000 }), { nil: undefined }),
+    types: fc.option(fc.subarray(['EC', 'RSA', 'OKP'] as const, { minLength: 1 }), { nil: undefined }),
+    allowEmpty: fc.boolean(),
+  });
+
+  it('every generated valid allowlist parses back to the same settings', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(peerArb, { selector: (p) => p.td, maxLength: 5 }), (peers) => {
+        const doc = {
+          apiVersion: 'spiffe-broker.dev/v1',
+          kind: 'Allowlist',
+          peers: peers.map((p) => ({
+            trustDomain: p.td,
+            bundleEndpoint: p.web
+              ? { urls: p.urls, profile: 'https_web' }
+              : {
+                  urls: p.urls,
+                  profile: 'https_spiffe',
+                  endpointSPIFFEID: `spiffe://${p.td}/spire/server`,
+                  bootstrapBundleFile: `/b/${p.td}.json`,
+                },
+            refresh: { minInterval: `${p.minS}s`, maxInterval: p.minS + p.extraS },
+            ...(p.maxKeys !== undefined || p.types !== undefined
+              ? {
+                  keyPolicy: {
+                    ...(p.maxKeys !== undefined ? { maxKeys: p.maxKeys } : {}),
+                    ...(p.types !== undefined ? { allowedKeyTypes: p.types } : {}),
+                  },
+                }
+              : {}),
+            allowEmptyBundle: p.allowEmpty,
+          })),
+        };
+        const a = parseAllowlist(stringifyYaml(doc), { localTrustDomain: 'local.test' });
+        expect(a.peers.map((p) => p.trustDomain.name)).toEqual(peers.map((p) => p.td));
+        for (const [i, p] of peers.entries()) {
+          const got = a.peers[i]!;
+          expect(got.urls.map((u) => u.href)).toEqual(p.urls.map((u) => new URL(u).href));
+          expect(got.profile.kind).toBe(p.web ? 'https_web' : 'https_spiffe');
+          expect(got.refresh).toEqual({ minIntervalSeconds: p.minS, maxIntervalSeconds: p.minS + p.extraS });
+          expect(got.keyPolicy.maxKeys).toBe(p.maxKeys);
+          expect(got.keyPolicy.allowedKeyTypes).toEqual(p.types);
+          expect(got.allowEmptyBundle).toBe(p.allowEmpty);
+        }
+      }),
+      { numRuns: 150 },
     );
   });
 });
