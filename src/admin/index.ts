@@ -1,0 +1,25 @@
+/**
+ * The admin API: health and readiness, Prometheus metrics, the broker's status, the bundles it
+ * holds, what a reconcile would change — a fastify app factory ({@link buildAdminApp}, never
+ * listening by itself) and a runner ({@link runAdmin}: loopback by default, a Unix socket as an
+ * option, mTLS with admin SPIFFE IDs beyond loopback). Also the typed shapes of its answers and
+ * the small client the CLI uses. See docs/verification.md ("Admin API").
+ * @module
+ */
+export type { AdminAppOptions, AdminMtlsOptions, Readiness } from './app.js';
+export { buildAdminApp, DEFAULT_ADMIN_LISTEN, isLoopbackHost, runAdmin } from './app.js';
+export type { AdminTarget, HttpGet, HttpGetResponse } from './client.js';
+export { adminGetJson, describeTarget, nodeHttpGet } from './client.js';
+export type { ErrorBody, ListenTarget } from './http.js';
+export { installCodedErrors, runApp, sendError, toApiError } from './http.js';
+export type {
+  BrokerStatus,
+  DiffChange,
+  DriftEntry,
+  PeerStatus,
+  ReconcileDiff,
+  ServerDiff,
+  ServerPeerStatus,
+  StatusReason,
+} from './status.js';
+export { authorityExpiresIn, BROKER_STATUS_SCHEMA, RECONCILE_DIFF_SCHEMA, toRfc3339 } from './status.js';

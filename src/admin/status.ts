@@ -1,0 +1,244 @@
+import type { TrustBundle } from '../bundle/trust-bundle.js';
+import type { PeerStateName } from '../metrics/names.js';
+
+/**
+ * Shapes of the admin API's `/v1/status` and `/v1/diff` answers: plain JSON, produced by the
+ * daemon's providers and printed by `spiffe-broker status` / `spiffe-broker diff`.
+ *
+ * Conventions (docs/verification.md, "Admin API"):
+ * - every instant is an RFC 3339 string in UTC with millisecond precision
+ *   (`2026-11-23T12:00:00.000Z`, what `Date.prototype.toISOString` gives), or `null` when it has
+ *   not happened / is not known;
+ * - durations are numbers of seconds;
+ * - bundle sequences are decimal strings (uint64 does not fit a JSON number exactly), or `null`
+ *   when no bundle is held;
+ * - a coded reason is `{ "code": "ERR_…", "message": "…" }` (docs/errors.md), or `null`.
+ * @module
+ */
+
+/** A coded reason, as in docs/errors.md. */
+export interface StatusReason {
+  readonly code: string;
+  readonly message: string;
+}
+
+/** How one local SPIRE server holds one peer's bundle. */
+export interface ServerPeerStatus {
+  /** The SPIRE server's name from the config. */
+  readonly name: string;
+  /** True when the server holds exactly the bundle the broker holds for the peer. */
+  readonly synced: boolean;
+  /** The sequence the server holds (decimal), or null when it holds none / is not known. */
+  readonly sequence: string | null;
+  /** Why the last write or deletion failed, or null. */
+  readonly error: StatusReason | null;
+}
+
+/** One allowlisted (or just revoked) peer. */
+export interface PeerStatus {
+  readonly trustDomain: string;
+  readonly state: PeerStateName;
+  /** The coded reason behind a state other than ACTIVE (or the last refusal), or null. */
+  readonly reason: StatusReason | null;
+  /** Sequence of the held bundle (decimal), or null when none is held. */
+  readonly sequence: string | null;
+  /** Effective refresh hint of the held bundle, seconds, or null. */
+  readonly refreshHint: number | null;
+  readonly lastAttempt: string | null;
+  readonly lastSuccess: string | null;
+  readonly nextRefresh: string | null;
+  /** Seconds until the held bundle's earliest authority expires (negative once it has), or null. */
+  readonly authorityExpiresIn: number | null;
+  /** One entry per target SPIRE server. */
+  readonly servers: readonly ServerPeerStatus[];
+}
+
+/** A federated bundle in a SPIRE server that neither the allowlist nor SPIRE's own relationships account for. */
+export interface DriftEntry {
+  readonly server: string;
+  readonly trustDomain: string;
+}
+
+/** The answer of `GET /v1/status`. */
+export interface BrokerStatus {
+  /** The local trust domain. */
+  readonly trustDomain: string;
+  /** Sorted by trust domain. */
+  readonly peers: readonly PeerStatus[];
+  readonly drift: readonly DriftEntry[];
+}
+
+/** What a reconcile would do to one federated bundle of one server. */
+export interface DiffChange {
+  readonly trustDomain: string;
+  /** `create`/`update`: BatchSetFederatedBundle; `delete`: BatchDeleteFederatedBundle. */
+  readonly action: 'create' | 'update' | 'delete';
+  /**
+   * `missing`: the server lacks the peer's bundle; `changed`: it holds other content; `revoked`: the
+   * peer left the allowlist; `drift`: an unaccounted bundle deleted because reconcile enforces.
+   */
+  readonly reason: 'missing' | 'changed' | 'revoked' | 'drift';
+  /** Sequence the server holds now (decimal), or null. */
+  readonly from: string | null;
+  /** Sequence it would hold afterwards (decimal), or null for a deletion. */
+  readonly to: string | null;
+}
+
+/** What a reconcile would change in one SPIRE server. */
+export interface ServerDiff {
+  readonly name: string;
+  /** False when the server could not be read; `changes` is then empty and `error` says why. */
+  readonly reachable: boolean;
+  readonly error: StatusReason | null;
+  readonly changes: readonly DiffChange[];
+  /** Drift that is only reported (reconcile does not enforce), trust domain names. */
+  readonly drift: readonly string[];
+  /** Allowlisted trust domains the server federates with by its own relationships: left alone. */
+  readonly conflicts: readonly string[];
+}
+
+/** The answer of `GET /v1/diff`: what `POST /v1/reconcile` would change, computed without changing anything. */
+export interface ReconcileDiff {
+  readonly trustDomain: string;
+  /** When the diff was computed, RFC 3339. */
+  readonly generatedAt: string;
+  /** Whether reconcile deletes drift (`reconcile.enforce`). */
+  readonly enforce: boolean;
+  readonly servers: readonly ServerDiff[];
+}
+
+/** An instant (ms since the epoch) as the status documents write it: RFC 3339 UTC, or null. */
+export function toRfc3339(ms: number | undefined | null): string | null {
+  return ms === undefined || ms === null || !Number.isFinite(ms) ? null : new Date(ms).toISOString();
+}
+
+/**
+ * Seconds from `now` (ms) until the earliest-expiring authority of `bundle` — X.509 or JWT,
+ * whichever comes first — or null when there is no bundle or no authority carries an expiry.
+ */
+export function authorityExpiresIn(bundle: TrustBundle | undefined, now: number): number | null {
+  if (!bundle) return null;
+  const { x509, jwt } = bundle.earliestExpiry();
+  const first = Math.min(x509 ?? Number.POSITIVE_INFINITY, jwt ?? Number.POSITIVE_INFINITY);
+  return Number.isFinite(first) ? Math.floor((first - now) / 1000) : null;
+}
+
+const REASON_SCHEMA = {
+  anyOf: [
+    {
+      type: 'object',
+      required: ['code', 'message'],
+      properties: { code: { type: 'string' }, message: { type: 'string' } },
+      additionalProperties: false,
+    },
+    { type: 'null' },
+  ],
+} as const;
+
+const NULLABLE_STRING = { type: ['string', 'null'] } as const;
+const NULLABLE_NUMBER = { type: ['number', 'null'] } as const;
+
+/** JSON schema of {@link BrokerStatus}: the `/v1/status` response field allowlist. */
+export const BROKER_STATUS_SCHEMA = {
+  type: 'object',
+  required: ['trustDomain', 'peers', 'drift'],
+  additionalProperties: false,
+  properties: {
+    trustDomain: { type: 'string' },
+    peers: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: [
+          'trustDomain',
+          'state',
+          'reason',
+          'sequence',
+          'refreshHint',
+          'lastAttempt',
+          'lastSuccess',
+          'nextRefresh',
+          'authorityExpiresIn',
+          'servers',
+        ],
+        properties: {
+          trustDomain: { type: 'string' },
+          state: { type: 'string' },
+          reason: REASON_SCHEMA,
+          sequence: NULLABLE_STRING,
+          refreshHint: NULLABLE_NUMBER,
+          lastAttempt: NULLABLE_STRING,
+          lastSuccess: NULLABLE_STRING,
+          nextRefresh: NULLABLE_STRING,
+          authorityExpiresIn: NULLABLE_NUMBER,
+          servers: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['name', 'synced', 'sequence', 'error'],
+              properties: {
+                name: { type: 'string' },
+                synced: { type: 'boolean' },
+                sequence: NULLABLE_STRING,
+                error: REASON_SCHEMA,
+              },
+            },
+          },
+        },
+      },
+    },
+    drift: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['server', 'trustDomain'],
+        properties: { server: { type: 'string' }, trustDomain: { type: 'string' } },
+      },
+    },
+  },
+} as const;
+
+/** JSON schema of {@link ReconcileDiff}: the `/v1/diff` response field allowlist. */
+export const RECONCILE_DIFF_SCHEMA = {
+  type: 'object',
+  required: ['trustDomain', 'generatedAt', 'enforce', 'servers'],
+  additionalProperties: false,
+  properties: {
+    trustDomain: { type: 'string' },
+    generatedAt: { type: 'string' },
+    enforce: { type: 'boolean' },
+    servers: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'reachable', 'error', 'changes', 'drift', 'conflicts'],
+        properties: {
+          name: { type: 'string' },
+          reachable: { type: 'boolean' },
+          error: REASON_SCHEMA,
+          changes: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['trustDomain', 'action', 'reason', 'from', 'to'],
+              properties: {
+                trustDomain: { type: 'string' },
+                action: { type: 'string' },
+                reason: { type: 'string' },
+                from: NULLABLE_STRING,
+                to: NULLABLE_STRING,
+              },
+            },
+          },
+          drift: { type: 'array', items: { type: 'string' } },
+          conflicts: { type: 'array', items: { type: 'string' } },
+        },
+      },
+    },
+  },
+} as const;
