@@ -3,8 +3,13 @@
  * {@link CliIo} so every command is testable in-process.
  * @module
  */
+import { AUDIT_USAGE, auditCommand } from './audit-command.js';
 import { BUNDLE_USAGE, bundleCommand } from './bundle-command.js';
+import { CHECK_CONFIG_USAGE, checkConfigCommand } from './check-config-command.js';
+import { FETCH_USAGE, fetchCommand } from './fetch-command.js';
 import { type CliIo, EXIT_OK, EXIT_USAGE } from './io.js';
+import { LAB_USAGE, labCommand } from './lab-command.js';
+import { RUN_USAGE, runCommand } from './run-command.js';
 import { VERIFY_USAGE, verifyCommand } from './verify-command.js';
 
 export type { CliIo } from './io.js';
@@ -13,6 +18,22 @@ export { EXIT_OK, EXIT_REFUSED, EXIT_USAGE, processIo } from './io.js';
 type Command = { summary: string; usage: string; run: (args: string[], io: CliIo) => Promise<number> };
 
 const COMMANDS: Record<string, Command> = {
+  run: { summary: 'run the broker daemon', usage: RUN_USAGE, run: runCommand },
+  lab: {
+    summary: 'run a three-trust-domain federation lab on loopback and narrate a demo',
+    usage: LAB_USAGE,
+    run: labCommand,
+  },
+  'check-config': {
+    summary: 'validate a broker config or allowlist file without running',
+    usage: CHECK_CONFIG_USAGE,
+    run: checkConfigCommand,
+  },
+  fetch: {
+    summary: "fetch and validate one peer's bundle, changing nothing",
+    usage: FETCH_USAGE,
+    run: (a, io) => fetchCommand(a, io),
+  },
   bundle: { summary: 'parse and inspect a SPIFFE bundle file', usage: BUNDLE_USAGE, run: bundleCommand },
   verify: {
     summary: 'verify an X509-SVID or JWT-SVID against a bundle',

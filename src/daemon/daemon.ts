@@ -95,6 +95,7 @@ export class BrokerDaemon {
   #endpointReady: Promise<RunningBundleEndpoint> | undefined;
   #resolveEndpoint: ((ep: RunningBundleEndpoint) => void) | undefined;
   #allowlistLoaded = false;
+  #adminUrl: string | undefined;
   /** Trust domains whose last-known-good bundle was loaded at start and must be pushed before ready. */
   #mustPush = new Set<string>();
   readonly #read: (p: string) => Promise<Uint8Array>;
@@ -270,6 +271,11 @@ export class BrokerDaemon {
 
   get endpointUrl(): string | undefined {
     return this.#endpoint?.url;
+  }
+
+  /** `http://host:port` of the admin API once it listens (undefined until then). */
+  get adminUrl(): string | undefined {
+    return this.#adminUrl;
   }
 
   /** Starts the HTTPS bundle endpoint with the configured profile; resolves once it listens. */

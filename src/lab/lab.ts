@@ -51,8 +51,8 @@ export interface LabOptions {
   readonly domainLogger?: (trustDomain: string) => Logger;
   /** Extra daemon dependencies (tests). */
   readonly daemonDeps?: Partial<DaemonDeps>;
-  /** The lab's peers poll at least this often (seconds). Default 1..30. */
-  readonly refresh?: { readonly min: string; readonly max: string };
+  /** `spiffe_refresh_hint` the lab's brokers publish (a duration). Default "60s". */
+  readonly publishedRefreshHint?: string;
 }
 
 function allowlistYaml(
@@ -88,6 +88,7 @@ export class Lab {
   readonly spireServerBin: string | undefined;
   readonly #stop: AbortController;
   readonly #runs: Promise<void>[];
+  readonly #domainStops: Map<string, AbortController>;
 
   private constructor(
     dir: string,
@@ -96,7 +97,9 @@ export class Lab {
     bin: string | undefined,
     stop: AbortController,
     runs: Promise<void>[],
+    domainStops: Map<string, AbortController>,
   ) {
+    this.#domainStops = domainStops;
     this.dir = dir;
     this.domains = domains;
     this.spireKind = kind;
@@ -163,7 +166,7 @@ export class Lab {
           'endpoint:',
           '  listen: 127.0.0.1:0',
           '  profile: https_spiffe',
-          '  refreshHint: 60s',
+          `  refreshHint: ${opts.publishedRefreshHint ?? '60s'}`,
           '  pollInterval: 250ms',
           'admin: { listen: 127.0.0.1:0 }',
           'verify: { listen: 127.0.0.1:0 }',
@@ -185,7 +188,10 @@ export class Lab {
           endpointSpiffeId: `spiffe://${name}/spiffe-broker`,
         });
       }
-      const runs = domains.map((d) => d.daemon.run(stop.signal));
+      const domainStops = new Map(domains.map((d) => [d.name, new AbortController()]));
+      const runs = domains.map((d) =>
+        d.daemon.run(AbortSignal.any([stop.signal, domainStops.get(d.name)!.signal])),
+      );
       for (const d of domains) {
         const ep = await Promise.race([
           d.daemon.endpoint(),
@@ -195,7 +201,15 @@ export class Lab {
         ]);
         d.endpointUrl = ep.url;
       }
-      const lab = new Lab(dir, domains, kind, runner ? opts.spireServerBin : undefined, stop, runs);
+      const lab = new Lab(
+        dir,
+        domains,
+        kind,
+        runner ? opts.spireServerBin : undefined,
+        stop,
+        runs,
+        domainStops,
+      );
       // 3. Federate: every domain allowlists every other, bootstrapped with its current bundle.
       for (const d of domains) {
         const bootstrap = join(d.dir, 'bundle.json');
@@ -234,6 +248,16 @@ export class Lab {
     await d.daemon.manager.apply(
       parseAllowlist(text, { localTrustDomain: self, serverNames: [...d.daemon.clients.keys()] }),
     );
+  }
+
+  /**
+   * Stops one domain's broker (its bundle endpoint goes away: the outage peers see). Its SPIRE
+   * server keeps running.
+   */
+  async stopEndpoint(name: string): Promise<void> {
+    const i = this.domains.indexOf(this.domain(name));
+    this.#domainStops.get(name)?.abort();
+    await this.#runs[i]?.catch(() => undefined);
   }
 
   /** Resolves when `check` returns true (polled every 50 ms), or rejects after `timeoutMs`. */

@@ -12,11 +12,11 @@ import type { ErrorCode } from '../errors.js';
  * - `ACTIVE`: a bundle was accepted or confirmed less than `staleAfterHints` × the effective
  *   refresh hint ago.
  * - `STALE`: a bundle was accepted once, but nothing succeeded for `staleAfterHints` × the hint,
- *   with fewer than `failingAfter` consecutive failures (e.g. attempts are not being made or have
- *   only just started failing). The last accepted bundle stays in force.
+ *   whatever the cause (peer down, refusing, hanging). The last accepted bundle stays in force:
+ *   the peer is still trusted, with an aging bundle.
  * - `FAILING`: at least `failingAfter` consecutive failures (fetch errors or policy refusals)
- *   **and** no success within the stale window — never succeeded, or long ago. A peer that fails
- *   a few times while its bundle is still fresh stays ACTIVE.
+ *   while the held bundle is still fresh, or before any bundle was ever accepted. Fewer failures
+ *   while fresh stay ACTIVE.
  * - `REVOKED`: removed from the allowlist (terminal: the relationship ended, SPIFFE Federation
  *   §6.3), or the last accepted bundle was empty (TDB §4.1.3: every SVID of the domain is
  *   invalid) until a non-empty bundle is accepted.
@@ -167,16 +167,28 @@ function derive(
       },
     };
   }
-  const windowMs = staleAfter * s.hintSeconds * 1000;
-  const fresh = s.lastSuccessAt !== undefined && now - s.lastSuccessAt < windowMs;
-  if (fresh) return { status: 'ACTIVE', reason: undefined };
-  if (s.consecutiveFailures >= failingAfter) {
-    return {
-      status: 'FAILING',
-      reason: s.lastError ?? { code: 'ERR_PEER_STALE', message: 'consecutive failures' },
-    };
+  const failing = s.consecutiveFailures >= failingAfter;
+  // Never answered successfully: nothing is trusted yet.
+  if (s.lastSuccessAt === undefined) {
+    return failing
+      ? {
+          status: 'FAILING',
+          reason: s.lastError ?? { code: 'ERR_PEER_STALE', message: 'consecutive failures' },
+        }
+      : { status: 'PENDING', reason: s.lastError };
   }
-  if (s.lastSuccessAt === undefined) return { status: 'PENDING', reason: s.lastError };
+  const windowMs = staleAfter * s.hintSeconds * 1000;
+  if (now - s.lastSuccessAt < windowMs) {
+    // Fresh bundle; FAILING says the peer is not answering right now (its bundle is still current).
+    return failing
+      ? {
+          status: 'FAILING',
+          reason: s.lastError ?? { code: 'ERR_PEER_STALE', message: 'consecutive failures' },
+        }
+      : { status: 'ACTIVE', reason: undefined };
+  }
+  // The last-known-good bundle stays trusted, but it has aged past the window: STALE, whatever the
+  // cause (peer down, refusing, or hanging).
   const age = Math.floor((now - s.lastSuccessAt) / 1000);
   const last = s.lastError && s.consecutiveFailures > 0 ? `; last error ${s.lastError.code}` : '';
   return {

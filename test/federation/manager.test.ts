@@ -123,18 +123,21 @@ describe('FederationManager', () => {
     expect(stateOf(t.manager, 'a.test')).toBe('ACTIVE');
   });
 
-  it('a peer that goes down keeps its bundle: ACTIVE while fresh, FAILING once the window passes', async () => {
+  it('a peer that goes down keeps its bundle: FAILING while its bundle is fresh, STALE (still trusted) after', async () => {
     const t = setup();
     t.fetcher.next.set('a.test', bundle('a.test', 1n));
     await t.manager.apply(allowlist(peer('a.test')));
     await t.clock.settle();
     t.fetcher.next.set('a.test', new FetchError('ERR_FETCH_STATUS', 'unexpected status 503'));
-    for (let i = 0; i < 4; i++) await t.clock.runNext();
-    expect(t.manager.status()[0]).toMatchObject({ state: 'ACTIVE', reason: { code: 'ERR_FETCH_STATUS' } });
+    await t.clock.runNext();
+    await t.clock.runNext();
+    expect(t.manager.status()[0]).toMatchObject({ state: 'ACTIVE', consecutiveFailures: 2 });
+    await t.clock.runNext();
+    expect(t.manager.status()[0]).toMatchObject({ state: 'FAILING', reason: { code: 'ERR_FETCH_STATUS' } });
     await t.clock.advance(181_000);
     expect(t.manager.status()[0]).toMatchObject({
-      state: 'FAILING',
-      reason: { code: 'ERR_FETCH_STATUS' },
+      state: 'STALE',
+      reason: { code: 'ERR_PEER_STALE' },
       sequence: 1n,
     });
     expect(t.store.get('a.test')?.sequence).toBe(1n);

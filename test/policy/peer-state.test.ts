@@ -63,15 +63,23 @@ const table: {
     want: ['FAILING', 'ERR_FETCH_CONNECT'],
   },
   {
-    name: 'failures while fresh stay ACTIVE',
+    name: 'two failures while fresh stay ACTIVE',
+    steps: [
+      [0, ok()],
+      [10, fail],
+      [20, fail],
+    ],
+    want: ['ACTIVE', undefined],
+  },
+  {
+    name: 'three failures while fresh → FAILING (the bundle is still current)',
     steps: [
       [0, ok()],
       [10, fail],
       [20, fail],
       [30, fail],
-      [40, fail],
     ],
-    want: ['ACTIVE', undefined],
+    want: ['FAILING', 'ERR_FETCH_CONNECT'],
   },
   {
     name: 'fresh until just under 3 hints',
@@ -116,14 +124,14 @@ const table: {
     want: ['STALE', 'ERR_PEER_STALE'],
   },
   {
-    name: 'failures outside the window → FAILING',
+    name: 'a held bundle past the window is STALE even while failing (still trusted)',
     steps: [
       [0, ok()],
       [250, fail],
       [300, fail],
       [310, fail],
     ],
-    want: ['FAILING', 'ERR_FETCH_CONNECT'],
+    want: ['STALE', 'ERR_PEER_STALE'],
   },
   {
     name: 'success recovers from FAILING',
