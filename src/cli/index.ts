@@ -40,6 +40,7 @@ const COMMANDS: Record<string, Command> = {
     usage: VERIFY_USAGE,
     run: verifyCommand,
   },
+  audit: { summary: 'verify a tamper-evident audit log', usage: AUDIT_USAGE, run: auditCommand },
 };
 
 /** Top-level usage text. */
