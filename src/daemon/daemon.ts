@@ -1,5 +1,8 @@
 import { readFile } from 'node:fs/promises';
+import { AuditTrail } from '../audit/audit-trail.js';
+import { AuditWriter } from '../audit/writer.js';
 import { parseBundle } from '../bundle/codec.js';
+import { diffBundles } from '../bundle/diff.js';
 import { effectiveRefreshHint } from '../bundle/refresh.js';
 import type { BundleSource } from '../bundle/source.js';
 import type { TrustBundle } from '../bundle/trust-bundle.js';
@@ -17,6 +20,7 @@ import type { PeerFetcher } from '../federation/peer-updater.js';
 import { nodeStateFs, type StateFs, StateStore } from '../federation/state-store.js';
 import { type Clock, isAbort, systemClock } from '../platform/clock.js';
 import { type Logger, nullLogger } from '../platform/logger.js';
+import { composeObservers } from '../platform/observers.js';
 import { evaluatePeerBundle } from '../policy/evaluate.js';
 import { spireFederationApi } from '../publish/spire-client-api.js';
 import { type ServerSyncStatus, SpireServerSync, type SpireSyncObserver } from '../publish/spire-sync.js';
@@ -95,6 +99,8 @@ export class BrokerDaemon {
   #endpointReady: Promise<RunningBundleEndpoint> | undefined;
   #resolveEndpoint: ((ep: RunningBundleEndpoint) => void) | undefined;
   #allowlistLoaded = false;
+  #audit: AuditTrail | undefined;
+  #auditWriter: AuditWriter | undefined;
   #adminUrl: string | undefined;
   /** Trust domains whose last-known-good bundle was loaded at start and must be pushed before ready. */
   #mustPush = new Set<string>();
@@ -129,29 +135,55 @@ export class BrokerDaemon {
       forget: (td) => this.stateStore.remove(TrustDomain.parse(td)),
       ...(deps.random ? { random: deps.random } : {}),
       logger: log,
-      observer: {
-        accepted: (peer, bundle, previous) =>
-          log.info('accepted peer bundle', {
-            trustDomain: peer.trustDomain.name,
-            sequence: bundle.sequence,
-            previousSequence: previous?.sequence,
-          }),
-        refused: (peer, error) =>
-          log.warn('refused peer bundle', {
-            trustDomain: peer.trustDomain.name,
-            code: error.code,
-            error: error.message,
-          }),
-        failed: (peer, error) =>
-          log.warn('peer fetch failed', {
-            trustDomain: peer.trustDomain.name,
-            code: error.code,
-            error: error.message,
-          }),
-        revoked: (td) => log.warn('peer revoked: removed from the allowlist', { trustDomain: td }),
-        stateChanged: (td, from, to) => log.info('peer state changed', { trustDomain: td, from, to }),
-        ...deps.federationObserver,
-      },
+      observer: composeObservers<FederationObserver>(
+        [
+          {
+            accepted: (peer, bundle, previous) =>
+              log.info('accepted peer bundle', {
+                trustDomain: peer.trustDomain.name,
+                sequence: bundle.sequence,
+                previousSequence: previous?.sequence,
+              }),
+            refused: (peer, error) =>
+              log.warn('refused peer bundle', {
+                trustDomain: peer.trustDomain.name,
+                code: error.code,
+                error: error.message,
+              }),
+            failed: (peer, error) =>
+              log.warn('peer fetch failed', {
+                trustDomain: peer.trustDomain.name,
+                code: error.code,
+                error: error.message,
+              }),
+            revoked: (td) => log.warn('peer revoked: removed from the allowlist', { trustDomain: td }),
+            stateChanged: (td, from, to) => log.info('peer state changed', { trustDomain: td, from, to }),
+          },
+          {
+            // The audit trail: every accepted bundle, refusal and revocation (docs/audit.md).
+            accepted: (peer, bundle, previous) =>
+              this.#audit?.bundleAccepted({
+                trustDomain: peer.trustDomain,
+                sequence: bundle.sequence,
+                diff: diffBundles(previous, bundle),
+              }),
+            refused: (peer, error) =>
+              this.#audit?.bundleRefused({
+                trustDomain: peer.trustDomain,
+                code: error.code,
+                message: error.message,
+              }),
+            revoked: (td) =>
+              this.#audit?.revocation({
+                trustDomain: td,
+                code: 'ERR_PEER_REMOVED',
+                message: 'removed from the allowlist',
+              }),
+          },
+          deps.federationObserver,
+        ],
+        (err, event) => log.error('observer failed', { event, error: String(err) }),
+      ),
     });
 
     const managed = new FileManagedSetStore(config.stateDir, deps.stateFs ?? nodeStateFs);
@@ -166,37 +198,70 @@ export class BrokerDaemon {
           desired: () => this.desiredFor(name),
           enforce: config.reconcile.enforce,
           deleteMode: config.reconcile.deleteMode,
-          observer: {
-            synced: (server, result) => {
-              if (result !== 'ok') log.warn('SPIRE sync incomplete', { server, result });
-            },
-            written: (server, bundle, r) => {
-              if (r.ok) this.#mustPush.delete(`${server}/${bundle.trustDomain.name}`);
-              log.info('wrote federated bundle to SPIRE', {
-                server,
-                trustDomain: bundle.trustDomain.name,
-                sequence: bundle.sequence,
-                ok: r.ok,
-                message: r.message,
-              });
-            },
-            deleted: (server, td, reason, r) =>
-              log.warn('deleted federated bundle from SPIRE', {
-                server,
-                trustDomain: td,
-                reason,
-                ok: r.ok,
-                message: r.message,
-              }),
-            drift: (server, tds) =>
-              log.warn('drift: federated bundles not in the allowlist', { server, trustDomains: tds }),
-            conflict: (server, tds) =>
-              log.warn('SPIRE federates with these trust domains itself; leaving them alone', {
-                server,
-                trustDomains: tds,
-              }),
-            ...deps.syncObserver,
-          },
+          observer: composeObservers<SpireSyncObserver>(
+            [
+              {
+                synced: (server, result) => {
+                  if (result !== 'ok') log.warn('SPIRE sync incomplete', { server, result });
+                },
+                written: (server, bundle, r) => {
+                  if (r.ok) this.#mustPush.delete(`${server}/${bundle.trustDomain.name}`);
+                  log.info('wrote federated bundle to SPIRE', {
+                    server,
+                    trustDomain: bundle.trustDomain.name,
+                    sequence: bundle.sequence,
+                    ok: r.ok,
+                    message: r.message,
+                  });
+                },
+                deleted: (server, td, reason, r) =>
+                  log.warn('deleted federated bundle from SPIRE', {
+                    server,
+                    trustDomain: td,
+                    reason,
+                    ok: r.ok,
+                    message: r.message,
+                  }),
+                drift: (server, tds) =>
+                  log.warn('drift: federated bundles not in the allowlist', { server, trustDomains: tds }),
+                conflict: (server, tds) =>
+                  log.warn('SPIRE federates with these trust domains itself; leaving them alone', {
+                    server,
+                    trustDomains: tds,
+                  }),
+              },
+              {
+                written: (server, bundle, r) =>
+                  this.#audit?.spireWrite({
+                    server,
+                    trustDomain: bundle.trustDomain,
+                    operation: 'set',
+                    result: r.ok ? 'ok' : 'error',
+                    ...(r.ok ? {} : { code: String(r.code), message: r.message }),
+                  }),
+                deleted: (server, td, reason, r) =>
+                  this.#audit?.spireWrite({
+                    server,
+                    trustDomain: td,
+                    operation: 'delete',
+                    result: r.ok ? 'ok' : 'error',
+                    message: `${reason}: ${r.message}`,
+                  }),
+                drift: (server, tds) => {
+                  for (const td of tds) {
+                    void this.#audit?.drift({
+                      server,
+                      trustDomain: td,
+                      detail: 'federated bundle not named by the allowlist',
+                      repaired: config.reconcile.enforce,
+                    });
+                  }
+                },
+              },
+              deps.syncObserver,
+            ],
+            (err, event) => log.error('observer failed', { event, error: String(err) }),
+          ),
         }),
       );
     }
@@ -331,8 +396,14 @@ export class BrokerDaemon {
         path: this.config.allowlist.file,
         parseOptions: { localTrustDomain: this.config.trustDomain, serverNames: [...this.clients.keys()] },
         onChange: async ({ allowlist: next }) => {
+          const previousVersion = this.manager.allowlist?.version;
           this.logger.info('allowlist changed', { version: next.version });
-          await this.manager.apply(next);
+          const r = await this.manager.apply(next);
+          await this.#audit?.allowlistChanged({
+            version: next.version,
+            ...(previousVersion ? { previousVersion } : {}),
+            ...r,
+          });
         },
         onError: (err, info) =>
           this.logger.error('allowlist refused; the previous one stays in force', {
@@ -348,6 +419,11 @@ export class BrokerDaemon {
     );
     const allowlist = await watcher.load();
     await this.stateStore.init();
+    this.#auditWriter = await AuditWriter.open(
+      { file: this.config.audit.file, keyFile: this.config.audit.keyFile, fsync: this.config.audit.fsync },
+      { now: () => this.clock.now() },
+    );
+    this.#audit = new AuditTrail(this.#auditWriter);
     const loaded = await this.stateStore.loadAll();
     for (const p of loaded.problems)
       this.logger.error('state file problem', { code: p.code, error: p.message });
@@ -358,7 +434,8 @@ export class BrokerDaemon {
       this.store.set(b);
       for (const name of this.clients.keys()) this.#mustPush.add(`${name}/${b.trustDomain.name}`);
     }
-    await this.manager.apply(allowlist);
+    const initial = await this.manager.apply(allowlist);
+    await this.#audit.allowlistChanged({ version: allowlist.version, ...initial });
     this.#allowlistLoaded = true;
 
     const localRun = this.localBundle.run(signal);
@@ -380,6 +457,7 @@ export class BrokerDaemon {
       );
     } finally {
       for (const c of this.clients.values()) c.close();
+      await this.#auditWriter?.close().catch(() => undefined);
     }
   }
 

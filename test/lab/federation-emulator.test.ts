@@ -1,4 +1,7 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyAuditLog } from '../../src/audit/index.js';
 import { Lab } from '../../src/lab/lab.js';
 
 /**
@@ -72,5 +75,19 @@ describe('federation lab (SPIRE emulator)', () => {
     ).toBe('REVOKED');
     await lab.writeAllowlist('alpha.lab', ['beta.lab', 'gamma.lab']);
     await Lab.until(() => holds('alpha.lab', 'gamma.lab'), 10_000, 'gamma.lab to be trusted again');
+  });
+
+  it('audits every accepted bundle, SPIRE write and revocation in a verifiable chain', async () => {
+    const text = await readFile(join(lab.domain('alpha.lab').dir, 'state', 'audit.log'), 'utf8');
+    const result = verifyAuditLog(text);
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    const types = result.records.map((r) => r.type);
+    expect(types).toContain('allowlist-change');
+    expect(types).toContain('bundle-accepted');
+    expect(types).toContain('spire-write');
+    expect(types).toContain('revocation');
+    const revoked = result.records.find((r) => r.type === 'revocation');
+    expect(revoked?.data).toMatchObject({ trustDomain: 'gamma.lab', code: 'ERR_PEER_REMOVED' });
   });
 });
