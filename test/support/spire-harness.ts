@@ -9,13 +9,19 @@
  *
  * Config facts: /work/shared/notes/real-components.md §A (server.conf keys, plugins, readiness).
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { SpireServerClient } from '../../src/spire/client.js';
+import {
+  freePort,
+  type SpireCliResult,
+  type SpireServerProcess,
+  startSpireServerProcess,
+} from '../../src/lab/spire-process.js';
+
+export { freePort };
 
 /** The SPIRE version the suites are written against. */
 export const SPIRE_VERSION = '1.15.3';
@@ -77,19 +83,6 @@ export async function realSpireOrSkip(suite: string): Promise<boolean> {
   return false;
 }
 
-/** A free TCP port on 127.0.0.1 (bound and released; a small race is accepted in tests). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 /** Options of {@link startSpireServer}. */
 export interface SpireServerOptions {
   readonly trustDomain: string;
@@ -110,11 +103,7 @@ export interface SpireServerOptions {
 }
 
 /** Result of a CLI command. */
-export interface CliResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+export type CliResult = SpireCliResult;
 
 /** An X509-SVID written by `spire-server x509 mint -write`. */
 export interface MintedFiles {
@@ -165,139 +154,38 @@ export interface SpireServerInstance {
 
 const running = new Set<SpireServerInstance>();
 
-function renderConfig(o: {
-  trustDomain: string;
-  dir: string;
-  tcpPort: number;
-  bundlePort: number | undefined;
-  opts: SpireServerOptions;
-}): string {
-  const admin = (o.opts.adminIds ?? []).map((id) => JSON.stringify(id)).join(', ');
-  const federation =
-    o.bundlePort === undefined
-      ? ''
-      : `
-    federation {
-        bundle_endpoint {
-            address = "127.0.0.1"
-            port = ${o.bundlePort}
-            refresh_hint = "${o.opts.bundleEndpointRefreshHint ?? '1m'}"
-            profile "https_spiffe" {}
-        }
-    }`;
-  return `server {
-    trust_domain = "${o.trustDomain}"
-    bind_address = "127.0.0.1"
-    bind_port = "${o.tcpPort}"
-    socket_path = "${o.dir}/api.sock"
-    data_dir = "${o.dir}/data"
-    log_level = "${o.opts.logLevel ?? 'DEBUG'}"
-    ca_key_type = "ec-p256"
-    ca_ttl = "${o.opts.caTtl ?? '24h'}"
-    default_x509_svid_ttl = "${o.opts.defaultX509SvidTtl ?? '1h'}"
-    admin_ids = [${admin}]${federation}
-}
-
-plugins {
-    DataStore "sql" {
-        plugin_data {
-            database_type = "sqlite3"
-            connection_string = "${o.dir}/data/datastore.sqlite3"
-        }
-    }
-    KeyManager "memory" {
-        plugin_data {}
-    }
-}
-`;
-}
-
-function runCli(bin: string, args: readonly string[], stdin: string | undefined): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      bin,
-      [...args],
-      { timeout: 30_000, maxBuffer: 16 << 20 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-    if (stdin !== undefined) child.stdin?.end(stdin);
-    else child.stdin?.end();
-  });
-}
-
 /**
- * Starts a spire-server and waits until its gRPC health check on the socket answers SERVING.
+ * Starts a spire-server (src/lab/spire-process.ts does the process work, as for `spiffe-broker
+ * lab`) and adds the CLI helpers tests use.
  * @throws Error with the server's log tail when it exits early or is not healthy in time.
  */
 export async function startSpireServer(opts: SpireServerOptions): Promise<SpireServerInstance> {
   const status = await spireServerStatus();
   if (!status.available) throw new Error(`spire-server unavailable: ${status.reason}`);
-  const bin = status.path;
   // Short dir: unix socket paths must stay under ~100 bytes.
   const dir = await mkdtemp('/tmp/spsv-');
-  const tcpPort = await freePort();
-  const bundlePort = opts.bundleEndpoint ? await freePort() : undefined;
-  const confPath = join(dir, 'server.conf');
-  await writeFile(confPath, renderConfig({ trustDomain: opts.trustDomain, dir, tcpPort, bundlePort, opts }));
-  const child: ChildProcess = spawn(bin, ['run', '-config', confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    log += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    log += d.toString();
-  });
-  let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  const exitPromise = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exited = { code, signal };
-      resolve();
+  let proc: SpireServerProcess;
+  try {
+    proc = await startSpireServerProcess({
+      bin: status.path,
+      ...opts,
+      logLevel: opts.logLevel ?? 'DEBUG',
+      dir,
     });
-  });
-  const socketPath = join(dir, 'api.sock');
-  const address = `unix://${socketPath}`;
-  const tail = () => log.split('\n').slice(-30).join('\n');
-
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   const instance: SpireServerInstance = {
-    trustDomain: opts.trustDomain,
-    dir,
-    socketPath,
-    address,
-    tcpPort,
-    tcpAddress: `dns:///127.0.0.1:${tcpPort}`,
-    ...(bundlePort === undefined
-      ? {}
-      : { bundleEndpointPort: bundlePort, bundleEndpointUrl: `https://127.0.0.1:${bundlePort}` }),
-    pid: child.pid ?? -1,
-    cli: (args, o) => runCli(bin, [...args, '-socketPath', socketPath], o?.stdin),
-    async cliOk(args, o) {
-      const r = await runCli(bin, [...args, '-socketPath', socketPath], o?.stdin);
-      if (r.code !== 0) {
-        throw new Error(`spire-server ${args.join(' ')} exited ${r.code}:\n${r.stdout}\n${r.stderr}`);
-      }
-      return r.stdout;
-    },
-    bundleShow: () => instance.cliOk(['bundle', 'show', '-format', 'spiffe']),
+    ...proc,
+    bundleShow: () => proc.cliOk(['bundle', 'show', '-format', 'spiffe']),
     async bundleSet(td, json) {
-      await instance.cliOk(['bundle', 'set', '-format', 'spiffe', '-id', `spiffe://${td}`], { stdin: json });
+      await proc.cliOk(['bundle', 'set', '-format', 'spiffe', '-id', `spiffe://${td}`], { stdin: json });
     },
-    bundleList: () => instance.cliOk(['bundle', 'list', '-format', 'spiffe', '-output', 'json']),
-    async prepareAuthority(kind) {
-      const out = await instance.cliOk(['localauthority', kind, 'prepare', '-output', 'json']);
-      const id = (JSON.parse(out) as { prepared_authority?: { authority_id?: string } }).prepared_authority
-        ?.authority_id;
-      if (!id) throw new Error(`localauthority ${kind} prepare printed no authority_id: ${out}`);
-      return id;
-    },
-    async activateAuthority(kind, authorityId) {
-      await instance.cliOk(['localauthority', kind, 'activate', '-authorityID', authorityId]);
-    },
+    bundleList: () => proc.cliOk(['bundle', 'list', '-format', 'spiffe', '-output', 'json']),
     async x509Mint(spiffeId, ttl = '1h') {
       const out = mkdtempSync(join(dir, 'mint-'));
-      await instance.cliOk(['x509', 'mint', '-spiffeID', spiffeId, '-ttl', ttl, '-write', out]);
+      await proc.cliOk(['x509', 'mint', '-spiffeID', spiffeId, '-ttl', ttl, '-write', out]);
       const files = {
         certChainPem: readFileSync(join(out, 'svid.pem'), 'utf8'),
         privateKeyPem: readFileSync(join(out, 'key.pem'), 'utf8'),
@@ -306,50 +194,13 @@ export async function startSpireServer(opts: SpireServerOptions): Promise<SpireS
       rmSync(out, { recursive: true, force: true });
       return files;
     },
-    logs: () => log,
     async stop(timeoutMs = 10_000) {
       running.delete(instance);
-      if (!exited) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => {
-          if (!exited) child.kill('SIGKILL');
-        }, timeoutMs);
-        await exitPromise;
-        clearTimeout(timer);
-      }
+      await proc.stop(timeoutMs);
       await rm(dir, { recursive: true, force: true });
     },
   };
   running.add(instance);
-
-  // Readiness: gRPC health on the socket (SERVING once the own bundle is stored).
-  const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
-  const client = new SpireServerClient({ address, timeoutMs: 2000, retry: { maxAttempts: 1 } });
-  try {
-    for (;;) {
-      if (exited) {
-        throw new Error(
-          `spire-server for ${opts.trustDomain} exited early (code ${exited.code}, signal ${exited.signal}):\n${tail()}`,
-        );
-      }
-      if (existsSync(socketPath)) {
-        const ok = await client.healthCheck().then(
-          (s) => s === 'SERVING',
-          () => false,
-        );
-        if (ok) break;
-      }
-      if (Date.now() > deadline) {
-        throw new Error(`spire-server for ${opts.trustDomain} not healthy in time:\n${tail()}`);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  } catch (err) {
-    await instance.stop(2000);
-    throw err;
-  } finally {
-    client.close();
-  }
   return instance;
 }
 
