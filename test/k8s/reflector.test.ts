@@ -62,7 +62,9 @@ describe.skipIf(!kubeAvailable())('Reflector against a real kube-apiserver', () 
         spec: { ...(created.spec as object), allowEmptyBundle: true },
       });
       await eventually('updated', () => run.names('updated').includes('events-a'));
-      expect((r.get('events-a')?.spec as { allowEmptyBundle?: boolean } | undefined)?.allowEmptyBundle).toBe(true);
+      expect((r.get('events-a')?.spec as { allowEmptyBundle?: boolean } | undefined)?.allowEmptyBundle).toBe(
+        true,
+      );
       await api.delete(FEDERATION_PEERS, 'events-a');
       await eventually('deleted', () => run.names('deleted').includes('events-a'));
       expect(r.get('events-a')).toBeUndefined();

@@ -68,7 +68,7 @@ export interface KubeHarness {
   /** Wall time from spawning etcd to the API server being ready with the CRDs established, ms. */
   readonly startupMs: number;
   /** A JSON request as the admin user; resolves with status and parsed body (never throws on 4xx). */
-  request(method: string, path: string, body?: unknown, contentType?: string): Promise<KubeResponse>;
+  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<KubeResponse>;
   /** Creates every object of a multi-document YAML file or text (CRDs are waited for until Established). */
   apply(yamlText: string): Promise<void>;
   /** Compacts etcd's history up to its current revision, so older resourceVersions are gone. */
@@ -318,7 +318,7 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
     const ca = await readFile(join(dir, 'ca.crt'), 'utf8');
     const cert = await readFile(join(dir, 'admin.crt'), 'utf8');
     const key = await readFile(join(dir, 'admin.key'), 'utf8');
-    const request = (method: string, path: string, body?: unknown, contentType = 'application/json') =>
+    const request = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
       new Promise<KubeResponse>((resolve, reject) => {
         const payload =
           body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
@@ -331,7 +331,8 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
             key,
             headers: {
               accept: 'application/json',
-              ...(payload === undefined ? {} : { 'content-type': contentType }),
+              ...(payload === undefined ? {} : { 'content-type': 'application/json' }),
+              ...headers,
             },
           },
           (res) => {
