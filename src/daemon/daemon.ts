@@ -186,7 +186,7 @@ export class BrokerDaemon {
       ),
     });
 
-    const managed = new FileManagedSetStore(config.stateDir, deps.stateFs ?? nodeStateFs);
+    const managed = new FileManagedSetStore(this.stateStore);
     const syncs = new Map<string, SpireServerSync>();
     for (const [name, client] of clients) {
       syncs.set(

@@ -435,6 +435,33 @@ export class StateStore {
    * Write-temp, fsync, close, rename, fsync-directory. On failure before the rename the temp file
    * is removed (best effort) and the target is untouched.
    */
+  /**
+   * Writes a small auxiliary file of the broker's (e.g. which SPIRE bundles it manages) in the
+   * state directory with the same crash-safe protocol as bundles: temp file, fsync, rename, fsync
+   * of the directory. `name` is a plain file name.
+   * @throws RuntimeError `ERR_STATE_WRITE`
+   */
+  async writeAuxiliary(name: string, text: string): Promise<void> {
+    if (!/^[A-Za-z0-9._-]+$/.test(name) || name.startsWith('.'))
+      throw new TypeError(`bad auxiliary file name ${name}`);
+    await this.#fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await this.#atomicWrite(join(this.dir, name), text);
+  }
+
+  /** Reads an auxiliary file; undefined when it does not exist. @throws RuntimeError `ERR_STATE_READ` */
+  async readAuxiliary(name: string): Promise<string | undefined> {
+    if (!/^[A-Za-z0-9._-]+$/.test(name) || name.startsWith('.'))
+      throw new TypeError(`bad auxiliary file name ${name}`);
+    try {
+      return new TextDecoder().decode(await this.#fs.readFile(join(this.dir, name)));
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return undefined;
+      throw new RuntimeError('ERR_STATE_READ', `cannot read ${join(this.dir, name)}: ${describe(err)}`, {
+        cause: err,
+      });
+    }
+  }
+
   async #atomicWrite(target: string, text: string): Promise<void> {
     const tmp = `${target}.tmp-${this.#random()}`;
     let renamed = false;
