@@ -9,7 +9,14 @@ import type { SpiffeId } from '../spiffeid/spiffe-id.js';
 import { TrustDomain } from '../spiffeid/trust-domain.js';
 import { type SpiffeTls, tlsOptions } from '../tls/spiffe-tls.js';
 import type { SvidSource, X509SvidMaterial } from '../tls/svid.js';
-import { ERROR_BODY_SCHEMA, installCodedErrors, type ListenTarget, runApp, sendError } from './http.js';
+import {
+  ERROR_BODY_SCHEMA,
+  installCodedErrors,
+  type ListenTarget,
+  type RunAppOptions,
+  runApp,
+  sendError,
+} from './http.js';
 import {
   BROKER_STATUS_SCHEMA,
   type BrokerStatus,
@@ -234,21 +241,20 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 /**
- * Serves an admin app until `signal` aborts. A TCP listener beyond loopback requires an app built
- * with `mtls` (a `TypeError` otherwise: the config layer refuses such configs first); a Unix socket
- * is protected by its file permissions.
+ * Serves an admin app until `opts.signal` aborts, by default on {@link DEFAULT_ADMIN_LISTEN}. A
+ * TCP listener beyond loopback requires an app built with `mtls` (a `TypeError` otherwise: the
+ * config layer refuses such configs first); a Unix socket is protected by its file permissions.
  */
 export async function runAdmin(
   app: FastifyInstance,
-  target: ListenTarget = DEFAULT_ADMIN_LISTEN,
-  signal: AbortSignal,
-  onListening?: (address: string) => void,
+  opts: Omit<RunAppOptions, 'listen'> & { readonly listen?: ListenTarget },
 ): Promise<void> {
+  const listen = opts.listen ?? DEFAULT_ADMIN_LISTEN;
   const secured = (app as FastifyInstance & { adminMtls?: boolean }).adminMtls === true;
-  if ('host' in target && !isLoopbackHost(target.host) && !secured) {
+  if ('host' in listen && !isLoopbackHost(listen.host) && !secured) {
     throw new TypeError(
-      `runAdmin: refusing to serve the admin API on non-loopback ${target.host} without mTLS and admin IDs`,
+      `runAdmin: refusing to serve the admin API on non-loopback ${listen.host} without mTLS and admin IDs`,
     );
   }
-  await runApp(app, target, signal, onListening);
+  await runApp(app, { ...opts, listen });
 }

@@ -67,21 +67,24 @@ export function installCodedErrors(app: FastifyInstance): void {
 /** Where an app listens: TCP host and port, or a Unix socket path. */
 export type ListenTarget = { readonly host: string; readonly port: number } | { readonly path: string };
 
-/**
- * Listens with `app` on `target` until `signal` aborts, then closes it (in-flight requests finish).
- * `onListening` hears the bound address (`host:port` or the socket path) — with port 0, the real port.
- */
-export async function runApp(
-  app: FastifyInstance,
-  target: ListenTarget,
-  signal: AbortSignal,
-  onListening?: (address: string) => void,
-): Promise<void> {
+/** What {@link runApp} takes. */
+export interface RunAppOptions {
+  /** Where to listen. */
+  readonly listen: ListenTarget;
+  /** Stops the listener: in-flight requests finish, then the app closes. */
+  readonly signal: AbortSignal;
+  /** Hears the bound address (`http://host:port` or the socket path) — with port 0, the real port. */
+  readonly onListening?: (address: string) => void;
+}
+
+/** Listens with `app` until `opts.signal` aborts, then closes it. */
+export async function runApp(app: FastifyInstance, opts: RunAppOptions): Promise<void> {
+  const { listen, signal } = opts;
   if (signal.aborted) return;
   const address = await app.listen(
-    'path' in target ? { path: target.path } : { host: target.host, port: target.port },
+    'path' in listen ? { path: listen.path } : { host: listen.host, port: listen.port },
   );
-  onListening?.(address);
+  opts.onListening?.(address);
   await new Promise<void>((resolve) => {
     if (signal.aborted) resolve();
     else signal.addEventListener('abort', () => resolve(), { once: true });

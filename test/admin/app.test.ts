@@ -146,7 +146,7 @@ describe('admin listener', () => {
     const up = new Promise<void>((r) => {
       listening = r;
     });
-    const running = runAdmin(app, { path }, stop.signal, () => listening());
+    const running = runAdmin(app, { listen: { path }, signal: stop.signal, onListening: () => listening() });
     await up;
     const target: AdminTarget = { socketPath: path };
     expect(await adminGetJson(nodeHttpGet, target, '/v1/status')).toEqual(STATUS);
@@ -164,9 +164,9 @@ describe('admin listener', () => {
 
   it('refuses to listen beyond loopback without mTLS', async () => {
     const app = buildAdminApp(options());
-    await expect(runAdmin(app, { host: '0.0.0.0', port: 0 }, new AbortController().signal)).rejects.toThrow(
-      TypeError,
-    );
+    await expect(
+      runAdmin(app, { listen: { host: '0.0.0.0', port: 0 }, signal: new AbortController().signal }),
+    ).rejects.toThrow(TypeError);
     expect(isLoopbackHost('127.0.0.1')).toBe(true);
     expect(isLoopbackHost('[::1]')).toBe(true);
     expect(isLoopbackHost('localhost')).toBe(true);
@@ -203,9 +203,13 @@ describe('admin listener', () => {
     const up = new Promise<void>((r) => {
       listening = r;
     });
-    const running = runAdmin(app, { host: '127.0.0.1', port: 0 }, stop.signal, (addr) => {
-      port = Number(new URL(addr).port);
-      listening();
+    const running = runAdmin(app, {
+      listen: { host: '127.0.0.1', port: 0 },
+      signal: stop.signal,
+      onListening: (addr) => {
+        port = Number(new URL(addr).port);
+        listening();
+      },
     });
     await up;
 

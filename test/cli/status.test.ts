@@ -151,7 +151,7 @@ describe('spiffe-broker status', () => {
     const listening = new Promise<void>((r) => {
       up = r;
     });
-    const running = runAdmin(app, { path }, stop.signal, () => up());
+    const running = runAdmin(app, { listen: { path }, signal: stop.signal, onListening: () => up() });
     await listening;
     const r = await capture(statusCommand, ['--socket', path, '--json']);
     stop.abort();
