@@ -142,6 +142,29 @@ describe('LocalBundle', () => {
     expect(source.calls).toBe(2);
   });
 
+  it('abandons a GetBundle that does not answer within fetchTimeoutMs (injected clock)', async () => {
+    const clock = new FakeClock();
+    let seenSignal: AbortSignal | undefined;
+    const local = new LocalBundle({
+      source: {
+        getBundle: (opts) =>
+          new Promise((_resolve, reject) => {
+            seenSignal = opts?.signal;
+            opts?.signal?.addEventListener('abort', () => reject(opts.signal?.reason));
+          }),
+      },
+      trustDomain: LOCAL_TD,
+      fetchTimeoutMs: 2000,
+      deps: { clock },
+    });
+    const pending = local.refresh().catch((e: unknown) => e);
+    await clock.advance(1999);
+    expect(seenSignal?.aborted).toBe(false);
+    await clock.advance(1);
+    expect(seenSignal?.aborted).toBe(true);
+    expect(String(await pending)).toContain('did not answer within 2000 ms');
+  });
+
   it('ready() resolves with the first document', async () => {
     const { source, local } = setup();
     const ready = local.ready();

@@ -6,7 +6,7 @@ import type { TLSSocket } from 'node:tls';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseBundle } from '../../src/bundle/codec.js';
 import { LocalBundle } from '../../src/endpoint/local-bundle.js';
-import { startBundleEndpoint } from '../../src/endpoint/server.js';
+import { runBundleEndpoint, startBundleEndpoint } from '../../src/endpoint/server.js';
 import { MintedSvidCredentials } from '../../src/endpoint/svid-credentials.js';
 import { type CredentialRefusal, FileTlsCredentials } from '../../src/endpoint/tls-credentials.js';
 import { EndpointError } from '../../src/errors.js';
@@ -178,6 +178,33 @@ describe('https_web: certificate and key from files', () => {
     await writeFile(join(dir, 'junk.crt'), 'not a certificate');
     const junk = new FileTlsCredentials({ certFile: join(dir, 'junk.crt'), keyFile: join(dir, 'b.key') });
     await expect(junk.ready()).rejects.toMatchObject({ code: 'ERR_ENDPOINT_TLS_CREDENTIALS' });
+  });
+
+  it('runBundleEndpoint reports the bound port and returns once aborted', async () => {
+    const ca = await makeCa();
+    const a = await webCert(ca);
+    await writeFile(join(dir, 'a.crt'), a.pem);
+    await writeFile(join(dir, 'a.key'), a.privateKeyPem!);
+    const credentials = new FileTlsCredentials({ certFile: join(dir, 'a.crt'), keyFile: join(dir, 'a.key') });
+    const { local } = await localBundle();
+    const ac = new AbortController();
+    let url = '';
+    const running = runBundleEndpoint(
+      {
+        host: '127.0.0.1',
+        port: 0,
+        local,
+        credentials,
+        onListening: (ep) => {
+          url = `https://localhost:${ep.port}/`;
+          ac.abort();
+        },
+      },
+      ac.signal,
+    );
+    await running;
+    expect(url).toMatch(/^https:\/\/localhost:\d+\/$/);
+    await expect(get(url, { ca: ca.pem })).rejects.toThrow();
   });
 
   it('reports a port in use as ERR_ENDPOINT_LISTEN', async () => {
