@@ -140,7 +140,7 @@ describe('BrokerMetrics', () => {
       });
       m.setPeerState(peer, 'ACTIVE');
       m.setBundle(peer, { sequence: 1n, confirmedAt: clock.now() });
-      m.setProbe({ peer, success: false, reason: 'ERR_PROBE_CONNECT', durationSeconds: 0.5 });
+      m.setProbe({ peer, success: false, reason: 'ERR_MTLS_CONNECT', durationSeconds: 0.5 });
     }
     m.removePeer('b.test');
     const body = (await m.expose()).body;

@@ -8,7 +8,7 @@ const doc = readFileSync(new URL('../../docs/metrics.md', import.meta.url), 'utf
 function documented(): Map<string, { type: string; labels: string[] }> {
   const rows = new Map<string, { type: string; labels: string[] }>();
   for (const line of doc.split('\n')) {
-    const m = /^\| `(spiffe_broker_[a-z0-9_]+)` \| (\w+) \| ([^|]*) \|/.exec(line);
+    const m = /^\|\s*`(spiffe_broker_[a-z0-9_]+)`\s*\|\s*(\w+)\s*\|([^|]*)\|/.exec(line);
     if (!m) continue;
     const labels = [...(m[3] ?? '').matchAll(/`([a-z_]+)`/g)].map((x) => x[1]!);
     rows.set(m[1]!, { type: m[2]!, labels });

@@ -39,7 +39,11 @@ describe('PolledBundleMapSource', () => {
     expect(source.getBundleForTrustDomain(a.td)).toBeDefined();
     expect(source.getBundleForTrustDomain(b.td)).toBeUndefined();
     for (let i = 0; i < 3; i++) await clock.advance(1000);
-    expect(errors.map((e) => e.code)).toEqual(['ERR_API_RESPONSE', 'ERR_BUNDLE_MAP_INVALID', 'ERR_API_CONNECT']);
+    expect(errors.map((e) => e.code)).toEqual([
+      'ERR_API_RESPONSE',
+      'ERR_BUNDLE_MAP_INVALID',
+      'ERR_API_CONNECT',
+    ]);
     expect(source.bundles().map((x) => x.trustDomain.name)).toEqual(['a.test']);
     await clock.advance(1000);
     expect(source.getBundleForTrustDomain(TrustDomain.parse('b.test'))?.sequence).toBe(4n);
