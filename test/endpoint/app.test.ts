@@ -240,7 +240,7 @@ describe('bundle endpoint: change notification (If-None-Match + Prefer: wait)', 
   });
 
   it('releases a held request whose client disconnects (real socket)', async () => {
-    const { app, local, clock } = await setup();
+    const { app, local } = await setup();
     await app.listen({ host: '127.0.0.1', port: 0 });
     const { port } = app.server.address() as AddressInfo;
     const req = httpRequest({
@@ -251,10 +251,14 @@ describe('bundle endpoint: change notification (If-None-Match + Prefer: wait)', 
     });
     req.on('error', () => {});
     req.end();
-    for (let i = 0; i < 100 && app.bundleEndpoint.heldRequests() === 0; i++) await clock.settle(1);
+    // Real socket I/O: poll in real time (bounded), not on the fake clock.
+    const until = async (cond: () => boolean) => {
+      for (let i = 0; i < 400 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+    };
+    await until(() => app.bundleEndpoint.heldRequests() === 1);
     expect(app.bundleEndpoint.heldRequests()).toBe(1);
     req.destroy();
-    for (let i = 0; i < 100 && app.bundleEndpoint.heldRequests() === 1; i++) await clock.settle(1);
+    await until(() => app.bundleEndpoint.heldRequests() === 0);
     expect(app.bundleEndpoint.heldRequests()).toBe(0);
     // The server still answers normally afterwards.
     expect((await app.inject({ method: 'GET', url: '/' })).statusCode).toBe(200);

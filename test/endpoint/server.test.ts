@@ -60,6 +60,12 @@ function get(
   });
 }
 
+/** Now, rounded down to a whole second: CaMinter's SVIDs start on a second boundary, so renewal
+ * and retry deadlines land on exact fake-clock instants. */
+function wholeSecondNow(): number {
+  return Math.floor(Date.now() / 1000) * 1000;
+}
+
 /** Polls `cond` (real async work such as key generation runs outside the fake clock). */
 async function eventually(cond: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 400 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
@@ -96,7 +102,7 @@ async function localBundle() {
 
 describe('https_web: certificate and key from files', () => {
   it('serves the bundle over TLS ≥ 1.2 without client authentication, and hot-reloads the pair', async () => {
-    const clock = new FakeClock(Date.now());
+    const clock = new FakeClock(wholeSecondNow());
     const ca = await makeCa();
     const first = await webCert(ca);
     const certFile = join(dir, 'tls.crt');
@@ -225,7 +231,7 @@ describe('https_spiffe: X509-SVID minted through SPIRE’s SVID API', () => {
   const endpointId = SpiffeId.parse('spiffe://local.test/spiffe-broker');
 
   it('presents an SVID for the endpoint ID and renews it at half its lifetime without dropping connections', async () => {
-    const clock = new FakeClock(Date.now());
+    const clock = new FakeClock(wholeSecondNow());
     const ca = await makeCa();
     const minter = new CaMinter(ca, clock, 3600);
     const credentials = new MintedSvidCredentials({ minter, spiffeId: endpointId, deps: { clock } });
@@ -260,7 +266,7 @@ describe('https_spiffe: X509-SVID minted through SPIRE’s SVID API', () => {
   });
 
   it('keeps the current SVID and retries with backoff when a renewal fails', async () => {
-    const clock = new FakeClock(Date.now());
+    const clock = new FakeClock(wholeSecondNow());
     const minter = new CaMinter(await makeCa(), clock, 600);
     const refusals: CredentialRefusal[] = [];
     const credentials = new MintedSvidCredentials({
@@ -290,7 +296,7 @@ describe('https_spiffe: X509-SVID minted through SPIRE’s SVID API', () => {
   });
 
   it('refuses an SVID for another ID (coded ERR_ENDPOINT_SVID)', async () => {
-    const clock = new FakeClock(Date.now());
+    const clock = new FakeClock(wholeSecondNow());
     const minter = new CaMinter(await makeCa(), clock);
     minter.overrideId = SpiffeId.parse('spiffe://local.test/someone-else');
     const credentials = new MintedSvidCredentials({ minter, spiffeId: endpointId, deps: { clock } });
