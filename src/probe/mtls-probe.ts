@@ -6,11 +6,10 @@ import type { TrustBundle } from '../bundle/trust-bundle.js';
 import { BrokerError, MtlsError } from '../errors.js';
 import { type Clock, isAbort } from '../platform/clock.js';
 import { matchId, matchMemberOf, type SpiffeIdMatcher } from '../spiffeid/matcher.js';
-import { SpiffeId } from '../spiffeid/spiffe-id.js';
+import type { SpiffeId } from '../spiffeid/spiffe-id.js';
 import type { TrustDomain } from '../spiffeid/trust-domain.js';
-import { peerChain } from '../tls/spiffe-tls.js';
-import { SvidHolder, type SvidSource, type X509SvidMaterial } from '../tls/svid.js';
-import { parseCertificateDer } from '../verify/der.js';
+import { claimedSpiffeId, connectError, peerChain } from '../tls/spiffe-tls.js';
+import { type SvidSource, toSvidSource, type X509SvidMaterial } from '../tls/svid.js';
 import { verifyX509Svid } from '../verify/x509-svid.js';
 
 /** Default {@link MtlsProbeOptions.intervalMs}. */
@@ -99,17 +98,6 @@ function refusal(code: string, message: string): ProbeVerdict {
   return { ok: false, code, message };
 }
 
-/** The SPIFFE ID a presented chain claims (unverified): gates which bundles are read. */
-function claimedId(chain: readonly Uint8Array[]): SpiffeId | undefined {
-  if (chain.length === 0) return undefined;
-  try {
-    const uris = parseCertificateDer(chain[0]!).uris;
-    return uris.length === 1 ? SpiffeId.tryParse(uris[0]!) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 function codeOf(err: unknown): { code: string; message: string } {
   if (err instanceof BrokerError) return { code: err.code, message: err.message };
   return { code: 'ERR_MTLS_HANDSHAKE', message: err instanceof Error ? err.message : String(err) };
@@ -145,10 +133,7 @@ export class MtlsProbe {
       throw new TypeError('MtlsProbe: bundlesAsSpireHolds is required');
     if (typeof opts.peers !== 'function') throw new TypeError('MtlsProbe: peers must be a function');
     this.#o = opts;
-    this.#svid =
-      typeof (opts.svid as SvidSource).current === 'function'
-        ? (opts.svid as SvidSource)
-        : new SvidHolder(opts.svid as X509SvidMaterial);
+    this.#svid = toSvidSource(opts.svid);
     this.#timer = opts.timer ?? (() => performance.now());
     this.#timeoutMs = opts.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
   }
@@ -173,7 +158,7 @@ export class MtlsProbe {
     authorize: SpiffeIdMatcher,
     signal?: AbortSignal,
   ): Promise<ProbeVerdict> {
-    const claimed = claimedId(chain);
+    const claimed = claimedSpiffeId(chain);
     if (chain.length === 0) return refusal('ERR_VERIFY_INPUT', 'no certificate was presented');
     if (!claimed)
       return refusal('ERR_VERIFY_X509_NO_SPIFFE_ID', 'the leaf certificate carries no single SPIFFE ID');
@@ -346,16 +331,7 @@ export class MtlsProbe {
       socket.setTimeout(this.#timeoutMs, () =>
         fail(new MtlsError('ERR_MTLS_TIMEOUT', `${where}: no handshake within ${this.#timeoutMs} ms`)),
       );
-      const onError = (err: NodeJS.ErrnoException): void =>
-        fail(
-          new MtlsError(
-            /^(ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN)$/.test(err.code ?? '')
-              ? 'ERR_MTLS_CONNECT'
-              : 'ERR_MTLS_HANDSHAKE',
-            `${where}: ${err.message}`,
-            { cause: err },
-          ),
-        );
+      const onError = (err: Error): void => fail(connectError(err, where));
       socket.once('error', onError);
       socket.once('secureConnect', () => {
         signal?.removeEventListener('abort', onAbort);

@@ -19,6 +19,13 @@ export type { BundleSource } from '../bundle/source.js';
 export type { PolledBundleMapSourceOptions } from './bundle-map-source.js';
 export { DEFAULT_BUNDLE_MAP_POLL_MS, PolledBundleMapSource } from './bundle-map-source.js';
 export type { SpiffeConnectOptions, SpiffeTlsOptions } from './spiffe-tls.js';
-export { DEFAULT_HANDSHAKE_TIMEOUT_MS, peerChain, SpiffeTls, tlsOptions } from './spiffe-tls.js';
+export {
+  claimedSpiffeId,
+  connectError,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  peerChain,
+  SpiffeTls,
+  tlsOptions,
+} from './spiffe-tls.js';
 export type { SvidSource, X509SvidMaterial } from './svid.js';
-export { SvidHolder } from './svid.js';
+export { SvidHolder, toSvidSource } from './svid.js';

@@ -12,10 +12,11 @@ import {
 import type { BundleSource } from '../bundle/source.js';
 import { BrokerError, MtlsError, VerifyError } from '../errors.js';
 import type { SpiffeIdMatcher } from '../spiffeid/matcher.js';
-import type { SpiffeId } from '../spiffeid/spiffe-id.js';
+import { SpiffeId } from '../spiffeid/spiffe-id.js';
+import { parseCertificateDer } from '../verify/der.js';
 import { X509VerifyCache } from '../verify/x509-cache.js';
 import { verifyX509Svid, type X509SvidVerifyResult } from '../verify/x509-svid.js';
-import { SvidHolder, type SvidSource, type X509SvidMaterial } from './svid.js';
+import { type SvidSource, toSvidSource, type X509SvidMaterial } from './svid.js';
 
 /** Default {@link SpiffeTlsOptions.handshakeTimeoutMs}: connect plus handshake. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -72,17 +73,23 @@ export function peerChain(socket: TLSSocket): Uint8Array[] {
   return out;
 }
 
-function asSvidSource(svid: SvidSource | X509SvidMaterial): SvidSource {
-  if (
-    typeof (svid as SvidSource).current === 'function' &&
-    typeof (svid as SvidSource).subscribe === 'function'
-  ) {
-    return svid as SvidSource;
+/**
+ * The SPIFFE ID a presented chain's leaf claims — UNVERIFIED: for choosing which bundles to read
+ * and for bounded metric labels, never for a decision. Undefined when the leaf has no single
+ * SPIFFE ID URI SAN or does not parse.
+ */
+export function claimedSpiffeId(chain: readonly Uint8Array[]): SpiffeId | undefined {
+  if (chain.length === 0) return undefined;
+  try {
+    const uris = parseCertificateDer(chain[0]!).uris;
+    return uris.length === 1 ? SpiffeId.tryParse(uris[0]!) : undefined;
+  } catch {
+    return undefined;
   }
-  return new SvidHolder(svid as X509SvidMaterial);
 }
 
-function connectError(err: unknown, where: string): BrokerError {
+/** A coded error for a failed TLS connection: `ERR_MTLS_CONNECT` before TCP is up, else `ERR_MTLS_HANDSHAKE`. */
+export function connectError(err: unknown, where: string): BrokerError {
   if (err instanceof BrokerError) return err;
   const e = err as NodeJS.ErrnoException;
   const code = e?.code ?? '';
@@ -127,7 +134,7 @@ export class SpiffeTls {
     }
     if (typeof opts.authorize !== 'function')
       throw new TypeError('tlsOptions: authorize must be a SpiffeIdMatcher');
-    this.svid = asSvidSource(opts.svid);
+    this.svid = toSvidSource(opts.svid);
     this.#source = opts.source;
     this.#authorize = opts.authorize;
     this.#now = opts.now ?? Date.now;

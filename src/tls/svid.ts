@@ -115,3 +115,10 @@ export class SvidHolder implements SvidSource {
     return () => this.#listeners.delete(listener);
   }
 }
+
+/** `svid` as an {@link SvidSource}: a source as is, fixed material in a (checked) {@link SvidHolder}. */
+export function toSvidSource(svid: SvidSource | X509SvidMaterial): SvidSource {
+  const maybe = svid as Partial<SvidSource>;
+  if (typeof maybe.current === 'function' && typeof maybe.subscribe === 'function') return svid as SvidSource;
+  return new SvidHolder(svid as X509SvidMaterial);
+}

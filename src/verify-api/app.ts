@@ -6,7 +6,7 @@ import type { SvidKind } from '../metrics/broker-metrics.js';
 import { pemToDerList } from '../pki/pem.js';
 import { SpiffeId } from '../spiffeid/spiffe-id.js';
 import type { TrustDomain } from '../spiffeid/trust-domain.js';
-import { parseCertificateDer } from '../verify/der.js';
+import { claimedSpiffeId } from '../tls/spiffe-tls.js';
 import { verifyJwtSvid } from '../verify/jwt-svid.js';
 import type { VerifyFailure } from '../verify/result.js';
 import { X509VerifyCache } from '../verify/x509-cache.js';
@@ -86,16 +86,6 @@ function badRequest(message: string): ApiError {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** The SPIFFE ID a refused X509-SVID claims, for the metrics label; undefined when unreadable. */
-function claimedByChain(chain: readonly Uint8Array[]): SpiffeId | undefined {
-  try {
-    const uris = parseCertificateDer(chain[0]!).uris;
-    return uris.length === 1 ? SpiffeId.tryParse(uris[0]!) : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** The SPIFFE ID a refused JWT-SVID claims (its unverified `sub`), for the metrics label. */
@@ -199,7 +189,7 @@ export function buildVerifyApiApp(opts: VerifyApiOptions): FastifyInstance {
     if (chain.length === 0) throw badRequest('chain: no PEM CERTIFICATE block found');
     const started = timer();
     const result = verifyX509Svid(chain, source, { now: now(), cache });
-    return answer(reply, 'x509', started, result, () => claimedByChain(chain));
+    return answer(reply, 'x509', started, result, () => claimedSpiffeId(chain));
   });
 
   app.post('/v1/verify/jwt', { schema: { response: RESPONSES } }, async (request, reply) => {
