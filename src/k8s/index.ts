@@ -9,6 +9,7 @@
  *   selector, touching only the broker's own ConfigMaps.
  * - {@link LeaderElector}: a coordination.k8s.io Lease; only the leader writes.
  * - {@link Reflector}: the list+watch cache under all of them (resume, relist on 410 Gone).
+ * - {@link parseKubernetesSettings}: the `kubernetes:` section of the broker config, typed.
  *
  * Nothing connects at import; every long-running part has `run(signal)`; clock and logger are
  * injected. docs/kubernetes.md describes the resources, RBAC and deployment.
@@ -97,6 +98,8 @@ export type { ReferenceFileStore } from './reference-files.js';
 export { DirectoryReferenceStore, MemoryReferenceStore } from './reference-files.js';
 export type { ReflectorEvent, ReflectorObserver, ReflectorOptions } from './reflector.js';
 export { Reflector } from './reflector.js';
+export type { KubernetesSettings } from './settings.js';
+export { parseKubernetesSettings } from './settings.js';
 export type {
   FederationPeerStatusWriterOptions,
   StatusWriteResult,

@@ -150,7 +150,9 @@ describe.skipIf(!kubeAvailable())('ConfigMapSink against a real kube-apiserver',
       store.set(rotated.bundle);
       await eventually('rotated in both namespaces', async () => {
         const both = await Promise.all([cm('team-a', nameA), cm('team-b', nameA)]);
-        return both.every((o) => (o?.data as Record<string, string>)['bundle.pem'] === rotated.root.pem);
+        return both.every(
+          (o) => (o?.data as Record<string, string> | undefined)?.['bundle.pem'] === rotated.root.pem,
+        );
       });
       expect((await cm('team-a', nameA))!.metadata.annotations?.['spiffe-broker.dev/sequence']).toBe('2');
 
