@@ -14,6 +14,7 @@ export type { ErrorBody, ListenTarget, RunAppOptions } from './http.js';
 export { installCodedErrors, runApp, sendError, toApiError } from './http.js';
 export type {
   BrokerStatus,
+  BrokerStatusInputs,
   DiffChange,
   DriftEntry,
   PeerStatus,
@@ -22,4 +23,10 @@ export type {
   ServerPeerStatus,
   StatusReason,
 } from './status.js';
-export { authorityExpiresIn, BROKER_STATUS_SCHEMA, RECONCILE_DIFF_SCHEMA, toRfc3339 } from './status.js';
+export {
+  authorityExpiresIn,
+  BROKER_STATUS_SCHEMA,
+  brokerStatusFrom,
+  RECONCILE_DIFF_SCHEMA,
+  toRfc3339,
+} from './status.js';

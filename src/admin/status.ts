@@ -1,5 +1,7 @@
 import type { TrustBundle } from '../bundle/trust-bundle.js';
+import type { PeerStatus as ManagerPeerStatus } from '../federation/manager.js';
 import type { PeerStateName } from '../metrics/names.js';
+import type { ServerSyncStatus } from '../publish/spire-sync.js';
 
 /**
  * Shapes of the admin API's `/v1/status` and `/v1/diff` answers: plain JSON, produced by the
@@ -242,3 +244,59 @@ export const RECONCILE_DIFF_SCHEMA = {
     },
   },
 } as const;
+
+/** What {@link brokerStatusFrom} assembles the status document from. */
+export interface BrokerStatusInputs {
+  /** The local trust domain. */
+  readonly trustDomain: string;
+  /** The federation manager's per-peer status. */
+  readonly peers: readonly ManagerPeerStatus[];
+  /** Every SPIRE server sync's status. */
+  readonly servers: readonly ServerSyncStatus[];
+  /** The bundle held for a peer (the FederatedBundleStore), for `authorityExpiresIn`. */
+  readonly bundle: (trustDomain: string) => TrustBundle | undefined;
+  /** The SPIRE servers a peer's bundle is written to (its allowlist entry's targets, resolved). */
+  readonly targetServers: (trustDomain: string) => readonly string[];
+  /** ms since the epoch. */
+  readonly now: number;
+}
+
+/**
+ * Builds the `/v1/status` document from the manager's and the SPIRE syncs' own status, so the
+ * document's conventions (RFC 3339, decimal sequences, nulls) live in one place. A server that
+ * could not be reached reports its last error on every peer it targets.
+ */
+export function brokerStatusFrom(inputs: BrokerStatusInputs): BrokerStatus {
+  const byName = new Map(inputs.servers.map((s) => [s.name, s]));
+  const peers = [...inputs.peers]
+    .sort((a, b) => (a.trustDomain < b.trustDomain ? -1 : a.trustDomain > b.trustDomain ? 1 : 0))
+    .map((p): PeerStatus => {
+      const td = p.trustDomain;
+      return {
+        trustDomain: td,
+        state: p.state,
+        reason: p.reason ? { code: p.reason.code, message: p.reason.message } : null,
+        sequence: p.sequence?.toString() ?? null,
+        refreshHint: p.refreshHint ?? null,
+        lastAttempt: toRfc3339(p.lastAttempt),
+        lastSuccess: toRfc3339(p.lastSuccess),
+        nextRefresh: toRfc3339(p.nextRefresh),
+        authorityExpiresIn: authorityExpiresIn(inputs.bundle(td), inputs.now),
+        servers: inputs.targetServers(td).map((name): ServerPeerStatus => {
+          const server = byName.get(name);
+          const state = server?.trustDomains.get(td);
+          const unreachable = server && !server.reachable ? (server.lastError ?? null) : null;
+          return {
+            name,
+            synced: state?.synced === true && unreachable === null,
+            sequence: state?.sequence ?? null,
+            error: state?.error ? { code: state.error.code, message: state.error.message } : unreachable,
+          };
+        }),
+      };
+    });
+  const drift = inputs.servers
+    .flatMap((s) => s.drift.map((trustDomain) => ({ server: s.name, trustDomain })))
+    .sort((a, b) => (a.server + a.trustDomain < b.server + b.trustDomain ? -1 : 1));
+  return { trustDomain: inputs.trustDomain, peers, drift };
+}
