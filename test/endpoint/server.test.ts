@@ -140,14 +140,16 @@ describe('https_web: certificate and key from files', () => {
       first.certificate.serialNumber.toLowerCase(),
     );
 
-    // The matching key arrives: the next poll installs the pair for new handshakes.
+    // The matching key arrives: a later poll (driven by the fake clock; the file reads themselves
+    // are real I/O, hence the short real-time pauses) installs the pair for new handshakes.
     await writeFile(keyFile, other.privateKeyPem!);
     for (
       let i = 0;
-      i < 20 && credentials.current()?.leaf.serialNumber !== other.certificate.serialNumber;
+      i < 200 && credentials.current()?.leaf.serialNumber !== other.certificate.serialNumber;
       i++
     ) {
       await clock.advance(5000);
+      await new Promise((r) => setTimeout(r, 10));
     }
     expect(credentials.current()?.leaf.serialNumber).toBe(other.certificate.serialNumber);
     const fresh = await get(url, { ca: ca.pem });
