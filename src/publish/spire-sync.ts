@@ -43,6 +43,26 @@ export interface TrustDomainSyncState {
   readonly error?: { readonly code: string; readonly message: string };
 }
 
+/** What a reconcile would do to one server (see {@link SpireServerSync.plan}). */
+export interface SyncPlan {
+  /** Trust domains the broker manages in this server (mutable: the sync updates it). */
+  readonly managed: Set<string>;
+  /** What the server holds now, by trust domain. */
+  readonly actual: ReadonlyMap<string, TrustBundle>;
+  /** Allowlisted trust domains SPIRE federates with by its own relationships: left alone. */
+  readonly conflicts: readonly string[];
+  /** Desired bundles the server already holds identically. */
+  readonly inSync: ReadonlyMap<string, TrustBundle>;
+  /** Bundles to write, with what the server holds now (absent: create). */
+  readonly toSet: readonly { readonly bundle: TrustBundle; readonly current?: TrustBundle }[];
+  /** Managed bundles no longer desired and still present: to delete (revocation). */
+  readonly revoke: readonly string[];
+  /** Managed bundles no longer desired that are already gone. */
+  readonly alreadyGone: readonly string[];
+  /** Present, not desired, not managed, not SPIRE's own: drift. */
+  readonly drift: readonly string[];
+}
+
 /** One server's sync status. */
 export interface ServerSyncStatus {
   readonly name: string;
@@ -110,8 +130,8 @@ export class SpireServerSync {
   #lastSync: number | undefined;
   #lastError: { code: string; message: string } | undefined;
   #tdState = new Map<string, TrustDomainSyncState>();
-  #drift: string[] = [];
-  #conflicts: string[] = [];
+  #drift: readonly string[] = [];
+  #conflicts: readonly string[] = [];
   #idle: (() => void)[] = [];
 
   constructor(name: string, deps: SpireSyncDeps) {
@@ -182,6 +202,48 @@ export class SpireServerSync {
     }
   }
 
+  /**
+   * What a reconcile would do now, computed from the server's current contents without changing
+   * anything (`spiffe-broker diff`; the first step of every reconcile).
+   */
+  async plan(signal?: AbortSignal): Promise<SyncPlan> {
+    const { api } = this.#deps;
+    this.#managed ??= await this.#deps.managed.load(this.name);
+    const managed = this.#managed;
+    const [actualList, relationships] = await Promise.all([
+      api.listFederatedBundles(signal),
+      api.listFederationRelationships(signal),
+    ]);
+    const actual = new Map(actualList.map((b) => [b.trustDomain.name, b]));
+    const spireOwned = new Set(relationships);
+    const desired = this.#deps.desired();
+    // SPIRE's own federation relationships win: report, never fight them.
+    const conflicts = [...desired.keys()].filter((td) => spireOwned.has(td)).sort();
+    const inSync = new Map<string, TrustBundle>();
+    const toSet: { bundle: TrustBundle; current?: TrustBundle }[] = [];
+    for (const [td, bundle] of desired) {
+      if (spireOwned.has(td)) continue;
+      const have = actual.get(td);
+      if (have && bundlesEqual(have, bundle)) inSync.set(td, have);
+      else toSet.push(have ? { bundle, current: have } : { bundle });
+    }
+    const revoked = [...managed].filter((td) => !desired.has(td) && !spireOwned.has(td));
+    // Drift: present, not desired, not ours, not SPIRE's own relationship.
+    const drift = [...actual.keys()]
+      .filter((td) => !desired.has(td) && !managed.has(td) && !spireOwned.has(td))
+      .sort();
+    return {
+      managed,
+      actual,
+      conflicts,
+      inSync,
+      toSet,
+      revoke: revoked.filter((td) => actual.has(td)),
+      alreadyGone: revoked.filter((td) => !actual.has(td)),
+      drift,
+    };
+  }
+
   /** One reconcile pass. Returns false when anything failed (the loop retries with backoff). */
   async reconcileOnce(signal?: AbortSignal): Promise<boolean> {
     const { api, clock } = this.#deps;
@@ -189,36 +251,24 @@ export class SpireServerSync {
     const observer = this.#deps.observer ?? {};
     let allOk = true;
     try {
-      this.#managed ??= await this.#deps.managed.load(this.name);
-      const managed = this.#managed;
-      const [actualList, relationships] = await Promise.all([
-        api.listFederatedBundles(signal),
-        api.listFederationRelationships(signal),
-      ]);
+      const plan = await this.plan(signal);
+      const { managed, actual } = plan;
       this.#reachable = true;
-      const actual = new Map(actualList.map((b) => [b.trustDomain.name, b]));
-      const spireOwned = new Set(relationships);
-      const desired = this.#deps.desired();
-
-      // SPIRE's own federation relationships win: report, never fight them.
-      const conflicts = [...desired.keys()].filter((td) => spireOwned.has(td)).sort();
-      if (conflicts.join() !== this.#conflicts.join() && conflicts.length > 0)
-        observer.conflict?.(this.name, conflicts);
-      this.#conflicts = conflicts;
-
+      if (plan.conflicts.join() !== this.#conflicts.join() && plan.conflicts.length > 0) {
+        observer.conflict?.(this.name, plan.conflicts);
+      }
+      this.#conflicts = plan.conflicts;
       const nextState = new Map<string, TrustDomainSyncState>();
-      const toSet: TrustBundle[] = [];
-      for (const [td, bundle] of desired) {
-        if (spireOwned.has(td)) continue;
-        const have = actual.get(td);
-        if (have && bundlesEqual(have, bundle)) {
-          nextState.set(td, { synced: true, sequence: have.sequence.toString() });
-          if (!managed.has(td)) managed.add(td);
-        } else {
-          toSet.push(bundle);
+      let managedChanged = false;
+      for (const [td, have] of plan.inSync) {
+        nextState.set(td, { synced: true, sequence: have.sequence.toString() });
+        // Identical to what the allowlist asks for: ours to manage (and revoke) from now on.
+        if (!managed.has(td)) {
+          managed.add(td);
+          managedChanged = true;
         }
       }
-      let managedChanged = false;
+      const toSet = plan.toSet.map((c) => c.bundle);
       if (toSet.length > 0) {
         // One BatchSetFederatedBundle carries every changed bundle (upsert, full replace).
         const results = await api.batchSetFederatedBundle(toSet, signal);
@@ -250,10 +300,9 @@ export class SpireServerSync {
       }
 
       // Revocation: bundles we manage that are no longer desired.
-      const revoked = [...managed].filter((td) => !desired.has(td) && !spireOwned.has(td));
-      const revokeNow = revoked.filter((td) => actual.has(td));
-      for (const td of revoked.filter((t) => !actual.has(t))) {
-        managed.delete(td); // already gone
+      const revokeNow = plan.revoke;
+      for (const td of plan.alreadyGone) {
+        managed.delete(td);
         managedChanged = true;
       }
       if (revokeNow.length > 0) {
@@ -297,10 +346,7 @@ export class SpireServerSync {
         }
       }
 
-      // Drift: present, not desired, not ours, not SPIRE's own relationship.
-      const drift = [...actual.keys()]
-        .filter((td) => !desired.has(td) && !managed.has(td) && !spireOwned.has(td))
-        .sort();
+      const drift = plan.drift;
       if (drift.join() !== this.#drift.join() && drift.length > 0) observer.drift?.(this.name, drift);
       this.#drift = drift;
       if (drift.length > 0 && this.#deps.enforce) {

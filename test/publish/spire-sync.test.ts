@@ -192,3 +192,37 @@ describe('SpireServerSync', () => {
     await expect(t.running).resolves.toBeUndefined();
   });
 });
+
+describe('SpireServerSync.plan', () => {
+  it('says what a reconcile would do, changing nothing', async () => {
+    const clock = new FakeClock();
+    const api = new FakeSpireApi();
+    const managed = new MemoryManaged();
+    managed.saved.set('s', ['gone.test', 'revoked.test']);
+    api.bundles.set('same.test', bundle('same.test', 1n));
+    api.bundles.set('old.test', bundle('old.test', 1n));
+    api.bundles.set('revoked.test', bundle('revoked.test', 1n));
+    api.bundles.set('stranger.test', bundle('stranger.test', 1n));
+    api.bundles.set('theirs.test', bundle('theirs.test', 1n));
+    api.relationships.add('theirs.test');
+    const desired = new Map([
+      ['same.test', bundle('same.test', 1n)],
+      ['old.test', bundle('old.test', 2n)],
+      ['new.test', bundle('new.test', 1n)],
+      ['theirs.test', bundle('theirs.test', 5n)],
+    ]);
+    const sync = new SpireServerSync('s', { clock, api, managed, desired: () => desired });
+    const plan = await sync.plan();
+    expect([...plan.inSync.keys()]).toEqual(['same.test']);
+    expect(plan.toSet.map((c) => [c.bundle.trustDomain.name, c.current?.sequence])).toEqual([
+      ['old.test', 1n],
+      ['new.test', undefined],
+    ]);
+    expect(plan.revoke).toEqual(['revoked.test']);
+    expect(plan.alreadyGone).toEqual(['gone.test']);
+    expect(plan.drift).toEqual(['stranger.test']);
+    expect(plan.conflicts).toEqual(['theirs.test']);
+    expect(api.calls.filter((c) => c.method !== 'list')).toEqual([]);
+    expect(api.bundles.get('old.test')!.sequence).toBe(1n);
+  });
+});
