@@ -117,7 +117,8 @@ for (const s of sections) {
   }
 }
 // Keep sections of modules not run this time (partial runs), from the previous file.
-for (const m of previous.matchAll(/^## (\S+) \(bench\/[\s\S]*?(?=^## |$(?![\s\S]))/gm)) {
+const previousBody = previous.includes('<!-- notes -->') ? previous.slice(0, previous.indexOf('<!-- notes -->')) : previous;
+for (const m of previousBody.matchAll(/^## (\S+) \(bench\/[\s\S]*?(?=^## |$(?![\s\S]))/gm)) {
   if (!ran.has(m[1]!)) body.push(m[0].trimEnd(), '');
 }
 const notes = previous.includes('<!-- notes -->')

@@ -22,7 +22,7 @@ export const BROKER_DEFAULTS = Object.freeze({
   spireTimeoutMs: 10_000,
   endpointRefreshHintSeconds: 300,
   endpointPollIntervalMs: 250,
-  endpointMaxHeldRequests: 1000,
+  endpointMaxHeldRequests: 10_000,
   endpointSpiffeIdPath: '/spiffe-broker',
   adminListen: '127.0.0.1:8089',
   verifyListen: '127.0.0.1:8090',

@@ -135,7 +135,7 @@ describe('parseBrokerConfig', () => {
       refreshHintSeconds: 300,
       pollIntervalMs: 250,
       serveFederatedInMap: false,
-      maxHeldRequests: 1000,
+      maxHeldRequests: 10_000,
     });
   });
 
