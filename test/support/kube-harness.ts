@@ -458,7 +458,7 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
 }
 
 /** The REST collection path an object is created at (core, named groups, cluster or namespaced). */
-function collectionPath(obj: Record<string, unknown>): string {
+export function collectionPath(obj: Record<string, unknown>): string {
   const apiVersion = String(obj.apiVersion);
   const kind = String(obj.kind);
   const ns = (obj.metadata as { namespace?: string } | undefined)?.namespace;
