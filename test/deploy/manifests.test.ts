@@ -198,7 +198,9 @@ describe.skipIf(!haveRenderer)('deploy/ kustomizations', () => {
       const dep = one(docs(), 'Deployment', 'spiffe-broker');
       const pod = podSpec(dep).spec;
       const c = pod.containers[0]!;
-      const configVolume = pod.volumes!.find((v) => v.name === 'config') as { configMap: { name: string } };
+      const configVolume = pod.volumes!.find((v) => v.name === 'config') as unknown as {
+        configMap: { name: string };
+      };
       const cm = one(docs(), 'ConfigMap', configVolume.configMap.name);
       const data = cm.data as Record<string, string>;
       const config = parseBrokerConfig(data['config.yaml']!);
