@@ -94,7 +94,7 @@ describe.skipIf(!haveRenderer)('deploy/ kustomizations', () => {
         capabilities: { drop: ['ALL'] },
         seccompProfile: { type: 'RuntimeDefault' },
       });
-      expect((c.securityContext?.capabilities as { add?: unknown }).add).toBeUndefined();
+      expect((c.securityContext?.capabilities as { add?: unknown } | undefined)?.add).toBeUndefined();
       expect(c.resources?.requests).toMatchObject({ cpu: expect.any(String), memory: expect.any(String) });
       expect(c.resources?.limits).toMatchObject({ cpu: expect.any(String), memory: expect.any(String) });
       expect(c.args).toEqual(['run', '--config', '/etc/spiffe-broker/config.yaml']);
