@@ -6,10 +6,12 @@
 import { AUDIT_USAGE, auditCommand } from './audit-command.js';
 import { BUNDLE_USAGE, bundleCommand } from './bundle-command.js';
 import { CHECK_CONFIG_USAGE, checkConfigCommand } from './check-config-command.js';
+import { DIFF_USAGE, diffCommand } from './diff-command.js';
 import { FETCH_USAGE, fetchCommand } from './fetch-command.js';
 import { type CliIo, EXIT_OK, EXIT_USAGE } from './io.js';
 import { LAB_USAGE, labCommand } from './lab-command.js';
 import { RUN_USAGE, runCommand } from './run-command.js';
+import { STATUS_USAGE, statusCommand } from './status-command.js';
 import { VERIFY_USAGE, verifyCommand } from './verify-command.js';
 
 export type { CliIo } from './io.js';
@@ -23,6 +25,16 @@ const COMMANDS: Record<string, Command> = {
     summary: 'run a three-trust-domain federation lab on loopback and narrate a demo',
     usage: LAB_USAGE,
     run: labCommand,
+  },
+  status: {
+    summary: "print a running broker's peer and SPIRE sync status",
+    usage: STATUS_USAGE,
+    run: statusCommand,
+  },
+  diff: {
+    summary: 'print what a reconcile would change in SPIRE, changing nothing',
+    usage: DIFF_USAGE,
+    run: diffCommand,
   },
   'check-config': {
     summary: 'validate a broker config or allowlist file without running',

@@ -1,4 +1,7 @@
 import { readFile } from 'node:fs/promises';
+import { buildAdminApp, runAdmin } from '../admin/app.js';
+import { runApp } from '../admin/http.js';
+import { type BrokerStatus, brokerStatusFrom, type ReconcileDiff, toRfc3339 } from '../admin/status.js';
 import { AuditTrail } from '../audit/audit-trail.js';
 import { AuditWriter } from '../audit/writer.js';
 import { parseBundle } from '../bundle/codec.js';
@@ -18,6 +21,7 @@ import { type FetchDeps, type FetchProfile, fetchPeerBundle } from '../federatio
 import { FederationManager, type FederationObserver, type PeerStatus } from '../federation/manager.js';
 import type { PeerFetcher } from '../federation/peer-updater.js';
 import { nodeStateFs, type StateFs, StateStore } from '../federation/state-store.js';
+import { BrokerMetrics, createMetricsRegistry, PropagationTracker } from '../metrics/broker-metrics.js';
 import { type Clock, isAbort, systemClock } from '../platform/clock.js';
 import { type Logger, nullLogger } from '../platform/logger.js';
 import { composeObservers } from '../platform/observers.js';
@@ -27,7 +31,9 @@ import { type ServerSyncStatus, SpireServerSync, type SpireSyncObserver } from '
 import { SpiffeId } from '../spiffeid/spiffe-id.js';
 import { TrustDomain } from '../spiffeid/trust-domain.js';
 import { SpireServerClient } from '../spire/client.js';
+import { buildVerifyApiApp } from '../verify-api/app.js';
 import { FileManagedSetStore } from './managed-set-store.js';
+import { BROKER_VERSION } from './version.js';
 
 /** Side effects of the daemon; real defaults when omitted. */
 export interface DaemonDeps {
@@ -100,8 +106,12 @@ export class BrokerDaemon {
   #resolveEndpoint: ((ep: RunningBundleEndpoint) => void) | undefined;
   #allowlistLoaded = false;
   #audit: AuditTrail | undefined;
+  /** The broker's metrics (a fresh registry per daemon). */
+  readonly metrics: BrokerMetrics;
+  readonly #propagation: PropagationTracker;
   #auditWriter: AuditWriter | undefined;
   #adminUrl: string | undefined;
+  #verifyUrl: string | undefined;
   /** Trust domains whose last-known-good bundle was loaded at start and must be pushed before ready. */
   #mustPush = new Set<string>();
   readonly #read: (p: string) => Promise<Uint8Array>;
@@ -120,6 +130,30 @@ export class BrokerDaemon {
     );
     const log = this.logger;
     const store = this.store;
+    this.metrics = new BrokerMetrics({
+      registry: createMetricsRegistry(),
+      clock: this.clock,
+      bundles: () => this.#allBundles(),
+      heldRequests: () => this.#endpoint?.app.bundleEndpoint.heldRequests() ?? 0,
+      syncStatus: () => this.serverStatus(),
+      build: { version: BROKER_VERSION, nodeVersion: process.version },
+    });
+    const metrics = this.metrics;
+    this.#propagation = new PropagationTracker({
+      clock: this.clock,
+      metrics,
+      targets: (td) => this.targetsOf(td),
+    });
+    const propagation = this.#propagation;
+    const audited = (p: Promise<unknown> | undefined, what: string): void => {
+      p?.catch((err: unknown) => {
+        metrics.auditWriteFailed();
+        log.error('audit write failed', {
+          record: what,
+          error: err instanceof Error ? err.message : String(err),
+        });
+      });
+    };
 
     this.manager = new FederationManager({
       clock: this.clock,
@@ -162,23 +196,57 @@ export class BrokerDaemon {
           {
             // The audit trail: every accepted bundle, refusal and revocation (docs/audit.md).
             accepted: (peer, bundle, previous) =>
-              this.#audit?.bundleAccepted({
-                trustDomain: peer.trustDomain,
-                sequence: bundle.sequence,
-                diff: diffBundles(previous, bundle),
-              }),
+              audited(
+                this.#audit?.bundleAccepted({
+                  trustDomain: peer.trustDomain,
+                  sequence: bundle.sequence,
+                  diff: diffBundles(previous, bundle),
+                }),
+                'bundle-accepted',
+              ),
             refused: (peer, error) =>
-              this.#audit?.bundleRefused({
-                trustDomain: peer.trustDomain,
-                code: error.code,
-                message: error.message,
-              }),
+              audited(
+                this.#audit?.bundleRefused({
+                  trustDomain: peer.trustDomain,
+                  code: error.code,
+                  message: error.message,
+                }),
+                'bundle-refused',
+              ),
             revoked: (td) =>
-              this.#audit?.revocation({
-                trustDomain: td,
-                code: 'ERR_PEER_REMOVED',
-                message: 'removed from the allowlist',
-              }),
+              audited(
+                this.#audit?.revocation({
+                  trustDomain: td,
+                  code: 'ERR_PEER_REMOVED',
+                  message: 'removed from the allowlist',
+                }),
+                'revocation',
+              ),
+          },
+          {
+            // Metrics.
+            fetched: (peer, result, reason, durationMs) => {
+              metrics.observeFetch({
+                peer: peer.trustDomain.name,
+                result: result === 'ok' ? 'updated' : result === 'error' ? 'failed' : result,
+                reason,
+                durationSeconds: durationMs / 1000,
+              });
+              if (result === 'unchanged') metrics.bundleConfirmed(peer.trustDomain.name, this.clock.now());
+            },
+            accepted: (peer, bundle) => {
+              metrics.setBundle(peer.trustDomain.name, {
+                sequence: bundle.sequence,
+                refreshHintSeconds: bundle.refreshHint,
+                confirmedAt: this.clock.now(),
+              });
+              propagation.seen(bundle);
+            },
+            stateChanged: (td, _from, to) => metrics.setPeerState(td, to),
+            revoked: (td) => {
+              metrics.removePeer(td);
+              propagation.forget(td);
+            },
           },
           deps.federationObserver,
         ],
@@ -232,32 +300,42 @@ export class BrokerDaemon {
               },
               {
                 written: (server, bundle, r) =>
-                  this.#audit?.spireWrite({
-                    server,
-                    trustDomain: bundle.trustDomain,
-                    operation: 'set',
-                    result: r.ok ? 'ok' : 'error',
-                    ...(r.ok ? {} : { code: String(r.code), message: r.message }),
-                  }),
+                  audited(
+                    this.#audit?.spireWrite({
+                      server,
+                      trustDomain: bundle.trustDomain,
+                      operation: 'set',
+                      result: r.ok ? 'ok' : 'error',
+                      ...(r.ok ? {} : { code: String(r.code), message: r.message }),
+                    }),
+                    'spire-write',
+                  ),
                 deleted: (server, td, reason, r) =>
-                  this.#audit?.spireWrite({
-                    server,
-                    trustDomain: td,
-                    operation: 'delete',
-                    result: r.ok ? 'ok' : 'error',
-                    message: `${reason}: ${r.message}`,
-                  }),
-                drift: (server, tds) => {
-                  for (const td of tds) {
-                    void this.#audit?.drift({
+                  audited(
+                    this.#audit?.spireWrite({
                       server,
                       trustDomain: td,
-                      detail: 'federated bundle not named by the allowlist',
-                      repaired: config.reconcile.enforce,
-                    });
+                      operation: 'delete',
+                      result: r.ok ? 'ok' : 'error',
+                      message: `${reason}: ${r.message}`,
+                    }),
+                    'spire-write',
+                  ),
+                drift: (server, tds) => {
+                  for (const td of tds) {
+                    audited(
+                      this.#audit?.drift({
+                        server,
+                        trustDomain: td,
+                        detail: 'federated bundle not named by the allowlist',
+                        repaired: config.reconcile.enforce,
+                      }),
+                      'drift',
+                    );
                   }
                 },
               },
+              metrics.spireSyncObserver(propagation),
               deps.syncObserver,
             ],
             (err, event) => log.error('observer failed', { event, error: String(err) }),
@@ -315,6 +393,155 @@ export class BrokerDaemon {
       if (b) out.set(peer.trustDomain.name, b);
     }
     return out;
+  }
+
+  /** The SPIRE servers a peer's bundle is written to (its allowlist entry's targets, resolved). */
+  targetsOf(trustDomain: string): string[] {
+    const peer = this.manager.peers().find((p) => p.trustDomain.name === trustDomain);
+    if (!peer) return [];
+    return peer.targetServers === 'all'
+      ? [...this.clients.keys()]
+      : peer.targetServers.filter((n) => this.clients.has(n));
+  }
+
+  /** The local bundle (as published) and every federated bundle held. */
+  #allBundles(): TrustBundle[] {
+    const local = this.localBundle.current()?.bundle;
+    return local ? [local, ...this.store.bundles()] : this.store.bundles();
+  }
+
+  /** A {@link BundleSource} of the local bundle and every federated bundle held (verify API). */
+  bundleSource(): BundleSource {
+    return {
+      getBundleForTrustDomain: (td) =>
+        td.equals(this.config.trustDomain)
+          ? this.localBundle.current()?.bundle
+          : this.store.getBundleForTrustDomain(td),
+    };
+  }
+
+  /** The `/v1/status` document. */
+  status(): BrokerStatus {
+    return brokerStatusFrom({
+      trustDomain: this.config.trustDomain.name,
+      peers: this.manager.status(),
+      servers: this.serverStatus(),
+      bundle: (td) => this.store.get(td),
+      targetServers: (td) => this.targetsOf(td),
+      now: this.clock.now(),
+    });
+  }
+
+  /** What a reconcile would change in every SPIRE server, changing nothing (`spiffe-broker diff`). */
+  async diff(): Promise<ReconcileDiff> {
+    const servers = await Promise.all(
+      [...this.syncs.values()].map(async (sync) => {
+        try {
+          const plan = await sync.plan();
+          const enforce = this.config.reconcile.enforce;
+          return {
+            name: sync.name,
+            reachable: true,
+            error: null,
+            changes: [
+              ...plan.toSet.map((c) => ({
+                trustDomain: c.bundle.trustDomain.name,
+                action: c.current ? ('update' as const) : ('create' as const),
+                reason: c.current ? ('changed' as const) : ('missing' as const),
+                from: c.current ? c.current.sequence.toString() : null,
+                to: c.bundle.sequence.toString(),
+              })),
+              ...plan.revoke.map((td) => ({
+                trustDomain: td,
+                action: 'delete' as const,
+                reason: 'revoked' as const,
+                from: plan.actual.get(td)?.sequence.toString() ?? null,
+                to: null,
+              })),
+              ...(enforce ? plan.drift : []).map((td) => ({
+                trustDomain: td,
+                action: 'delete' as const,
+                reason: 'drift' as const,
+                from: plan.actual.get(td)?.sequence.toString() ?? null,
+                to: null,
+              })),
+            ],
+            drift: enforce ? [] : [...plan.drift],
+            conflicts: [...plan.conflicts],
+          };
+        } catch (err) {
+          const e = err instanceof BrokerError ? err : new BrokerError('ERR_SPIRE_RPC', String(err));
+          return {
+            name: sync.name,
+            reachable: false,
+            error: { code: e.code, message: e.message },
+            changes: [],
+            drift: [],
+            conflicts: [],
+          };
+        }
+      }),
+    );
+    return {
+      trustDomain: this.config.trustDomain.name,
+      generatedAt: toRfc3339(this.clock.now())!,
+      enforce: this.config.reconcile.enforce,
+      servers,
+    };
+  }
+
+  /** Reconciles every SPIRE server now; resolves when each has converged or failed once. */
+  async reconcileNow(): Promise<void> {
+    await Promise.all(
+      [...this.syncs.values()].map(async (s) => {
+        s.trigger();
+        await Promise.race([s.whenIdle(), this.clock.sleep(30_000)]);
+      }),
+    );
+  }
+
+  /** Serves the admin API (status, readiness, metrics, bundles, diff) until `signal` aborts. */
+  async #runAdmin(signal: AbortSignal): Promise<void> {
+    const a = this.config.admin;
+    const app = await buildAdminApp({
+      status: () => this.status(),
+      ready: () => this.readiness(),
+      metrics: this.metrics,
+      bundles: () => this.#allBundles(),
+      diff: () => this.diff(),
+      reconcile: () => this.reconcileNow(),
+    });
+    await runAdmin(app, {
+      listen: a.socket ? { path: a.socket } : (a.listen ?? { host: '127.0.0.1', port: 8089 }),
+      signal,
+      onListening: (address) => {
+        this.#adminUrl = address;
+        this.logger.info('admin API listening', { address });
+      },
+    });
+  }
+
+  /** Serves the SVID verification API until `signal` aborts. */
+  async #runVerifyApi(signal: AbortSignal): Promise<void> {
+    const app = await buildVerifyApiApp({
+      source: this.bundleSource(),
+      now: () => this.clock.now(),
+      metrics: this.metrics,
+      bodyLimit: this.config.verify.maxBodyBytes,
+    });
+    await runApp(app, {
+      listen: this.config.verify.listen,
+      signal,
+      onListening: (address) => {
+        this.#verifyUrl = address;
+        this.logger.info('verify API listening', { address });
+      },
+    });
+  }
+
+  /** `http://host:port` of the verify API once it listens. */
+  get verifyUrl(): string | undefined {
+    return this.#verifyUrl;
   }
 
   /** The source SPIRE server's client (whose bundle the endpoint publishes). */
@@ -399,18 +626,22 @@ export class BrokerDaemon {
           const previousVersion = this.manager.allowlist?.version;
           this.logger.info('allowlist changed', { version: next.version });
           const r = await this.manager.apply(next);
+          for (const td of r.added) this.metrics.setPeerState(td, 'PENDING');
+          this.metrics.allowlistReloaded({ ok: true, peers: next.peers.length });
           await this.#audit?.allowlistChanged({
             version: next.version,
             ...(previousVersion ? { previousVersion } : {}),
             ...r,
           });
         },
-        onError: (err, info) =>
+        onError: (err, info) => {
+          this.metrics.allowlistReloaded({ ok: false });
           this.logger.error('allowlist refused; the previous one stays in force', {
             code: err.code,
             error: err.message,
             keptVersion: info.keptVersion,
-          }),
+          });
+        },
       },
       {
         fs: { readFile: async (p: string) => Buffer.from(await this.#read(p)).toString('utf8') },
@@ -435,12 +666,16 @@ export class BrokerDaemon {
       for (const name of this.clients.keys()) this.#mustPush.add(`${name}/${b.trustDomain.name}`);
     }
     const initial = await this.manager.apply(allowlist);
+    for (const td of initial.added) this.metrics.setPeerState(td, 'PENDING');
+    this.metrics.allowlistReloaded({ ok: true, peers: allowlist.peers.length });
     await this.#audit.allowlistChanged({ version: allowlist.version, ...initial });
     this.#allowlistLoaded = true;
 
     const localRun = this.localBundle.run(signal);
     const running = await this.#startEndpoint(signal);
     const tasks: Promise<void>[] = [
+      this.#runAdmin(signal),
+      this.#runVerifyApi(signal),
       localRun,
       ...(running ? [running.closed] : []),
       this.manager.run(signal),

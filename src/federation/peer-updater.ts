@@ -185,6 +185,10 @@ export class PeerUpdater {
     }
     this.#failures = 0;
     this.#longPoll = outcome.supportsLongPoll;
+    // A held request answered with a new bundle without saying it was held says nothing about
+    // support (the bundle had changed before the request arrived): probe again next time. Only a
+    // 304 without Preference-Applied shows a server that ignores the wait.
+    if (holding && !outcome.supportsLongPoll && outcome.kind === 'bundle') this.#probed = false;
     if (outcome.kind === 'not-modified') {
       // A "held" request answered 304 long before its wait ended: the server does not really
       // hold requests, so fall back to the normal schedule instead of spinning.

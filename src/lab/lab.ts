@@ -8,13 +8,14 @@ import { BrokerDaemon, type DaemonDeps } from '../daemon/daemon.js';
 import type { Logger } from '../platform/logger.js';
 import { nullLogger } from '../platform/logger.js';
 import { SpireEmulator } from '../spire/emulator/emulator.js';
-import { RealSpireServer, type SpireServerRunner } from './spire-process.js';
+import { freePort, RealSpireServer, type SpireServerRunner } from './spire-process.js';
 
 /** One trust domain of the lab: its SPIRE server, its broker and its files. */
 export interface LabDomain {
   readonly name: string;
   readonly spire: LabSpire;
-  readonly daemon: BrokerDaemon;
+  /** The domain's broker (replaced by {@link Lab.restartBroker}). */
+  daemon: BrokerDaemon;
   readonly dir: string;
   readonly allowlistFile: string;
   readonly configFile: string;
@@ -89,6 +90,7 @@ export class Lab {
   readonly #stop: AbortController;
   readonly #runs: Promise<void>[];
   readonly #domainStops: Map<string, AbortController>;
+  #daemonDeps: (name: string) => Partial<DaemonDeps> = () => ({});
 
   private constructor(
     dir: string,
@@ -164,7 +166,7 @@ export class Lab {
           'allowlist:',
           `  file: ${allowlistFile}`,
           'endpoint:',
-          '  listen: 127.0.0.1:0',
+          `  listen: 127.0.0.1:${await freePort()}`,
           '  profile: https_spiffe',
           `  refreshHint: ${opts.publishedRefreshHint ?? '60s'}`,
           '  pollInterval: 250ms',
@@ -258,6 +260,24 @@ export class Lab {
     const i = this.domains.indexOf(this.domain(name));
     this.#domainStops.get(name)?.abort();
     await this.#runs[i]?.catch(() => undefined);
+  }
+
+  /**
+   * Starts a stopped domain's broker again from the same configuration and state directory (same
+   * endpoint port): its last-known-good bundles are pushed to SPIRE before its first fetch.
+   */
+  async restartBroker(name: string): Promise<BrokerDaemon> {
+    const d = this.domain(name);
+    const i = this.domains.indexOf(d);
+    await this.stopEndpoint(name);
+    const { readFile } = await import('node:fs/promises');
+    const config = parseBrokerConfig(await readFile(d.configFile, 'utf8'));
+    d.daemon = await BrokerDaemon.create(config, this.#daemonDeps(name));
+    const stop = new AbortController();
+    this.#domainStops.set(name, stop);
+    this.#runs[i] = d.daemon.run(AbortSignal.any([this.#stop.signal, stop.signal]));
+    await d.daemon.endpoint();
+    return d.daemon;
   }
 
   /** Resolves when `check` returns true (polled every 50 ms), or rejects after `timeoutMs`. */

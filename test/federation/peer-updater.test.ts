@@ -160,6 +160,20 @@ describe('PeerUpdater', () => {
     expect(t.schedule).toEqual([1000, 75_000]);
   });
 
+  it('a probe answered by a change (not held) probes again instead of giving up on long-polling', async () => {
+    const t = setup([
+      ok(1n, { etag: '"e1"' }),
+      ok(2n, { etag: '"e2"' }),
+      ok(3n, { etag: '"e3"', supportsLongPoll: true }),
+    ]);
+    await t.clock.settle();
+    await t.clock.advance(1000);
+    expect(t.fetcher.requests[1]).toMatchObject({ etag: '"e1"', waitSeconds: 55 });
+    await t.clock.advance(1000);
+    expect(t.fetcher.requests[2]).toMatchObject({ etag: '"e2"', waitSeconds: 55 });
+    expect(t.log.filter((l) => l.startsWith('accepted'))).toEqual(['accepted:1', 'accepted:2', 'accepted:3']);
+  });
+
   it('backs off exponentially after failures, capped at the normal interval', async () => {
     const fail = () => new FetchError('ERR_FETCH_CONNECT', 'refused');
     const t = setup([ok(1n, { hint: 40 }), fail(), fail(), fail(), fail(), fail()]);

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab } from '../../src/lab/lab.js';
+import { runCliCapture } from '../support/cli.js';
 import { realSpireOrSkip, spireServerBinary } from '../support/spire-harness.js';
 
 /**
@@ -55,6 +56,107 @@ describe.skipIf(!real)('federation lab (real spire-server)', () => {
     const held = (await lab.domain('alpha.lab').spire.federatedBundles()).get('beta.lab')!;
     expect(held.sequence).toBe((await lab.domain('beta.lab').spire.bundle()).sequence);
   }, 60_000);
+
+  async function metric(
+    domain: string,
+    name: string,
+    labels: Record<string, string>,
+  ): Promise<number | undefined> {
+    const res = await fetch(`${lab.domain(domain).daemon.adminUrl}/metrics`);
+    const text = await res.text();
+    const want = Object.entries(labels)
+      .map(([k, v]) => `${k}="${v}"`)
+      .sort();
+    for (const line of text.split('\n')) {
+      const m = /^(\w+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
+      if (!m || m[1] !== name) continue;
+      const have = (m[2] ?? '').split(',').filter(Boolean).sort();
+      if (want.every((w) => have.includes(w))) return Number(m[3]);
+    }
+    return undefined;
+  }
+
+  it('admin surface: /v1/status, the status CLI, and /metrics moving through a rotation, an outage and its recovery', async () => {
+    const alpha = lab.domain('alpha.lab');
+    const status = (await (await fetch(`${alpha.daemon.adminUrl}/v1/status`)).json()) as {
+      trustDomain: string;
+      peers: {
+        trustDomain: string;
+        state: string;
+        sequence: string;
+        servers: { name: string; synced: boolean }[];
+      }[];
+    };
+    expect(status.trustDomain).toBe('alpha.lab');
+    expect(status.peers.map((p) => [p.trustDomain, p.state])).toEqual([
+      ['beta.lab', 'ACTIVE'],
+      ['gamma.lab', 'ACTIVE'],
+    ]);
+    expect(status.peers[0]!.servers.every((s) => s.synced)).toBe(true);
+    const cli = await runCliCapture(['status', '--admin', alpha.daemon.adminUrl!, '--json']);
+    expect(cli.code).toBe(0);
+    expect(cli.json()).toMatchObject({ trustDomain: 'alpha.lab' });
+    const table = await runCliCapture(['status', '--admin', alpha.daemon.adminUrl!]);
+    expect(table.stdout).toMatch(/beta\.lab\s+ACTIVE/);
+
+    // Rotation: the sequence gauge follows and a propagation is observed.
+    const before = (await metric('alpha.lab', 'spiffe_broker_propagation_seconds_count', {})) ?? 0;
+    const kid = await lab.domain('beta.lab').spire.rotateJwtAuthority();
+    const ms = await Lab.until(() => holds('alpha.lab', 'beta.lab', kid), 30_000, 'rotation');
+    expect(ms).toBeLessThan(5_000);
+    const seq = (await lab.domain('beta.lab').spire.bundle()).sequence;
+    await Lab.until(
+      async () =>
+        (await metric('alpha.lab', 'spiffe_broker_bundle_sequence', { trust_domain: 'beta.lab' })) ===
+        Number(seq),
+      10_000,
+      'the sequence gauge',
+    );
+    await Lab.until(
+      async () => ((await metric('alpha.lab', 'spiffe_broker_propagation_seconds_count', {})) ?? 0) > before,
+      10_000,
+      'a propagation observation',
+    );
+    expect(
+      await metric('alpha.lab', 'spiffe_broker_peer_state', { trust_domain: 'beta.lab', state: 'ACTIVE' }),
+    ).toBe(1);
+    expect(
+      (await metric('alpha.lab', 'spiffe_broker_spire_sync_total', { server: 'spire', result: 'ok' })) ?? 0,
+    ).toBeGreaterThan(0);
+
+    // Outage: beta's broker goes away; alpha counts failed fetches and reports FAILING, and its
+    // SPIRE keeps beta's last-known-good bundle.
+    await lab.stopEndpoint('beta.lab');
+    await Lab.until(
+      async () =>
+        (await metric('alpha.lab', 'spiffe_broker_peer_state', {
+          trust_domain: 'beta.lab',
+          state: 'FAILING',
+        })) === 1,
+      30_000,
+      'beta.lab FAILING in metrics',
+    );
+    expect(
+      (await metric('alpha.lab', 'spiffe_broker_bundle_fetch_total', {
+        peer: 'beta.lab',
+        result: 'failed',
+      })) ?? 0,
+    ).toBeGreaterThanOrEqual(3);
+    expect(await holds('alpha.lab', 'beta.lab', kid)).toBe(true);
+
+    // Recovery: beta's broker restarts from its state directory; alpha goes back to ACTIVE.
+    await lab.restartBroker('beta.lab');
+    await Lab.until(
+      async () =>
+        (await metric('alpha.lab', 'spiffe_broker_peer_state', {
+          trust_domain: 'beta.lab',
+          state: 'ACTIVE',
+        })) === 1,
+      30_000,
+      'beta.lab ACTIVE again',
+    );
+    expect(alpha.daemon.peerStatus().find((p) => p.trustDomain === 'beta.lab')?.state).toBe('ACTIVE');
+  }, 90_000);
 
   it('allowlist removal revokes the bundle from the real spire-server (read back), re-adding restores it', async () => {
     await lab.writeAllowlist('gamma.lab', ['alpha.lab']);
