@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Lab } from '../lab/lab.js';
+import { runMtlsDemo } from '../lab/mtls-demo.js';
 import { type CliIo, EXIT_OK, EXIT_REFUSED } from './io.js';
 import { printJson, reportFailure, UsageError } from './output.js';
 
@@ -122,9 +123,20 @@ export async function labCommand(args: string[], io: CliIo): Promise<number> {
     say(`   key ${kid} reached ${a.name}'s and ${c.name}'s SPIRE servers in ${ms} ms`);
     say("   (the brokers hold a long-poll on each other's endpoint: no waiting for a refresh hint).");
 
+    // 2. Cross-domain mTLS with no sidecar.
+    say();
+    say(
+      `2) mTLS: ${b.name}'s frontend calls ${a.name}'s backend; SVIDs from their own SPIRE, bundles from their own broker…`,
+    );
+    const mtls = await runMtlsDemo(lab, b.name, a.name);
+    say(`   frontend -> backend: ${mtls.allowed}`);
+    say(`   backend -> frontend: ${mtls.reverse}`);
+    say(`   ${b.name}/intruder -> backend: ${mtls.refused.slice(0, 120)}`);
+    if (mtls.allowed.startsWith('refused') || !mtls.refused.startsWith('refused')) return EXIT_REFUSED;
+
     // 2. A peer goes down and stays trusted.
     say();
-    say(`2) Outage: ${c.name}'s broker stops serving its bundle endpoint…`);
+    say(`3) Outage: ${c.name}'s broker stops serving its bundle endpoint…`);
     await lab.stopEndpoint(c.name);
     const stateOf = () => a.daemon.peerStatus().find((p) => p.trustDomain === c.name);
     const failing = await Lab.until(() => stateOf()?.state === 'FAILING', 60_000, `${a.name} to notice`);
@@ -143,7 +155,7 @@ export async function labCommand(args: string[], io: CliIo): Promise<number> {
 
     // 3. Allowlist removal revokes.
     say();
-    say(`3) Revocation: ${a.name}'s operator removes ${b.name} from its allowlist…`);
+    say(`4) Revocation: ${a.name}'s operator removes ${b.name} from its allowlist…`);
     await lab.writeAllowlist(a.name, [c.name]);
     const revokedMs = await Lab.until(
       async () => !(await a.spire.federatedBundles()).has(b.name),
@@ -153,6 +165,9 @@ export async function labCommand(args: string[], io: CliIo): Promise<number> {
     say(
       `   ${b.name}'s bundle was deleted from ${a.name}'s SPIRE server in ${revokedMs} ms (read back: gone).`,
     );
+    const after = await runMtlsDemo(lab, b.name, a.name);
+    say(`   ${b.name}'s frontend -> ${a.name}'s backend now: ${after.allowed.slice(0, 120)}`);
+    if (!after.allowed.startsWith('refused')) return EXIT_REFUSED;
 
     say();
     say(
