@@ -1,0 +1,207 @@
+/**
+ * The two-cluster kind lab cannot run here (no container engine). What can be checked is: the
+ * script is shellcheck-clean and its --dry-run prints the whole plan without any tool; the lab's
+ * kustomizations render; they, the example services and the broker container of the SPIRE chart
+ * values pass the real kube-apiserver's validation (dry run, strict fields, restricted Pod
+ * Security); the broker configs parse with the broker's parsers; the RBAC is the base's, bound to
+ * the SPIRE server's service account.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, parseAllDocuments } from 'yaml';
+import { parseAllowlist, parseBrokerConfig } from '../../src/config/index.js';
+import { parseKubernetesSettings } from '../../src/k8s/index.js';
+import { collectionPath, type KubeHarness, kubeAvailable, startKube } from '../support/kube-harness.js';
+import { type KubeDoc, kustomizeRenderer, render } from './kustomize.js';
+
+const SCRIPTS = ['scripts/kind-lab.sh', 'scripts/install-kustomize.sh'];
+const haveShellcheck = spawnSync('shellcheck', ['--version'], { stdio: 'ignore' }).status === 0;
+
+describe('scripts', () => {
+  it.skipIf(!haveShellcheck)('are shellcheck-clean', () => {
+    const r = spawnSync('shellcheck', ['--severity=style', ...SCRIPTS, 'scripts/install-kube.sh'], {
+      encoding: 'utf8',
+    });
+    expect(r.stdout + r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+  if (!haveShellcheck) console.warn('\n*** shellcheck not installed: the shell scripts are not linted ***\n');
+
+  it('kind-lab.sh --dry-run prints every step and needs none of the tools', () => {
+    // PATH holds bash and coreutils only: no docker, kind, kubectl or helm.
+    const r = spawnSync('bash', ['scripts/kind-lab.sh', '--dry-run'], {
+      encoding: 'utf8',
+      env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent' },
+    });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const out = r.stdout;
+    const steps = [...out.matchAll(/^==> (\d+)\. (.*)$/gm)].map((m) => Number(m[1]));
+    expect(steps).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    for (const expected of [
+      /^\+ docker build -t spiffe-broker:lab /m,
+      /^\+ kind create cluster --name spiffe-broker-a /m,
+      /^\+ kind create cluster --name spiffe-broker-b /m,
+      /^\+ kind load docker-image spiffe-broker:lab --name spiffe-broker-b$/m,
+      /^\+ helm --kube-context kind-spiffe-broker-a upgrade --install spire-crds spire-crds --repo https:\/\/spiffe\.github\.io\/helm-charts-hardened\/ /m,
+      /^\+ helm --kube-context kind-spiffe-broker-b upgrade --install spire spire --repo https:\/\/spiffe\.github\.io\/helm-charts-hardened\/ .*--values \S+\/deploy\/kind\/spire-values\.yaml --values \S+\/deploy\/kind\/b\/spire-values\.yaml/m,
+      /^\+ kubectl --context kind-spiffe-broker-a apply -k \S+\/deploy\/kind\/a$/m,
+      /^\+ kubectl --context kind-spiffe-broker-b wait --for=condition=Ready federationpeer\/a-broker-test /m,
+      /^\+ kubectl --context kind-spiffe-broker-b -n mtls-demo wait --for=condition=Complete job\/mtls-client /m,
+    ]) {
+      expect(out).toMatch(expected);
+    }
+    // The FederationPeers it would apply are well-formed, one per direction.
+    const peers = [...out.matchAll(/apply -f - <<EOF\n([\s\S]*?)\nEOF/g)]
+      .map((m) => parse(m[1]!) as KubeDoc)
+      .filter((d) => d.kind === 'FederationPeer');
+    expect(peers.map((p) => (p.spec as { trustDomain: string }).trustDomain)).toEqual([
+      'b.broker.test',
+      'a.broker.test',
+    ]);
+    expect((peers[0]!.spec as { bundleEndpoint: { profile: string } }).bundleEndpoint.profile).toBe(
+      'https_spiffe',
+    );
+  });
+
+  it('kind-lab.sh --down --dry-run deletes both clusters; unknown arguments are refused', () => {
+    const down = spawnSync('bash', ['scripts/kind-lab.sh', '--down', '--dry-run'], { encoding: 'utf8' });
+    expect(down.status).toBe(0);
+    expect(down.stdout).toContain('+ kind delete cluster --name spiffe-broker-a');
+    expect(down.stdout).toContain('+ kind delete cluster --name spiffe-broker-b');
+    const bad = spawnSync('bash', ['scripts/kind-lab.sh', '--bogus'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+  });
+});
+
+const haveRenderer = kustomizeRenderer() !== undefined;
+
+describe.skipIf(!haveRenderer)('deploy/kind', () => {
+  const lab = new Map<string, KubeDoc[]>();
+  const values = parse(readFileSync('deploy/kind/spire-values.yaml', 'utf8')) as {
+    'spire-server': {
+      extraContainers: Record<string, unknown>[];
+      extraVolumes: { name: string }[];
+    };
+  };
+  beforeAll(() => {
+    for (const c of ['a', 'b']) lab.set(c, render(`deploy/kind/${c}`));
+  });
+
+  it.each(['a', 'b'])('cluster %s: its broker config is accepted and fits the sidecar container', (c) => {
+    const cm = lab.get(c)!.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'spiffe-broker-config')!;
+    expect(cm.metadata.namespace).toBe('spire-server');
+    const data = cm.data as Record<string, string>;
+    const config = parseBrokerConfig(data['config.yaml']!);
+    expect(config.trustDomain.name).toBe(`${c}.broker.test`);
+    expect(parseAllowlist(data['allowlist.yaml']!).peers).toEqual([]);
+    const settings = parseKubernetesSettings(config.kubernetes!);
+    expect(settings.leaderElection?.namespace).toBe('spire-server');
+    const container = values['spire-server'].extraContainers[0] as {
+      volumeMounts: { name: string; mountPath: string }[];
+      ports: { containerPort: number }[];
+    };
+    const socketMount = container.volumeMounts.find((m) => m.name === 'spire-server-socket')!;
+    expect(config.spire.servers[0]!.address).toBe(`unix://${socketMount.mountPath}/api.sock`);
+    expect(container.ports.map((p) => p.containerPort)).toEqual([
+      config.endpoint!.listen.port,
+      config.probe.listen!.port,
+    ]);
+    const svc = lab.get(c)!.find((d) => d.kind === 'Service' && d.metadata.name === 'spiffe-broker-bundle')!;
+    expect((svc.spec as { ports: { targetPort: number }[] }).ports[0]!.targetPort).toBe(
+      config.endpoint!.listen.port,
+    );
+  });
+
+  it('binds exactly the base RBAC rules to the SPIRE server service account', () => {
+    const base = render('deploy/base');
+    const rules = (docs: KubeDoc[]) =>
+      docs
+        .filter((d) => d.kind === 'ClusterRole' || d.kind === 'Role')
+        .map((d) => [d.kind, d.metadata.name, d.rules])
+        .sort((x, y) => String(x[1]).localeCompare(String(y[1])));
+    expect(rules(lab.get('a')!)).toEqual(rules(base));
+    for (const b of lab.get('a')!.filter((d) => d.kind.endsWith('Binding'))) {
+      expect(b.subjects).toEqual([
+        { kind: 'ServiceAccount', name: 'spire-server', namespace: 'spire-server' },
+      ]);
+    }
+    const bundleBinding = lab
+      .get('a')!
+      .find((d) => d.kind === 'RoleBinding' && d.metadata.name === 'spiffe-broker-bundle-configmaps');
+    expect(bundleBinding?.metadata.namespace).toBe('mtls-demo');
+  });
+
+  describe.skipIf(!kubeAvailable())('against a real kube-apiserver', () => {
+    let kube: KubeHarness;
+    beforeAll(async () => {
+      kube = await startKube({ manifests: ['deploy/base/crd-federationpeer.yaml'] });
+      for (const [ns, level] of [
+        ['spire-server', 'restricted'],
+        ['mtls-demo', 'restricted'],
+      ] as const) {
+        await kube.request('POST', '/api/v1/namespaces', {
+          apiVersion: 'v1',
+          kind: 'Namespace',
+          metadata: { name: ns, labels: { 'pod-security.kubernetes.io/enforce': level } },
+        });
+      }
+    });
+    afterAll(async () => {
+      await kube?.stop();
+    });
+
+    async function dryRun(obj: KubeDoc): Promise<string | undefined> {
+      const res = await kube.request('POST', `${collectionPath(obj)}?dryRun=All&fieldValidation=Strict`, obj);
+      return res.status === 201 || res.status === 200
+        ? undefined
+        : `${obj.kind}/${obj.metadata.name}: ${res.status} ${String(res.body.message)}`;
+    }
+
+    it('the lab kustomizations and the example services pass server-side validation', async () => {
+      const docs = [
+        ...lab.get('a')!,
+        ...lab.get('b')!,
+        ...['helper-config', 'server', 'client'].flatMap((f) =>
+          parseAllDocuments(readFileSync(`deploy/kind/demo/${f}.yaml`, 'utf8')).map(
+            (d) => d.toJSON() as KubeDoc,
+          ),
+        ),
+      ].filter((d) => d.kind !== 'Namespace');
+      const failures = (await Promise.all(docs.map(dryRun))).filter(Boolean);
+      expect(failures).toEqual([]);
+    });
+
+    it('the example workloads and the broker sidecar meet the restricted Pod Security Standard', async () => {
+      const demo = ['server', 'client'].flatMap((f) =>
+        parseAllDocuments(readFileSync(`deploy/kind/demo/${f}.yaml`, 'utf8')).map(
+          (d) => d.toJSON() as KubeDoc,
+        ),
+      );
+      const pods: KubeDoc[] = demo
+        .filter((d) => d.kind === 'Deployment' || d.kind === 'Job')
+        .map((d) => {
+          const t = (d.spec as { template: { metadata: object; spec: Record<string, unknown> } }).template;
+          return {
+            apiVersion: 'v1',
+            kind: 'Pod',
+            metadata: { ...t.metadata, name: `psa-${d.metadata.name}`, namespace: 'mtls-demo' },
+            spec: { ...t.spec, serviceAccountName: 'default' },
+          };
+        });
+      const server = values['spire-server'];
+      pods.push({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'psa-broker-sidecar', namespace: 'spire-server' },
+        spec: {
+          containers: server.extraContainers,
+          volumes: [{ name: 'spire-server-socket', emptyDir: {} }, ...server.extraVolumes],
+        },
+      });
+      const failures = (await Promise.all(pods.map(dryRun))).filter(Boolean);
+      expect(failures).toEqual([]);
+    });
+  });
+});
