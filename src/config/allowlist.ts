@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { SpiffeId } from '../spiffeid/spiffe-id.js';
 import { TrustDomain } from '../spiffeid/trust-domain.js';
+import { parseListenAddress } from './broker-config.js';
 import { ConfigValidationError } from './config-error.js';
 import { readHeader } from './header.js';
 import type { Allowlist, EndpointProfileConfig, KeyPolicyConfig, PeerConfig } from './types.js';
@@ -25,6 +26,7 @@ const PEER_KEYS = [
   'keyPolicy',
   'spireServers',
   'allowEmptyBundle',
+  'probe',
 ] as const;
 const ENDPOINT_KEYS = ['urls', 'profile', 'caFile', 'endpointSPIFFEID', 'bootstrapBundleFile'] as const;
 const KEY_POLICY_KEYS = ['maxKeys', 'allowedKeyTypes', 'allowedCurves', 'minRSABits'] as const;
@@ -128,7 +130,10 @@ function readPeer(
   const targetServers = readServers(reader, m.get('spireServers'), options.serverNames);
   const aeb = m.get('allowEmptyBundle');
   const allowEmptyBundle = aeb && !reader.isNull(aeb) ? reader.boolean(aeb) : false;
+  const probeField = m.get('probe');
+  const probe = probeField && !reader.isNull(probeField) ? readProbe(reader, probeField) : null;
   if (
+    probe === undefined ||
     reader.issues.length > before ||
     !trustDomain ||
     !endpoint ||
@@ -147,6 +152,7 @@ function readPeer(
     keyPolicy,
     targetServers,
     allowEmptyBundle,
+    ...(probe ? { probe } : {}),
     line: reader.lineOf(item),
   });
   if (endpoint.needsEndpointTdCheck) {
@@ -305,6 +311,33 @@ function readEndpoint(
   }
   if (reader.issues.length > before || !profile) return undefined;
   return needsEndpointTdCheck ? { urls, profile, needsEndpointTdCheck } : { urls, profile };
+}
+
+/** `probe: { address: host:port, spiffeId? }`: the peer broker's cross-domain mTLS probe port. */
+function readProbe(reader: YamlReader, f: Field): PeerConfig['probe'] | undefined {
+  const m = reader.map(f, ['address', 'spiffeId'], 'a probe mapping (address, spiffeId)');
+  if (!m) return undefined;
+  const aF = m.require('address');
+  const text = aF ? reader.string(aF, 'host:port') : undefined;
+  if (text === undefined) return undefined;
+  const addr = parseListenAddress(text);
+  if (typeof addr === 'string') {
+    reader.report(aF!, addr, 'ERR_CONFIG_ADDRESS');
+    return undefined;
+  }
+  const idF = m.get('spiffeId');
+  let expectedId: SpiffeId | undefined;
+  if (idF && !reader.isNull(idF)) {
+    const v = reader.string(idF, 'a SPIFFE ID');
+    if (v === undefined) return undefined;
+    const id = SpiffeId.tryParse(v);
+    if (!id) {
+      reader.report(idF, `${JSON.stringify(v)} is not a SPIFFE ID`, 'ERR_CONFIG_SCHEMA');
+      return undefined;
+    }
+    expectedId = id;
+  }
+  return { host: addr.host, port: addr.port, ...(expectedId ? { expectedId } : {}) };
 }
 
 function readRefresh(reader: YamlReader, f: Field | undefined): PeerConfig['refresh'] | undefined {

@@ -52,6 +52,11 @@ export interface PeerConfig {
   readonly targetServers: 'all' | readonly string[];
   /** Whether the peer may revoke everything by publishing an empty `keys` array. Default false. */
   readonly allowEmptyBundle: boolean;
+  /**
+   * The peer broker's cross-domain mTLS probe port (its `probe.listen`), and the SPIFFE ID it must
+   * present (default: the endpoint SPIFFE ID for https_spiffe, else any member of its domain).
+   */
+  readonly probe?: { readonly host: string; readonly port: number; readonly expectedId?: SpiffeId };
   /** 1-based line of the entry in its file, for messages. */
   readonly line?: number;
 }

@@ -26,11 +26,13 @@ import { type Clock, isAbort, systemClock } from '../platform/clock.js';
 import { type Logger, nullLogger } from '../platform/logger.js';
 import { composeObservers } from '../platform/observers.js';
 import { evaluatePeerBundle } from '../policy/evaluate.js';
+import { MtlsProbe, type ProbePeer } from '../probe/mtls-probe.js';
 import { spireFederationApi } from '../publish/spire-client-api.js';
 import { type ServerSyncStatus, SpireServerSync, type SpireSyncObserver } from '../publish/spire-sync.js';
 import { SpiffeId } from '../spiffeid/spiffe-id.js';
 import { TrustDomain } from '../spiffeid/trust-domain.js';
 import { SpireServerClient } from '../spire/client.js';
+import type { SvidSource } from '../tls/svid.js';
 import { buildVerifyApiApp } from '../verify-api/app.js';
 import { FileManagedSetStore } from './managed-set-store.js';
 import { BROKER_VERSION } from './version.js';
@@ -539,6 +541,70 @@ export class BrokerDaemon {
     });
   }
 
+  /**
+   * Runs the cross-domain mTLS probe (when `probe.listen` is configured): the broker's own X509-SVID
+   * minted from the source SPIRE server, a probe port, and a handshake with every allowlisted peer
+   * that names its probe port, judged with the bundles exactly as the local SPIRE servers hold them.
+   */
+  async #runProbe(signal: AbortSignal): Promise<void> {
+    const listen = this.config.probe.listen;
+    if (!listen) return;
+    const credentials = new MintedSvidCredentials({
+      minter: this.sourceClient(),
+      spiffeId:
+        this.config.endpoint?.spiffeId ?? SpiffeId.fromPath(this.config.trustDomain, '/spiffe-broker'),
+      deps: { clock: this.clock, logger: this.logger, readFile: this.#read },
+    });
+    const first = await credentials.ready(signal);
+    const material = (c: { certChainPem: string; keyPem: string }) => ({
+      certChainPem: c.certChainPem,
+      privateKeyPem: c.keyPem,
+    });
+    let current = material(first);
+    const svid: SvidSource = {
+      current: () => current,
+      subscribe: (listener) =>
+        credentials.subscribe((c) => {
+          current = material(c);
+          listener(current);
+        }),
+    };
+    const probe = new MtlsProbe({
+      trustDomain: this.config.trustDomain,
+      svid,
+      clock: this.clock,
+      metrics: this.metrics,
+      listen,
+      intervalMs: this.config.probe.intervalMs,
+      peers: () =>
+        this.manager.peers().flatMap((p): ProbePeer[] => {
+          if (!p.probe) return [];
+          const expectedId =
+            p.probe.expectedId ??
+            (p.profile.kind === 'https_spiffe' ? p.profile.endpointSpiffeId : undefined);
+          return [
+            {
+              trustDomain: p.trustDomain,
+              host: p.probe.host,
+              port: p.probe.port,
+              ...(expectedId ? { expectedId } : {}),
+            },
+          ];
+        }),
+      bundlesAsSpireHolds: async (td, sig) =>
+        Promise.all(
+          [...this.clients].map(async ([server, client]) => ({
+            server,
+            bundle: td.equals(this.config.trustDomain)
+              ? await client.getBundle(sig ? { signal: sig } : {})
+              : await client.findFederatedBundle(td, sig ? { signal: sig } : {}),
+          })),
+        ),
+      onResult: (r) => this.logger.debug('mTLS probe', { result: r }),
+    });
+    await Promise.all([credentials.run(signal), probe.run(signal)]);
+  }
+
   /** `http://host:port` of the verify API once it listens. */
   get verifyUrl(): string | undefined {
     return this.#verifyUrl;
@@ -676,6 +742,7 @@ export class BrokerDaemon {
     const tasks: Promise<void>[] = [
       this.#runAdmin(signal),
       this.#runVerifyApi(signal),
+      this.#runProbe(signal),
       localRun,
       ...(running ? [running.closed] : []),
       this.manager.run(signal),

@@ -22,6 +22,8 @@ export interface LabDomain {
   /** `https://127.0.0.1:<port>/`, once listening. */
   endpointUrl: string;
   readonly endpointSpiffeId: string;
+  /** The broker's cross-domain mTLS probe port. */
+  readonly probePort: number;
 }
 
 /** The SPIRE server of a lab trust domain: the in-process emulator or a real spire-server. */
@@ -58,11 +60,11 @@ export interface LabOptions {
 
 function allowlistYaml(
   self: string,
-  peers: readonly LabDomain[] | readonly { name: string; url: string; id: string; bootstrap: string }[],
+  peers: readonly { name: string; url: string; id: string; bootstrap: string; probePort?: number }[],
 ): string {
   const lines = ['apiVersion: spiffe-broker.dev/v1', 'kind: Allowlist', 'peers:'];
   if (peers.length === 0) return 'apiVersion: spiffe-broker.dev/v1\nkind: Allowlist\npeers: []\n';
-  for (const p of peers as { name: string; url: string; id: string; bootstrap: string }[]) {
+  for (const p of peers) {
     if (p.name === self) continue;
     lines.push(
       `  - trustDomain: ${p.name}`,
@@ -72,6 +74,7 @@ function allowlistYaml(
       `      endpointSPIFFEID: ${p.id}`,
       `      bootstrapBundleFile: ${p.bootstrap}`,
       '    refresh: { minInterval: 1s, maxInterval: 30s }',
+      ...(p.probePort ? [`    probe: { address: "127.0.0.1:${p.probePort}" }`] : []),
     );
   }
   return `${lines.join('\n')}\n`;
@@ -147,6 +150,8 @@ export class Lab {
         spires.push(runner ? await runner.start(name, ddir) : await startEmulator(name, ddir));
       }
       // 2. Brokers: endpoint on a free port, allowlist written once every endpoint is known.
+      const probePorts = new Map<string, number>();
+      for (const name of names) probePorts.set(name, await freePort());
       const domains: LabDomain[] = [];
       for (const [i, name] of names.entries()) {
         const spire = spires[i]!;
@@ -171,6 +176,7 @@ export class Lab {
           `  refreshHint: ${opts.publishedRefreshHint ?? '60s'}`,
           '  pollInterval: 250ms',
           'admin: { listen: 127.0.0.1:0 }',
+          `probe: { listen: 127.0.0.1:${probePorts.get(name)}, interval: 2s }`,
           'verify: { listen: 127.0.0.1:0 }',
         ].join('\n');
         await writeFile(configFile, `${yaml}\n`);
@@ -188,6 +194,7 @@ export class Lab {
           configFile,
           endpointUrl: '',
           endpointSpiffeId: `spiffe://${name}/spiffe-broker`,
+          probePort: probePorts.get(name)!,
         });
       }
       const domainStops = new Map(domains.map((d) => [d.name, new AbortController()]));
@@ -241,6 +248,7 @@ export class Lab {
         url: peer.endpointUrl,
         id: peer.endpointSpiffeId,
         bootstrap: join(peer.dir, 'bundle.json'),
+        probePort: peer.probePort,
       };
     });
     await writeFile(d.allowlistFile, allowlistYaml(self, entries));

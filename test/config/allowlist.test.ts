@@ -452,3 +452,29 @@ describe('parseAllowlist round trip (property)', () => {
     );
   });
 });
+
+describe('allowlist probe entries', () => {
+  const entry = (probe: string) => `apiVersion: spiffe-broker.dev/v1
+kind: Allowlist
+peers:
+  - trustDomain: peer.test
+    bundleEndpoint: { urls: [https://peer.test/], profile: https_web }
+    probe: ${probe}
+`;
+  it('reads the probe address and expected ID', () => {
+    const a = parseAllowlist(
+      entry('{ address: "127.0.0.1:9443", spiffeId: spiffe://peer.test/spiffe-broker }'),
+    );
+    expect(a.peers[0]!.probe).toMatchObject({ host: '127.0.0.1', port: 9443 });
+    expect(a.peers[0]!.probe?.expectedId?.toString()).toBe('spiffe://peer.test/spiffe-broker');
+    expect(parseAllowlist(entry('{ address: "[::1]:9443" }')).peers[0]!.probe).toEqual({
+      host: '::1',
+      port: 9443,
+    });
+  });
+  it('refuses a bad address or ID with a position', () => {
+    expect(() => parseAllowlist(entry('{ address: nope }'))).toThrow(/6:23: \/peers\/0\/probe\/address/);
+    expect(() => parseAllowlist(entry('{ address: "h:1", spiffeId: x }'))).toThrow(/not a SPIFFE ID/);
+    expect(() => parseAllowlist(entry('{ addr: "h:1" }'))).toThrow(/unknown key/);
+  });
+});

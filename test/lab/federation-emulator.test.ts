@@ -77,6 +77,18 @@ describe('federation lab (SPIRE emulator)', () => {
     await Lab.until(() => holds('alpha.lab', 'gamma.lab'), 10_000, 'gamma.lab to be trusted again');
   });
 
+  it('the cross-domain mTLS probe succeeds both ways with the bundles as each SPIRE holds them', async () => {
+    const probeOk = async (self: string, peer: string) => {
+      const text = await (await fetch(`${lab.domain(self).daemon.adminUrl}/metrics`)).text();
+      return text.includes(`spiffe_broker_mtls_probe_success{peer="${peer}"} 1`);
+    };
+    await Lab.until(
+      async () => (await probeOk('alpha.lab', 'beta.lab')) && (await probeOk('beta.lab', 'alpha.lab')),
+      20_000,
+      'probe success',
+    );
+  });
+
   it('audits every accepted bundle, SPIRE write and revocation in a verifiable chain', async () => {
     const text = await readFile(join(lab.domain('alpha.lab').dir, 'state', 'audit.log'), 'utf8');
     const result = verifyAuditLog(text);

@@ -124,6 +124,14 @@ describe.skipIf(!real)('federation lab (real spire-server)', () => {
       (await metric('alpha.lab', 'spiffe_broker_spire_sync_total', { server: 'spire', result: 'ok' })) ?? 0,
     ).toBeGreaterThan(0);
 
+    // The cross-domain mTLS probe, judged with the bundles exactly as each real SPIRE holds them.
+    await Lab.until(
+      async () =>
+        (await metric('alpha.lab', 'spiffe_broker_mtls_probe_success', { peer: 'gamma.lab' })) === 1,
+      20_000,
+      'the mTLS probe alpha → gamma',
+    );
+
     // Outage: beta's broker goes away; alpha counts failed fetches and reports FAILING, and its
     // SPIRE keeps beta's last-known-good bundle.
     await lab.stopEndpoint('beta.lab');
