@@ -117,7 +117,9 @@ for (const s of sections) {
   }
 }
 // Keep sections of modules not run this time (partial runs), from the previous file.
-const previousBody = previous.includes('<!-- notes -->') ? previous.slice(0, previous.indexOf('<!-- notes -->')) : previous;
+const previousBody = previous.includes('<!-- notes -->')
+  ? previous.slice(0, previous.indexOf('<!-- notes -->'))
+  : previous;
 for (const m of previousBody.matchAll(/^## (\S+) \(bench\/[\s\S]*?(?=^## |$(?![\s\S]))/gm)) {
   if (!ran.has(m[1]!)) body.push(m[0].trimEnd(), '');
 }
