@@ -121,6 +121,8 @@ export class CrdAllowlistSource {
   #rejected: readonly RejectedPeer[] = [];
   #holders = new Map<string, KubeObject>();
   #waiters: ((a: Allowlist) => void)[] = [];
+  /** Reference files of the previous evaluation: kept one round longer for in-flight readers. */
+  #previousKeep = new Set<string>();
 
   constructor(opts: CrdAllowlistSourceOptions) {
     this.#o = opts;
@@ -301,7 +303,9 @@ export class CrdAllowlistSource {
         }
       }
     }
-    await this.#o.references.prune(keep);
+    // Files of the allowlist before this one may still be read by a fetch in flight.
+    await this.#o.references.prune(new Set([...keep, ...this.#previousKeep]));
+    this.#previousKeep = keep;
     if (this.#o.canWriteStatus?.() ?? true)
       await this.#writeAcceptance(result.accepted, rejections, objects, signal);
   }
