@@ -68,7 +68,12 @@ export interface KubeHarness {
   /** Wall time from spawning etcd to the API server being ready with the CRDs established, ms. */
   readonly startupMs: number;
   /** A JSON request as the admin user; resolves with status and parsed body (never throws on 4xx). */
-  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<KubeResponse>;
+  request(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<KubeResponse>;
   /** Creates every object of a multi-document YAML file or text (CRDs are waited for until Established). */
   apply(yamlText: string): Promise<void>;
   /** Compacts etcd's history up to its current revision, so older resourceVersions are gone. */
