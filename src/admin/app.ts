@@ -107,36 +107,8 @@ function adminTls(m: AdminMtlsOptions): SpiffeTls {
  * admin IDs is dropped at the handshake; a request that did not arrive over a verified connection
  * (e.g. `inject()`) is answered 403.
  */
-export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
-  for (const k of ['status', 'ready', 'bundles'] as const) {
-    if (typeof opts?.[k] !== 'function') throw new TypeError(`buildAdminApp: ${k} must be a function`);
-  }
-  if (typeof opts.metrics?.expose !== 'function')
-    throw new TypeError('buildAdminApp: metrics.expose is required');
-  const mtls = opts.mtls ? adminTls(opts.mtls) : undefined;
-  // The HTTPS instance is typed by its server; routes are identical, so both are used as one type.
-  const app = (
-    mtls
-      ? Fastify({ logger: false, bodyLimit: 4096, https: mtls.serverOptions() })
-      : Fastify({ logger: false, bodyLimit: 4096 })
-  ) as FastifyInstance;
-  app.decorate('adminMtls', mtls !== undefined);
-  installCodedErrors(app);
-
-  if (mtls) {
-    mtls.secure(app.server as unknown as TlsServer, (err) => opts.onRefused?.(err));
-    app.addHook('onRequest', async (request, reply) => {
-      if (!mtls.peerId(request.raw.socket as TLSSocket)) {
-        reply.code(403).header('cache-control', NO_STORE).send({
-          ok: false,
-          code: 'ERR_VERIFY_ID_NOT_AUTHORIZED',
-          message: 'the admin API requires a verified admin X509-SVID (mTLS)',
-        });
-        return reply;
-      }
-    });
-  }
-
+/** `/healthz`, `/readyz` and `/metrics`: shared by the admin app and the health listener. */
+function registerHealthRoutes(app: FastifyInstance, opts: Pick<AdminAppOptions, 'ready' | 'metrics'>): void {
   app.get('/healthz', async (_req, reply) => reply.header('cache-control', NO_STORE).send({ status: 'ok' }));
 
   app.get(
@@ -180,6 +152,54 @@ export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
     const { contentType, body } = await opts.metrics.expose();
     return reply.header('content-type', contentType).header('cache-control', NO_STORE).send(body);
   });
+}
+
+/**
+ * The health listener (`probe.listen`): only `/healthz`, `/readyz` and `/metrics`, over plain HTTP,
+ * for kubelet probes and Prometheus when the admin API itself is mTLS-only. It exposes no bundle,
+ * status or control route.
+ */
+export function buildHealthApp(opts: Pick<AdminAppOptions, 'ready' | 'metrics'>): FastifyInstance {
+  if (typeof opts?.ready !== 'function') throw new TypeError('buildHealthApp: ready must be a function');
+  if (typeof opts.metrics?.expose !== 'function')
+    throw new TypeError('buildHealthApp: metrics.expose is required');
+  const app = Fastify({ logger: false, bodyLimit: 1024 }) as FastifyInstance;
+  installCodedErrors(app);
+  registerHealthRoutes(app, opts);
+  return app;
+}
+
+export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
+  for (const k of ['status', 'ready', 'bundles'] as const) {
+    if (typeof opts?.[k] !== 'function') throw new TypeError(`buildAdminApp: ${k} must be a function`);
+  }
+  if (typeof opts.metrics?.expose !== 'function')
+    throw new TypeError('buildAdminApp: metrics.expose is required');
+  const mtls = opts.mtls ? adminTls(opts.mtls) : undefined;
+  // The HTTPS instance is typed by its server; routes are identical, so both are used as one type.
+  const app = (
+    mtls
+      ? Fastify({ logger: false, bodyLimit: 4096, https: mtls.serverOptions() })
+      : Fastify({ logger: false, bodyLimit: 4096 })
+  ) as FastifyInstance;
+  app.decorate('adminMtls', mtls !== undefined);
+  installCodedErrors(app);
+
+  if (mtls) {
+    mtls.secure(app.server as unknown as TlsServer, (err) => opts.onRefused?.(err));
+    app.addHook('onRequest', async (request, reply) => {
+      if (!mtls.peerId(request.raw.socket as TLSSocket)) {
+        reply.code(403).header('cache-control', NO_STORE).send({
+          ok: false,
+          code: 'ERR_VERIFY_ID_NOT_AUTHORIZED',
+          message: 'the admin API requires a verified admin X509-SVID (mTLS)',
+        });
+        return reply;
+      }
+    });
+  }
+
+  registerHealthRoutes(app, opts);
 
   app.get('/v1/status', { schema: { response: { 200: BROKER_STATUS_SCHEMA } } }, async (_req, reply) =>
     reply.header('cache-control', NO_STORE).send(await opts.status()),

@@ -7,7 +7,7 @@
  * @module
  */
 export type { AdminAppOptions, AdminMtlsOptions, Readiness } from './app.js';
-export { buildAdminApp, DEFAULT_ADMIN_LISTEN, isLoopbackHost, runAdmin } from './app.js';
+export { buildAdminApp, buildHealthApp, DEFAULT_ADMIN_LISTEN, isLoopbackHost, runAdmin } from './app.js';
 export type { AdminTarget, HttpGet, HttpGetResponse } from './client.js';
 export { adminGetJson, describeTarget, nodeHttpGet } from './client.js';
 export type { ErrorBody, ListenTarget, RunAppOptions } from './http.js';

@@ -52,6 +52,7 @@ const TOP_KEYS = [
   'reconcile',
   'audit',
   'probe',
+  'mtlsProbe',
   'kubernetes',
 ] as const;
 
@@ -107,6 +108,7 @@ function readBody(reader: YamlReader, top: MapView): BrokerConfig | undefined {
   const reconcile = readReconcile(reader, opt(reader, top, 'reconcile'));
   const audit = stateDir === undefined ? undefined : readAudit(reader, opt(reader, top, 'audit'), stateDir);
   const probe = readProbe(reader, opt(reader, top, 'probe'));
+  const mtlsProbe = readProbe(reader, opt(reader, top, 'mtlsProbe'));
   const k8sF = opt(reader, top, 'kubernetes');
   let kubernetes: Record<string, unknown> | undefined;
   if (k8sF) {
@@ -124,7 +126,8 @@ function readBody(reader: YamlReader, top: MapView): BrokerConfig | undefined {
     !fetch ||
     !reconcile ||
     !audit ||
-    !probe
+    !probe ||
+    !mtlsProbe
   ) {
     return undefined;
   }
@@ -141,6 +144,7 @@ function readBody(reader: YamlReader, top: MapView): BrokerConfig | undefined {
     reconcile,
     audit,
     probe,
+    mtlsProbe,
   };
   if (endpoint) {
     config.endpoint = endpoint.spiffeId

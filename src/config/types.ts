@@ -173,11 +173,15 @@ export interface AuditConfig {
   readonly fsync: 'always' | 'never';
 }
 
-/** Health/readiness probe server. */
+/**
+ * A listener with an interval. As `probe`: the plain-HTTP health listener (`/healthz`, `/readyz`,
+ * `/metrics` only) for kubelet probes and Prometheus. As `mtlsProbe`: the cross-domain mTLS probe
+ * port, and how often every allowlisted peer broker with a `probe` address is probed.
+ */
 export interface ProbeConfig {
-  /** Absent: no probe server. */
+  /** Absent: no listener (and, for `mtlsProbe`, no probing). */
   readonly listen?: ListenAddress;
-  /** Self-check interval, milliseconds. Default 10 000. */
+  /** Period, milliseconds (`mtlsProbe`: between probe rounds). Default 10 000. */
   readonly intervalMs: number;
 }
 
@@ -202,6 +206,8 @@ export interface BrokerConfig {
   readonly reconcile: ReconcileConfig;
   readonly audit: AuditConfig;
   readonly probe: ProbeConfig;
+  /** The cross-domain mTLS probe (docs/verification.md). */
+  readonly mtlsProbe: ProbeConfig;
   /** Kubernetes integration; accepted as an open mapping for now. */
   readonly kubernetes?: Readonly<Record<string, unknown>>;
 }

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { buildAdminApp, runAdmin } from '../admin/app.js';
+import { buildAdminApp, buildHealthApp, runAdmin } from '../admin/app.js';
 import { runApp } from '../admin/http.js';
 import { type BrokerStatus, brokerStatusFrom, type ReconcileDiff, toRfc3339 } from '../admin/status.js';
 import { AuditTrail } from '../audit/audit-trail.js';
@@ -523,6 +523,18 @@ export class BrokerDaemon {
     });
   }
 
+  /** Serves the plain-HTTP health listener (`probe.listen`): /healthz, /readyz, /metrics. */
+  async #runHealth(signal: AbortSignal): Promise<void> {
+    const listen = this.config.probe.listen;
+    if (!listen) return;
+    const app = buildHealthApp({ ready: () => this.readiness(), metrics: this.metrics });
+    await runApp(app, {
+      listen,
+      signal,
+      onListening: (address) => this.logger.info('health listener up', { address }),
+    });
+  }
+
   /** Serves the SVID verification API until `signal` aborts. */
   async #runVerifyApi(signal: AbortSignal): Promise<void> {
     const app = await buildVerifyApiApp({
@@ -547,7 +559,7 @@ export class BrokerDaemon {
    * that names its probe port, judged with the bundles exactly as the local SPIRE servers hold them.
    */
   async #runProbe(signal: AbortSignal): Promise<void> {
-    const listen = this.config.probe.listen;
+    const listen = this.config.mtlsProbe.listen;
     if (!listen) return;
     const credentials = new MintedSvidCredentials({
       minter: this.sourceClient(),
@@ -575,7 +587,7 @@ export class BrokerDaemon {
       clock: this.clock,
       metrics: this.metrics,
       listen,
-      intervalMs: this.config.probe.intervalMs,
+      intervalMs: this.config.mtlsProbe.intervalMs,
       peers: () =>
         this.manager.peers().flatMap((p): ProbePeer[] => {
           if (!p.probe) return [];
@@ -743,6 +755,7 @@ export class BrokerDaemon {
       this.#runAdmin(signal),
       this.#runVerifyApi(signal),
       this.#runProbe(signal),
+      this.#runHealth(signal),
       localRun,
       ...(running ? [running.closed] : []),
       this.manager.run(signal),

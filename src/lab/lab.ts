@@ -176,7 +176,7 @@ export class Lab {
           `  refreshHint: ${opts.publishedRefreshHint ?? '60s'}`,
           '  pollInterval: 250ms',
           'admin: { listen: 127.0.0.1:0 }',
-          `probe: { listen: 127.0.0.1:${probePorts.get(name)}, interval: 2s }`,
+          `mtlsProbe: { listen: 127.0.0.1:${probePorts.get(name)}, interval: 2s }`,
           'verify: { listen: 127.0.0.1:0 }',
         ].join('\n');
         await writeFile(configFile, `${yaml}\n`);

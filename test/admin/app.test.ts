@@ -252,3 +252,26 @@ describe('admin listener', () => {
     await running;
   });
 });
+
+describe('buildHealthApp', () => {
+  it('serves only /healthz, /readyz and /metrics', async () => {
+    const { buildHealthApp } = await import('../../src/admin/app.js');
+    let ready = false;
+    const app = buildHealthApp({
+      ready: () => ({ ready, reasons: ready ? [] : ['allowlist not loaded yet'] }),
+      metrics: {
+        expose: async () => ({ contentType: 'text/plain; version=0.0.4', body: 'spiffe_broker_x 1\n' }),
+      },
+    });
+    expect((await app.inject({ url: '/healthz' })).json()).toEqual({ status: 'ok' });
+    const notReady = await app.inject({ url: '/readyz' });
+    expect(notReady.statusCode).toBe(503);
+    expect(notReady.json()).toEqual({ ready: false, reasons: ['allowlist not loaded yet'] });
+    ready = true;
+    expect((await app.inject({ url: '/readyz' })).statusCode).toBe(200);
+    expect((await app.inject({ url: '/metrics' })).body).toBe('spiffe_broker_x 1\n');
+    for (const url of ['/v1/status', '/v1/bundles', '/v1/diff'])
+      expect((await app.inject({ url })).statusCode).toBe(404);
+    await app.close();
+  });
+});
