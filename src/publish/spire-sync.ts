@@ -98,8 +98,14 @@ export interface SpireSyncDeps {
   readonly deleteMode?: DeleteMode;
   /** Full resync period even without changes, ms. Default 30 s. */
   readonly resyncMs?: number;
-  /** Coalescing window for change triggers, ms. Default 5. */
+  /**
+   * Coalescing of change triggers, ms: after a trigger the sync waits until no further trigger came
+   * for this long (default 5) — a burst of accepted bundles, many peers rotating at once, goes
+   * out in ONE BatchSet — but never longer than {@link SpireSyncDeps.maxDebounceMs} in all.
+   */
   readonly debounceMs?: number;
+  /** Upper bound of the coalescing wait, so a steady stream of triggers cannot starve SPIRE, ms. Default 250. */
+  readonly maxDebounceMs?: number;
   /** Retry backoff after a failed sync: base and cap, ms. Defaults 500 and 30 s. */
   readonly retryBaseMs?: number;
   readonly retryMaxMs?: number;
@@ -124,6 +130,8 @@ export class SpireServerSync {
   readonly #deps: SpireSyncDeps;
   #managed: Set<string> | undefined;
   #wake: AbortController | undefined;
+  /** Counts {@link SpireServerSync.trigger} calls, so the coalescing wait can tell a quiet moment. */
+  #triggers = 0;
   #dirty = true;
   #failures = 0;
   #reachable = false;
@@ -142,6 +150,7 @@ export class SpireServerSync {
   /** Asks for a reconcile soon (coalesced). Call on every desired-state change. */
   trigger(): void {
     this.#dirty = true;
+    this.#triggers++;
     this.#wake?.abort();
   }
 
@@ -180,8 +189,12 @@ export class SpireServerSync {
           this.#failures++;
         }
       }
-      // A trigger that arrived during the pass: go again at once (unless backing off).
-      if (this.#dirty && this.#failures === 0) continue;
+      // A trigger that arrived during the pass: go again as soon as its burst is over (unless
+      // backing off).
+      if (this.#dirty && this.#failures === 0) {
+        await this.#quietMoment(signal);
+        continue;
+      }
       const delay =
         this.#failures > 0
           ? Math.min(
@@ -196,9 +209,26 @@ export class SpireServerSync {
         this.#dirty = true; // periodic resync, or retry after a failure
       } catch {
         if (signal.aborted) return;
-        // Woken by trigger(): give further triggers a moment, then reconcile them all at once.
-        await clock.sleep(this.#deps.debounceMs ?? 5, signal).catch(() => undefined);
+        // Woken by trigger(): let the burst finish, then reconcile it all at once.
+        await this.#quietMoment(signal);
       }
+    }
+  }
+
+  /**
+   * Waits until no trigger came for `debounceMs`, or `maxDebounceMs` passed since the call. Only
+   * timing: what is written is read from `desired()` when the pass runs (level-triggered).
+   */
+  async #quietMoment(signal: AbortSignal): Promise<void> {
+    const { clock } = this.#deps;
+    const quiet = this.#deps.debounceMs ?? 5;
+    const deadline = clock.now() + (this.#deps.maxDebounceMs ?? 250);
+    for (;;) {
+      const seen = this.#triggers;
+      const left = deadline - clock.now();
+      if (left <= 0 || signal.aborted) return;
+      await clock.sleep(Math.min(quiet, left), signal).catch(() => undefined);
+      if (this.#triggers === seen) return;
     }
   }
 

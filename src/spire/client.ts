@@ -12,9 +12,9 @@ import type { TrustBundle } from '../bundle/trust-bundle.js';
 import { SpireError } from '../errors.js';
 import type { TrustDomain } from '../spiffeid/trust-domain.js';
 import { parseSpireAddress, type SpireAddress } from './address.js';
+import { WireBundleCache } from './bundle-cache.js';
 import {
   type BundleFields,
-  bundleFromWire,
   bundleMaskToWire,
   bundleToWire,
   type FederationRelationship,
@@ -73,6 +73,12 @@ export interface SpireServerClientOptions {
   readonly onRetry?: (info: RetryInfo) => void;
   /** Extra grpc-js channel options (merged over the client's defaults). */
   readonly channelOptions?: ChannelOptions;
+  /**
+   * Reuses the conversion of bundles read before when their content is unchanged (GetBundle,
+   * ListFederatedBundles, GetFederatedBundle): pass one cache to several clients to share it.
+   * Default: a cache of this client's own.
+   */
+  readonly bundleCache?: WireBundleCache;
 }
 
 /** What {@link SpireServerClientOptions.onRetry} receives. */
@@ -204,6 +210,7 @@ export class SpireServerClient {
   readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   readonly #random: () => number;
   readonly #onRetry: ((info: RetryInfo) => void) | undefined;
+  readonly #bundles: WireBundleCache;
   #lastIdentityFailure: string | undefined;
 
   /** @throws SpireError `ERR_SPIRE_ADDRESS`, `ERR_SPIRE_CREDENTIALS` */
@@ -220,6 +227,7 @@ export class SpireServerClient {
     this.#sleep = options.sleep ?? defaultSleep;
     this.#random = options.random ?? Math.random;
     this.#onRetry = options.onRetry;
+    this.#bundles = options.bundleCache ?? new WireBundleCache();
     const channelOptions: ChannelOptions = {
       'grpc.enable_retries': 0,
       'grpc.initial_reconnect_backoff_ms': 100,
@@ -356,7 +364,7 @@ export class SpireServerClient {
         status,
       };
       if (error) out.error = error;
-      if (status.code === 0 && r.bundle) out.bundle = bundleFromWire(r.bundle);
+      if (status.code === 0 && r.bundle) out.bundle = this.#bundles.convert(r.bundle);
       return out;
     });
   }
@@ -369,7 +377,7 @@ export class SpireServerClient {
    */
   async getBundle(opts: SpireCallOptions & { fields?: BundleFields } = {}): Promise<TrustBundle> {
     const req = opts.fields ? { output_mask: bundleMaskToWire(opts.fields) } : {};
-    return bundleFromWire(await this.#call<WireBundle>('bundle', 'GetBundle', req, opts));
+    return this.#bundles.convert(await this.#call<WireBundle>('bundle', 'GetBundle', req, opts));
   }
 
   /** Number of stored bundles, the server's own included (CountBundles). */
@@ -397,7 +405,7 @@ export class SpireServerClient {
       req,
       opts,
     );
-    return { bundles: res.bundles.map((b) => bundleFromWire(b)), nextPageToken: res.next_page_token };
+    return { bundles: res.bundles.map((b) => this.#bundles.convert(b)), nextPageToken: res.next_page_token };
   }
 
   /**
@@ -445,7 +453,7 @@ export class SpireServerClient {
       trust_domain: tdName(trustDomain),
       ...(opts.fields ? { output_mask: bundleMaskToWire(opts.fields) } : {}),
     };
-    return bundleFromWire(await this.#call<WireBundle>('bundle', 'GetFederatedBundle', req, opts));
+    return this.#bundles.convert(await this.#call<WireBundle>('bundle', 'GetFederatedBundle', req, opts));
   }
 
   /** Like {@link SpireServerClient.getFederatedBundle} but `undefined` when SPIRE has none. */
@@ -524,6 +532,10 @@ export class SpireServerClient {
       req,
       opts,
     );
+    // What SPIRE stored is what was sent: later reads of it reuse the very bundle objects given.
+    res.results.forEach((r, i) => {
+      if (r.status?.code === 0 && req.bundle[i]) this.#bundles.remember(req.bundle[i], bundles[i]!);
+    });
     return this.#bundleResults(
       'BatchSetFederatedBundle',
       bundles.map((b) => b.trustDomain.name),

@@ -25,6 +25,7 @@ export type {
   SpireCallOptions,
   SpireServerClientOptions,
 } from './client.js';
+export { DEFAULT_WIRE_BUNDLE_CACHE_ENTRIES, WireBundleCache, wireBundleDigest } from './bundle-cache.js';
 export { DEFAULT_PAGE_SIZE, DEFAULT_SPIRE_TIMEOUT_MS, SpireServerClient } from './client.js';
 export type {
   BundleEndpointProfile,

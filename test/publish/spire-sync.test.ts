@@ -94,6 +94,43 @@ describe('SpireServerSync', () => {
     expect(t.api.bundles.get('c.test')!.sequence).toBe(2n);
   });
 
+  it('a burst of changes spread over time goes out in ONE batch once the burst is over', async () => {
+    const t = setup();
+    const tds = Array.from({ length: 20 }, (_, i) => `p${i}.test`);
+    for (const td of tds) t.desired.set(td, bundle(td, 1n));
+    await t.clock.advance(10);
+    expect(t.api.count('set')).toBe(1);
+    // 20 peers rotate; their accepts land 3 ms apart (persisting each takes a moment): 57 ms in all,
+    // far longer than the 5 ms quiet period, but never 5 ms without a change.
+    for (const td of tds) {
+      t.desired.set(td, bundle(td, 2n));
+      t.sync.trigger();
+      await t.clock.advance(3);
+    }
+    await t.clock.advance(20);
+    const sets = t.api.calls.filter((c) => c.method === 'set');
+    expect(sets).toHaveLength(2);
+    expect(sets[1]!.trustDomains).toEqual(tds);
+  });
+
+  it('a trigger during a pass waits for its burst too, and a never-ending stream is written at least every 250 ms', async () => {
+    const t = setup({ maxDebounceMs: 250 });
+    t.desired.set('a.test', bundle('a.test', 1n));
+    await t.clock.advance(10);
+    // A change every 2 ms for 1 s: without the bound nothing would ever be written.
+    let seq = 2n;
+    for (let ms = 0; ms < 1000; ms += 2) {
+      t.desired.set('a.test', bundle('a.test', seq++));
+      t.sync.trigger();
+      await t.clock.advance(2);
+    }
+    const sets = t.api.count('set');
+    expect(sets).toBeGreaterThanOrEqual(1 + 3);
+    expect(sets).toBeLessThanOrEqual(1 + 5);
+    await t.clock.advance(20);
+    expect(t.api.bundles.get('a.test')!.sequence).toBe(seq - 1n);
+  });
+
   it('revokes a bundle it manages once it is no longer desired, and confirms by reading back', async () => {
     const t = setup();
     t.desired.set('a.test', bundle('a.test', 1n));

@@ -1,0 +1,274 @@
+/**
+ * Scale: one broker (in its own process, so only it is measured) federating with 1,000 peer trust
+ * domains, all served by one synthetic https_web bundle endpoint server (bench/support/fleet.ts,
+ * refresh hint 300 s), writing into 3 SPIRE emulators plus one real spire-server v1.15.3 when it
+ * is installed.
+ *
+ * Measured: cold start (daemon.run → every server holds all 1,000 bundles), the broker's peak RSS,
+ * its steady-state CPU at 5-minute hints (process CPU over a window after convergence, no IPC in
+ * the window), and how many BatchSetFederatedBundle calls each server gets when 50 peers rotate at
+ * once (goal: exactly one each, carrying all 50). For the rotation phase the fleet turns on change
+ * notification and the allowlist is touched, so every peer re-probes and holds a long-poll: a
+ * rotation then reaches the broker as one burst, as it would from peer brokers.
+ *
+ * Env: SCALE_PEERS (1000), SCALE_STEADY_SECONDS (60), SCALE_ROTATIONS (3), SCALE_ROTATE (50),
+ * SCALE_REAL_SPIRE=0 to leave the real server out.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { BenchFigure } from './lib.js';
+import { BrokerProcess, rssSampler } from './support/broker-process.js';
+import { BundleFleet } from './support/fleet.js';
+import { startEmulatorTarget, startRealTarget, type TargetServer } from './support/targets.js';
+import { createWebServerCert } from './support/web-cert.js';
+
+const RAW_FETCH_CHILD = new URL('./support/raw-fetch-child.ts', import.meta.url).pathname;
+
+/** CPU per fetch of plain node:https on fresh TLS connections against the same fleet (a child). */
+function rawFetchCpuMs(urlsFile: string, caFile: string, count: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', RAW_FETCH_CHILD, urlsFile, caFile, String(count), '40'],
+      { timeout: 120_000 },
+      (err, stdout, stderr) => {
+        if (err) return reject(new Error(`raw fetch baseline failed: ${stderr || err.message}`));
+        const out = JSON.parse(stdout.trim()) as { cpuMsPerFetch: number; statuses: Record<string, number> };
+        if (Object.keys(out.statuses).some((k) => k !== '304')) {
+          return reject(new Error(`raw fetch baseline saw ${JSON.stringify(out.statuses)}`));
+        }
+        resolve(out.cpuMsPerFetch);
+      },
+    );
+  });
+}
+
+const PEERS = Number(process.env.SCALE_PEERS ?? 1000);
+const STEADY_SECONDS = Number(process.env.SCALE_STEADY_SECONDS ?? 75);
+const BASELINE_FETCHES = Number(process.env.SCALE_BASELINE_FETCHES ?? 400);
+const ROTATIONS = Number(process.env.SCALE_ROTATIONS ?? 3);
+const ROTATE = Math.min(Number(process.env.SCALE_ROTATE ?? 50), PEERS);
+const TRUST_DOMAIN = 'broker.scale.test';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<boolean> | boolean,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+function allowlistYaml(fleet: BundleFleet, caFile: string, maxInterval: string): string {
+  const lines = ['apiVersion: spiffe-broker.dev/v1', 'kind: Allowlist', 'peers:'];
+  for (let i = 0; i < fleet.count; i++) {
+    lines.push(
+      `  - trustDomain: ${fleet.trustDomain(i)}`,
+      `    bundleEndpoint: { urls: ["${fleet.url(i)}"], profile: https_web, caFile: ${caFile} }`,
+      `    refresh: { minInterval: 1s, maxInterval: ${maxInterval} }`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export async function run(): Promise<BenchFigure[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'sb-scale-'));
+  const targets: TargetServer[] = [];
+  let fleet: BundleFleet | undefined;
+  let broker: BrokerProcess | undefined;
+  try {
+    fleet = await BundleFleet.start({ count: PEERS, hintSeconds: 300 });
+    for (const n of [1, 2, 3]) targets.push(await startEmulatorTarget(`emu-${n}`, TRUST_DOMAIN, dir));
+    let realNote = 'real spire-server: not included (SCALE_REAL_SPIRE=0)';
+    if (process.env.SCALE_REAL_SPIRE !== '0') {
+      const real = await startRealTarget('spire', TRUST_DOMAIN, dir);
+      if (real.target) {
+        targets.push(real.target);
+        realNote = 'servers: 3 SPIRE emulators + 1 real spire-server v1.15.3';
+      } else realNote = `real spire-server unavailable (${real.reason}); 3 emulators only`;
+    }
+    const caFile = join(dir, 'fleet-ca.pem');
+    await writeFile(caFile, fleet.caPem);
+    const web = await createWebServerCert();
+    await writeFile(join(dir, 'ep.crt'), web.certPem);
+    await writeFile(join(dir, 'ep.key'), web.keyPem);
+    // Baseline before the broker starts, so nothing else competes for the CPU.
+    const urlsFile = join(dir, 'urls.json');
+    await writeFile(
+      urlsFile,
+      JSON.stringify(
+        Array.from({ length: fleet.count }, (_, i) => ({ url: fleet!.url(i), etag: fleet!.etagOf(i) })),
+      ),
+    );
+    const rawMs = await rawFetchCpuMs(urlsFile, caFile, BASELINE_FETCHES);
+    const allowlistFile = join(dir, 'allowlist.yaml');
+    await writeFile(allowlistFile, allowlistYaml(fleet, caFile, '300s'));
+    const configFile = join(dir, 'broker.yaml');
+    await writeFile(
+      configFile,
+      [
+        'apiVersion: spiffe-broker.dev/v1',
+        'kind: BrokerConfig',
+        `trustDomain: ${TRUST_DOMAIN}`,
+        `stateDir: ${join(dir, 'state')}`,
+        'spire:',
+        '  source: emu-1',
+        '  servers:',
+        ...targets.flatMap((t) => [
+          `    - name: ${t.name}`,
+          `      address: ${t.address}`,
+          '      timeout: 30s',
+        ]),
+        `allowlist: { file: ${allowlistFile} }`,
+        'endpoint:',
+        '  listen: 127.0.0.1:0',
+        '  profile: https_web',
+        `  certFile: ${join(dir, 'ep.crt')}`,
+        `  keyFile: ${join(dir, 'ep.key')}`,
+        '',
+      ].join('\n'),
+    );
+
+    // --- cold start ---
+    broker = await BrokerProcess.start(configFile);
+    const rss = rssSampler(broker.pid);
+    const runningAt = await Promise.race([
+      broker.running,
+      broker.exited.then(() => {
+        throw new Error('broker exited before running');
+      }),
+    ]);
+    const perServer = new Map<string, number>();
+    await until(`every server to hold ${PEERS} bundles`, 120_000, async () => {
+      for (const t of targets) {
+        if (perServer.has(t.name)) continue;
+        if ((await t.federatedCount()) >= PEERS) perServer.set(t.name, Date.now() - runningAt);
+      }
+      return perServer.size === targets.length;
+    });
+    const coldMs = Math.max(...perServer.values());
+    const coldRss = rss.peak();
+    if (process.env.SCALE_DEBUG_MEMORY)
+      process.stdout.write(`scale: memory after cold start ${JSON.stringify(await broker.memory())}\n`);
+    const afterCold = await broker.stats();
+    const coldBatches = Object.fromEntries(Object.entries(afterCold.batches).map(([k, v]) => [k, v.length]));
+
+    // --- steady state at 5-minute hints ---
+    await sleep(5_000); // let persistence and the first resync settle
+    const fetchesBefore = fleet.stats.requests;
+    const cpuBefore = (await broker.stats()).cpuMicros;
+    const t0 = performance.now();
+    await sleep(STEADY_SECONDS * 1000);
+    const s1 = await broker.stats();
+    const windowMs = performance.now() - t0;
+    const fetches = fleet.stats.requests - fetchesBefore;
+    const cpuPct = ((s1.cpuMicros - cpuBefore) / 1000 / windowMs) * 100;
+    const steadyRss = rss.peak();
+
+    // --- rotation bursts: 50 peers at once, long-poll mode ---
+    if (ROTATIONS > 0) {
+      fleet.longPoll = true;
+      await writeFile(allowlistFile, allowlistYaml(fleet, caFile, '299s')); // every peer re-probes
+      await until('every peer to hold a long-poll', 60_000, () => fleet!.heldNow() >= PEERS);
+    }
+    const rounds: { perServer: Record<string, number>; carried: Record<string, number>; ms: number }[] = [];
+    for (let r = 0; r < ROTATIONS; r++) {
+      await until('every peer to hold a long-poll', 60_000, () => fleet!.heldNow() >= PEERS);
+      await sleep(500);
+      const before = await broker.stats();
+      const emuBefore = new Map(targets.map((t) => [t.name, t.batchSetCalls() ?? 0]));
+      const indices = Array.from({ length: ROTATE }, (_, k) => (r * ROTATE + k * 7) % PEERS);
+      const uniq = [...new Set(indices)];
+      const want = new Map(uniq.map((i) => [fleet!.trustDomain(i), fleet!.bundle(i).sequence + 1n]));
+      const started = performance.now();
+      fleet.rotate(uniq);
+      await until('the rotated bundles in every server', 60_000, async () => {
+        for (const t of targets)
+          for (const [td, seq] of want) if ((await t.sequenceOf(td)) !== seq) return false;
+        return true;
+      });
+      const ms = performance.now() - started;
+      await sleep(1_000); // a late extra batch would show up here
+      const after = await broker.stats();
+      const calls: Record<string, number> = {};
+      const carried: Record<string, number> = {};
+      for (const t of targets) {
+        const sent = after.batches[t.name]!.slice(before.batches[t.name]!.length);
+        calls[t.name] = sent.length;
+        carried[t.name] = sent.reduce((a, b) => a + b, 0);
+        const seen = t.batchSetCalls();
+        if (seen !== undefined && seen - emuBefore.get(t.name)! !== sent.length)
+          throw new Error(
+            `${t.name}: emulator saw ${seen - emuBefore.get(t.name)!} BatchSet calls, the broker sent ${sent.length}`,
+          );
+      }
+      rounds.push({ perServer: calls, carried, ms });
+    }
+    rss.stop();
+    const maxCalls = Math.max(0, ...rounds.flatMap((r) => Object.values(r.perServer)));
+    const detail = rounds
+      .map(
+        (r, i) =>
+          `round ${i + 1}: ${Object.entries(r.perServer)
+            .map(([k, v]) => `${k} ${v} (${r.carried[k]} bundles)`)
+            .join(', ')}; ${Math.round(r.ms)} ms`,
+      )
+      .join('; ');
+    process.stdout.write(
+      `scale: ${realNote}\nscale: cold-start batches per server ${JSON.stringify(coldBatches)}\nscale: ${detail}\n`,
+    );
+
+    return [
+      {
+        kind: 'figure',
+        name: `cold start to fully synced, ${PEERS} peers × ${targets.length} SPIRE servers`,
+        value: Math.round(coldMs),
+        unit: 'ms',
+        goal: '< 15000 ms',
+        met: coldMs < 15_000,
+        note: `${realNote}; daemon.run → every server holds all ${PEERS} bundles; BatchSet calls per server during it: ${Object.values(coldBatches).join('/')}`,
+      },
+      {
+        kind: 'figure',
+        name: `broker peak RSS, ${PEERS} peers (cold start + steady state + rotations)`,
+        value: Math.round(rss.peak() / 2 ** 20),
+        unit: 'MiB',
+        goal: '< 250 MiB',
+        met: rss.peak() < 250 * 2 ** 20,
+        note: `peak during cold start ${Math.round(coldRss / 2 ** 20)} MiB, after the steady window ${Math.round(steadyRss / 2 ** 20)} MiB; heap used ${Math.round(s1.heapUsed / 2 ** 20)} MiB, external ${Math.round(s1.external / 2 ** 20)} MiB`,
+      },
+      {
+        kind: 'figure',
+        name: `broker steady-state CPU, ${PEERS} peers at 300 s hints (polling)`,
+        value: Math.round(cpuPct * 100) / 100,
+        unit: '% of one core',
+        goal: '< 2 %',
+        met: cpuPct < 2,
+        baselineName: 'plain node:https, fresh TLS connection per fetch, CPU per fetch',
+        baselineValue: Math.round(rawMs * 100) / 100,
+        note: `${Math.round(windowMs / 1000)} s window after convergence with ${fetches} peer fetches (a full hint/4 cycle is 67-75 s): ${((s1.cpuMicros - cpuBefore) / 1000 / Math.max(1, fetches)).toFixed(2)} ms broker CPU per fetch, SPIRE resyncs and the endpoint's source poll included; the baseline is in ms per fetch`,
+      },
+      {
+        kind: 'figure',
+        name: `BatchSetFederatedBundle calls per server when ${ROTATE} peers rotate at once`,
+        value: maxCalls,
+        unit: 'calls (max over servers and rounds)',
+        goal: '= 1',
+        met: maxCalls === 1,
+        note: `${ROTATIONS} rounds, long-poll mode; ${detail}`,
+      },
+    ];
+  } finally {
+    await broker?.stop();
+    await fleet?.stop();
+    await Promise.allSettled(targets.map((t) => t.stop()));
+    await rm(dir, { recursive: true, force: true });
+  }
+}

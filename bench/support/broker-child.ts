@@ -1,0 +1,128 @@
+/**
+ * Runs one BrokerDaemon from a broker config file in its own process, so a benchmark can measure
+ * the broker alone (RSS, CPU) while the load, the peers and the SPIRE servers live elsewhere.
+ *
+ * Usage (forked with an IPC channel): `node --import tsx bench/support/broker-child.ts <broker.yaml>`.
+ * Messages in: `{ type: 'stats' }`, `{ type: 'refresh' }`, `{ type: 'stop' }`.
+ * Messages out: `{ type: 'running', at }` right before `run()`, `{ type: 'stats', … }`, and
+ * `{ type: 'exit', error? }`.
+ * @module
+ */
+import { readFileSync } from 'node:fs';
+import type { TrustBundle } from '../../src/bundle/trust-bundle.js';
+import { parseBrokerConfig } from '../../src/config/broker-config.js';
+import { BrokerDaemon } from '../../src/daemon/daemon.js';
+import type { BundleItemResult } from '../../src/spire/client.js';
+import { type SpireCallOptions, SpireServerClient } from '../../src/spire/client.js';
+
+/** What the child answers to `{ type: 'stats' }`. */
+export interface BrokerChildStats {
+  readonly type: 'stats';
+  readonly rss: number;
+  readonly heapUsed: number;
+  /** Memory of C++ objects bound to JS (TLS contexts, buffers), bytes. */
+  readonly external: number;
+  /** process.cpuUsage() user + system, microseconds. */
+  readonly cpuMicros: number;
+  /** Peers by state. */
+  readonly peers: Record<string, number>;
+  /** Peers whose updater holds a long-poll. */
+  readonly longPolling: number;
+  /** Per SPIRE server: trust domains synced, reachable. */
+  readonly servers: { name: string; synced: number; reachable: boolean }[];
+  /** Per SPIRE server: the size of every BatchSetFederatedBundle sent so far. */
+  readonly batches: Record<string, number[]>;
+  /** Accepted-bundle events so far. */
+  readonly accepted: number;
+  readonly heldRequests: number;
+}
+
+const send = (m: unknown): void => {
+  process.send?.(m);
+};
+
+const configPath = process.argv[2];
+if (!configPath) throw new Error('usage: broker-child.ts <broker.yaml>');
+const config = parseBrokerConfig(readFileSync(configPath, 'utf8'));
+const batches: Record<string, number[]> = {};
+let accepted = 0;
+
+class CountingClient extends SpireServerClient {
+  readonly #name: string;
+  constructor(name: string, opts: ConstructorParameters<typeof SpireServerClient>[0]) {
+    super(opts);
+    this.#name = name;
+    batches[name] = [];
+  }
+  override batchSetFederatedBundle(
+    bundles: readonly TrustBundle[],
+    opts?: SpireCallOptions & { fields?: never },
+  ): Promise<BundleItemResult[]> {
+    batches[this.#name]!.push(bundles.length);
+    return super.batchSetFederatedBundle(bundles, opts);
+  }
+}
+
+const daemon = await BrokerDaemon.create(config, {
+  spireClient: (server, tls) =>
+    new CountingClient(server.name, {
+      address: server.address,
+      timeoutMs: server.timeoutMs,
+      ...(tls ? { tls } : {}),
+    }),
+  federationObserver: {
+    accepted: () => {
+      accepted++;
+    },
+  },
+});
+
+const stop = new AbortController();
+process.on('message', async (m: { type: string }) => {
+  if (m.type === 'stop') stop.abort();
+  else if (m.type === 'refresh') daemon.manager.refreshNow();
+  else if (m.type === 'memory') {
+    // Diagnostics: with --expose-gc, collect first so the figures show what is really held.
+    (globalThis as { gc?: () => void }).gc?.();
+    send({ type: 'memory', usage: process.memoryUsage(), heapTotal: process.memoryUsage().heapTotal });
+  } else if (m.type === 'stats') {
+    const peers: Record<string, number> = {};
+    let longPolling = 0;
+    for (const p of daemon.peerStatus()) {
+      peers[p.state] = (peers[p.state] ?? 0) + 1;
+      if (p.longPoll) longPolling++;
+    }
+    const cpu = process.cpuUsage();
+    let heldRequests = 0;
+    if (config.endpoint) heldRequests = (await daemon.endpoint()).app.bundleEndpoint.heldRequests();
+    const stats: BrokerChildStats = {
+      type: 'stats',
+      rss: process.memoryUsage.rss(),
+      heapUsed: process.memoryUsage().heapUsed,
+      external: process.memoryUsage().external,
+      cpuMicros: cpu.user + cpu.system,
+      peers,
+      longPolling,
+      servers: daemon.serverStatus().map((s) => ({
+        name: s.name,
+        synced: [...s.trustDomains.values()].filter((t) => t.synced).length,
+        reachable: s.reachable,
+      })),
+      batches,
+      accepted,
+      heldRequests,
+    };
+    send(stats);
+  }
+});
+process.on('disconnect', () => stop.abort());
+
+send({ type: 'running', at: Date.now() });
+try {
+  await daemon.run(stop.signal);
+  send({ type: 'exit' });
+} catch (err) {
+  send({ type: 'exit', error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+  process.exitCode = 1;
+}
+process.disconnect?.();

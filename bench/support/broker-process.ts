@@ -1,0 +1,145 @@
+/**
+ * Parent side of bench/support/broker-child.ts: forks a broker from a config file and asks it for
+ * its figures over IPC.
+ * @module
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { BrokerChildStats } from './broker-child.js';
+import { compiledPath } from './compile.js';
+
+const CHILD = fileURLToPath(new URL('./broker-child.ts', import.meta.url));
+
+/** A broker running in a child process. */
+export class BrokerProcess {
+  readonly child: ChildProcess;
+  /** Wall-clock ms (Date.now in the child) right before `daemon.run()`. */
+  readonly running: Promise<number>;
+  /** Settles when the child exits; rejects if the daemon failed. */
+  readonly exited: Promise<void>;
+  #stderr = '';
+  #waiting: ((s: BrokerChildStats) => void)[] = [];
+
+  private constructor(script: string, execArgv: string[], configPath: string, env: NodeJS.ProcessEnv) {
+    this.child = fork(script, [configPath], {
+      // BROKER_CHILD_NODE_ARGS: extra node flags for the child, e.g. `--cpu-prof` when profiling.
+      execArgv: [...execArgv, ...(process.env.BROKER_CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? [])],
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      env,
+    });
+    this.child.stderr?.on('data', (d: Buffer) => {
+      this.#stderr = (this.#stderr + d.toString()).slice(-8000);
+    });
+    let onRunning: (at: number) => void = () => undefined;
+    this.running = new Promise((r) => {
+      onRunning = r;
+    });
+    let failure: string | undefined;
+    this.child.on('message', (m: { type: string; at?: number; error?: string }) => {
+      if (m.type === 'running') onRunning(m.at!);
+      else if (m.type === 'stats') this.#waiting.shift()?.(m as BrokerChildStats);
+      else if (m.type === 'exit' && m.error) failure = m.error;
+    });
+    this.exited = new Promise((resolve, reject) => {
+      this.child.on('exit', (code, signal) => {
+        if (failure || (code !== 0 && signal !== 'SIGKILL' && signal !== 'SIGTERM'))
+          reject(new Error(`broker child exited ${code ?? signal}: ${failure ?? this.#stderr}`));
+        else resolve();
+      });
+    });
+    this.exited.catch(() => undefined);
+  }
+
+  /**
+   * Forks the broker. By default it runs as compiled JavaScript on plain node, as in production
+   * (bench/support/compile.ts); `typescript: true` runs the sources through tsx instead.
+   */
+  static async start(
+    configPath: string,
+    opts: { typescript?: boolean; env?: NodeJS.ProcessEnv } = {},
+  ): Promise<BrokerProcess> {
+    const env = opts.env ?? process.env;
+    if (opts.typescript) return new BrokerProcess(CHILD, ['--import', 'tsx'], configPath, env);
+    return new BrokerProcess(await compiledPath(CHILD), [], configPath, env);
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  stderr(): string {
+    return this.#stderr;
+  }
+
+  /** The child's figures now (rejects after 10 s without an answer). */
+  stats(): Promise<BrokerChildStats> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`broker child gave no stats: ${this.#stderr}`)),
+        10_000,
+      );
+      this.#waiting.push((s) => {
+        clearTimeout(timer);
+        resolve(s);
+      });
+      this.child.send({ type: 'stats' });
+    });
+  }
+
+  /** process.memoryUsage() of the child (after a GC when it runs with --expose-gc). */
+  memory(): Promise<NodeJS.MemoryUsage> {
+    return new Promise((resolve) => {
+      const on = (m: { type: string; usage?: NodeJS.MemoryUsage }): void => {
+        if (m.type !== 'memory') return;
+        this.child.off('message', on);
+        resolve(m.usage!);
+      };
+      this.child.on('message', on);
+      this.child.send({ type: 'memory' });
+    });
+  }
+
+  refreshAll(): void {
+    this.child.send({ type: 'refresh' });
+  }
+
+  /** Asks the daemon to stop (then SIGKILL after 10 s) and waits for the exit. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    if (this.child.connected) this.child.send({ type: 'stop' });
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    await this.exited.catch(() => undefined);
+    clearTimeout(timer);
+  }
+}
+
+/** Resident set size of a process, bytes, from /proc (Linux); 0 when unreadable. */
+export function rssOf(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Samples a process's RSS every `everyMs` from /proc (no IPC, so the measured process does no
+ * extra work) and keeps the peak until stopped.
+ */
+export function rssSampler(pid: number, everyMs = 250): { peak(): number; last(): number; stop(): void } {
+  let peak = 0;
+  let last = 0;
+  const sample = (): void => {
+    last = rssOf(pid);
+    peak = Math.max(peak, last);
+  };
+  sample();
+  const timer = setInterval(sample, everyMs);
+  return {
+    peak: () => peak,
+    last: () => last,
+    stop: () => clearInterval(timer),
+  };
+}

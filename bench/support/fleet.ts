@@ -1,0 +1,231 @@
+/**
+ * A synthetic fleet of peer trust domains behind ONE https_web bundle endpoint server on
+ * 127.0.0.1: peer `i` is `p<i>.fleet.test`, served at `/p<i>` with its own X.509 authority and JWT
+ * key, a strong ETag, and — when `longPoll` is on — the broker's change notification (a request
+ * with the current ETag and `Prefer: wait=N` is held until that peer rotates, then answered 200
+ * with `Preference-Applied`). Used by the scale benchmark.
+ * @module
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { marshalBundle } from '../../src/bundle/codec.js';
+import { jwtAuthority, TrustBundle } from '../../src/bundle/trust-bundle.js';
+import { evaluateIfNoneMatch, preferredWaitSeconds } from '../../src/endpoint/conditional.js';
+import { createCa } from '../../src/pki/index.js';
+import { TrustDomain } from '../../src/spiffeid/trust-domain.js';
+import { createWebServerCert } from './web-cert.js';
+
+/** Options of {@link BundleFleet.start}. */
+export interface FleetOptions {
+  /** Number of peer trust domains. */
+  readonly count: number;
+  /** `spiffe_refresh_hint` of every served bundle, seconds. */
+  readonly hintSeconds: number;
+  /** Hold conditional requests that carry `Prefer: wait` (change notification). Default false. */
+  readonly longPoll?: boolean;
+}
+
+interface Peer {
+  readonly td: TrustDomain;
+  bundle: TrustBundle;
+  body: Buffer;
+  etag: string;
+  readonly held: Set<(changed: boolean) => void>;
+}
+
+/** Request counters of the fleet server. */
+export interface FleetStats {
+  requests: number;
+  full: number;
+  notModified: number;
+  held: number;
+  connections: number;
+}
+
+function peerName(i: number): string {
+  return `p${String(i).padStart(5, '0')}.fleet.test`;
+}
+
+/** One HTTPS server serving the bundles of `count` peer trust domains. */
+export class BundleFleet {
+  readonly caPem: string;
+  readonly stats: FleetStats = { requests: 0, full: 0, notModified: 0, held: 0, connections: 0 };
+  longPoll: boolean;
+  readonly #peers: Peer[];
+  readonly #byPath = new Map<string, Peer>();
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+  #port = 0;
+
+  private constructor(caPem: string, server: Server, peers: Peer[], longPoll: boolean) {
+    this.caPem = caPem;
+    this.#server = server;
+    this.#peers = peers;
+    this.longPoll = longPoll;
+    for (const p of peers) this.#byPath.set(`/${p.td.name.split('.')[0]}`, p);
+  }
+
+  /** Generates the peers' authorities (about 5 ms each) and starts listening on 127.0.0.1. */
+  static async start(opts: FleetOptions): Promise<BundleFleet> {
+    const web = await createWebServerCert();
+    const notBefore = new Date(Date.now() - 3600_000);
+    const notAfter = new Date(Date.now() + 7 * 86_400_000);
+    const peers: Peer[] = [];
+    for (let start = 0; start < opts.count; start += 50) {
+      const chunk = await Promise.all(
+        Array.from({ length: Math.min(50, opts.count - start) }, async (_, k) => {
+          const td = TrustDomain.parse(peerName(start + k));
+          const ca = await createCa({ trustDomain: td, notBefore, notAfter });
+          const bundle = TrustBundle.create({
+            trustDomain: td,
+            x509Authorities: [ca.der],
+            jwtAuthorities: [newJwtKey(td, 1)],
+            refreshHint: opts.hintSeconds,
+            sequence: 1n,
+          });
+          const p: Peer = { td, bundle, body: Buffer.alloc(0), etag: '', held: new Set() };
+          setDocument(p, bundle);
+          return p;
+        }),
+      );
+      peers.push(...chunk);
+    }
+    const server = createServer({ cert: web.certPem, key: web.keyPem, minVersion: 'TLSv1.2' });
+    server.keepAliveTimeout = 72_000;
+    const fleet = new BundleFleet(web.caPem, server, peers, opts.longPoll ?? false);
+    server.on('connection', (s: Socket) => {
+      fleet.stats.connections++;
+      fleet.#sockets.add(s);
+      s.on('close', () => fleet.#sockets.delete(s));
+    });
+    server.on('tlsClientError', () => undefined);
+    server.on('request', (req, res) => fleet.#handle(req, res));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    fleet.#port = (server.address() as AddressInfo).port;
+    return fleet;
+  }
+
+  get count(): number {
+    return this.#peers.length;
+  }
+
+  trustDomain(i: number): string {
+    return this.#peers[i]!.td.name;
+  }
+
+  url(i: number): string {
+    return `https://127.0.0.1:${this.#port}/${this.#peers[i]!.td.name.split('.')[0]}`;
+  }
+
+  /** The current ETag of peer `i`. */
+  etagOf(i: number): string {
+    return this.#peers[i]!.etag;
+  }
+
+  bundle(i: number): TrustBundle {
+    return this.#peers[i]!.bundle;
+  }
+
+  /** Requests held right now. */
+  heldNow(): number {
+    let n = 0;
+    for (const p of this.#peers) n += p.held.size;
+    return n;
+  }
+
+  /**
+   * Rotates the peers at `indices` all at once: each gets a new JWT key (the oldest of three is
+   * dropped) and sequence + 1; their held requests are answered with the new document.
+   */
+  rotate(indices: readonly number[]): void {
+    for (const i of indices) {
+      const p = this.#peers[i]!;
+      const seq = p.bundle.sequence + 1n;
+      const jwt = [...p.bundle.jwtAuthorities.values(), newJwtKey(p.td, Number(seq))].slice(-3);
+      setDocument(
+        p,
+        TrustBundle.create({
+          trustDomain: p.td,
+          x509Authorities: p.bundle.x509Authorities,
+          jwtAuthorities: jwt,
+          refreshHint: p.bundle.refreshHint,
+          sequence: seq,
+        }),
+      );
+    }
+    for (const i of indices) {
+      const p = this.#peers[i]!;
+      for (const wake of [...p.held]) wake(true);
+    }
+  }
+
+  #handle(req: IncomingMessage, res: ServerResponse): void {
+    this.stats.requests++;
+    const p = this.#byPath.get(req.url ?? '');
+    if (!p || req.method !== 'GET') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('404 page not found\n');
+      return;
+    }
+    const inm = evaluateIfNoneMatch(req.headers['if-none-match'], p.etag);
+    if (inm !== 'match') {
+      this.stats.full++;
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        etag: p.etag,
+        'cache-control': `max-age=${p.bundle.refreshHint}`,
+        'content-length': String(p.body.length),
+      });
+      res.end(p.body);
+      return;
+    }
+    const wait = this.longPoll ? preferredWaitSeconds(req.headers.prefer, 60) : undefined;
+    if (wait === undefined || wait <= 0) {
+      this.stats.notModified++;
+      res.writeHead(304, { etag: p.etag }).end();
+      return;
+    }
+    this.stats.held++;
+    const answer = (changed: boolean): void => {
+      clearTimeout(timer);
+      p.held.delete(answer);
+      res.off('close', gone);
+      if (changed) {
+        res.writeHead(200, {
+          'content-type': 'application/json',
+          etag: p.etag,
+          'preference-applied': `wait=${wait}`,
+          'content-length': String(p.body.length),
+        });
+        res.end(p.body);
+      } else {
+        res.writeHead(304, { etag: p.etag, 'preference-applied': `wait=${wait}` }).end();
+      }
+    };
+    const gone = (): void => {
+      clearTimeout(timer);
+      p.held.delete(answer);
+    };
+    const timer = setTimeout(() => answer(false), wait * 1000);
+    p.held.add(answer);
+    res.once('close', gone);
+  }
+
+  async stop(): Promise<void> {
+    for (const p of this.#peers) p.held.clear();
+    for (const s of this.#sockets) s.destroy();
+    await new Promise<void>((r) => this.#server.close(() => r()));
+  }
+}
+
+function newJwtKey(td: TrustDomain, n: number) {
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return jwtAuthority(`${td.name.split('.')[0]}-k${n}`, publicKey);
+}
+
+function setDocument(p: Peer, bundle: TrustBundle): void {
+  p.bundle = bundle;
+  p.body = Buffer.from(marshalBundle(bundle), 'utf8');
+  p.etag = `"${p.td.name.split('.')[0]}-${bundle.sequence}"`;
+}
