@@ -13,6 +13,7 @@
  */
 export type { SpireAddress } from './address.js';
 export { DEFAULT_SPIRE_SOCKET_PATH, DEFAULT_SPIRE_TCP_PORT, parseSpireAddress } from './address.js';
+export { DEFAULT_WIRE_BUNDLE_CACHE_ENTRIES, WireBundleCache, wireBundleDigest } from './bundle-cache.js';
 export type {
   BatchItemStatus,
   BundleDeleteMode,
@@ -25,7 +26,6 @@ export type {
   SpireCallOptions,
   SpireServerClientOptions,
 } from './client.js';
-export { DEFAULT_WIRE_BUNDLE_CACHE_ENTRIES, WireBundleCache, wireBundleDigest } from './bundle-cache.js';
 export { DEFAULT_PAGE_SIZE, DEFAULT_SPIRE_TIMEOUT_MS, SpireServerClient } from './client.js';
 export type {
   BundleEndpointProfile,
