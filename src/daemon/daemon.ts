@@ -10,7 +10,7 @@ import { effectiveRefreshHint } from '../bundle/refresh.js';
 import type { BundleSource } from '../bundle/source.js';
 import type { TrustBundle } from '../bundle/trust-bundle.js';
 import { AllowlistWatcher } from '../config/allowlist-watcher.js';
-import type { BrokerConfig, PeerConfig, SpireServerConfig } from '../config/types.js';
+import type { Allowlist, BrokerConfig, PeerConfig, SpireServerConfig } from '../config/types.js';
 import { LocalBundle } from '../endpoint/local-bundle.js';
 import { type RunningBundleEndpoint, startBundleEndpoint } from '../endpoint/server.js';
 import { MintedSvidCredentials } from '../endpoint/svid-credentials.js';
@@ -21,6 +21,8 @@ import { type FetchDeps, type FetchProfile, fetchPeerBundle } from '../federatio
 import { FederationManager, type FederationObserver, type PeerStatus } from '../federation/manager.js';
 import type { PeerFetcher } from '../federation/peer-updater.js';
 import { nodeStateFs, type StateFs, StateStore } from '../federation/state-store.js';
+import type { KubeApi } from '../k8s/kube-api.js';
+import { parseKubernetesSettings } from '../k8s/settings.js';
 import { BrokerMetrics, createMetricsRegistry, PropagationTracker } from '../metrics/broker-metrics.js';
 import { type Clock, isAbort, systemClock } from '../platform/clock.js';
 import { type Logger, nullLogger } from '../platform/logger.js';
@@ -34,6 +36,7 @@ import { TrustDomain } from '../spiffeid/trust-domain.js';
 import { SpireServerClient } from '../spire/client.js';
 import type { SvidSource } from '../tls/svid.js';
 import { buildVerifyApiApp } from '../verify-api/app.js';
+import { KubernetesIntegration, statusSnapshot } from './kubernetes.js';
 import { FileManagedSetStore } from './managed-set-store.js';
 import { BROKER_VERSION } from './version.js';
 
@@ -56,6 +59,10 @@ export interface DaemonDeps {
   /** Extra observers (metrics, audit, tests). */
   readonly federationObserver?: Partial<FederationObserver>;
   readonly syncObserver?: Partial<SpireSyncObserver>;
+  /** Environment (the leader-election identity variable). Default process.env. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Kubernetes API (tests); default from `kubernetes.credentials`. */
+  readonly kubeApi?: KubeApi;
 }
 
 /** Readiness and the reasons it is not ready. */
@@ -108,6 +115,9 @@ export class BrokerDaemon {
   #resolveEndpoint: ((ep: RunningBundleEndpoint) => void) | undefined;
   #allowlistLoaded = false;
   #audit: AuditTrail | undefined;
+  #k8s: KubernetesIntegration | undefined;
+  readonly #env: Readonly<Record<string, string | undefined>>;
+  readonly #kubeApi: KubeApi | undefined;
   /** The broker's metrics (a fresh registry per daemon). */
   readonly metrics: BrokerMetrics;
   readonly #propagation: PropagationTracker;
@@ -125,6 +135,8 @@ export class BrokerDaemon {
     this.clock = deps.clock ?? systemClock;
     this.logger = deps.logger ?? nullLogger;
     this.#read = deps.readFile ?? (async (p) => new Uint8Array(await readFile(p)));
+    this.#env = deps.env ?? process.env;
+    this.#kubeApi = deps.kubeApi;
     this.clients = clients;
     this.stateStore = new StateStore(
       { dir: config.stateDir },
@@ -696,22 +708,25 @@ export class BrokerDaemon {
    * the store — and so on their way to SPIRE — before the first fetch completes.
    */
   async run(signal: AbortSignal): Promise<void> {
+    // Kubernetes: the allowlist from FederationPeer objects, leader election, ConfigMaps, status.
+    const k8s = this.config.kubernetes
+      ? new KubernetesIntegration({
+          settings: parseKubernetesSettings(this.config.kubernetes),
+          clock: this.clock,
+          logger: this.logger,
+          env: this.#env,
+          stateDir: this.config.stateDir,
+          localTrustDomain: this.config.trustDomain,
+          serverNames: [...this.clients.keys()],
+          ...(this.#kubeApi ? { api: this.#kubeApi } : {}),
+        })
+      : undefined;
+    this.#k8s = k8s;
     const watcher = new AllowlistWatcher(
       {
         path: this.config.allowlist.file,
         parseOptions: { localTrustDomain: this.config.trustDomain, serverNames: [...this.clients.keys()] },
-        onChange: async ({ allowlist: next }) => {
-          const previousVersion = this.manager.allowlist?.version;
-          this.logger.info('allowlist changed', { version: next.version });
-          const r = await this.manager.apply(next);
-          for (const td of r.added) this.metrics.setPeerState(td, 'PENDING');
-          this.metrics.allowlistReloaded({ ok: true, peers: next.peers.length });
-          await this.#audit?.allowlistChanged({
-            version: next.version,
-            ...(previousVersion ? { previousVersion } : {}),
-            ...r,
-          });
-        },
+        onChange: ({ allowlist: next }) => this.#applyAllowlist(next),
         onError: (err, info) => {
           this.metrics.allowlistReloaded({ ok: false });
           this.logger.error('allowlist refused; the previous one stays in force', {
@@ -726,7 +741,14 @@ export class BrokerDaemon {
         sleep: (ms, sig) => this.clock.sleep(ms, sig).catch(() => undefined),
       },
     );
-    const allowlist = await watcher.load();
+    const shared = k8s?.runShared(signal) ?? [];
+    let allowlist: Allowlist;
+    if (k8s?.source) {
+      allowlist = await k8s.waitForAllowlist(signal);
+      k8s.source.subscribe((next) => void this.#applyAllowlist(next));
+    } else {
+      allowlist = await watcher.load();
+    }
     await this.stateStore.init();
     this.#auditWriter = await AuditWriter.open(
       { file: this.config.audit.file, keyFile: this.config.audit.keyFile, fsync: this.config.audit.fsync },
@@ -759,8 +781,17 @@ export class BrokerDaemon {
       localRun,
       ...(running ? [running.closed] : []),
       this.manager.run(signal),
-      ...[...this.syncs.values()].map((s) => s.run(signal)),
-      watcher.run(signal),
+      ...shared,
+      ...(k8s?.source ? [] : [watcher.run(signal)]),
+      // Only the leader writes to SPIRE (and, on Kubernetes, to ConfigMaps and status).
+      k8s
+        ? k8s.runLeaderTasks(signal, {
+            feed: this.store,
+            snapshot: () =>
+              statusSnapshot(this.manager.status(), this.serverStatus(), (td) => this.targetsOf(td)),
+            task: (leader) => this.#runSyncs(leader),
+          })
+        : this.#runSyncs(signal),
     ];
     try {
       await Promise.all(
@@ -776,10 +807,37 @@ export class BrokerDaemon {
     }
   }
 
-  /** Ready when the allowlist is loaded and every last-known-good bundle has reached every targeted server. */
+  /** Applies a new allowlist (file edit or Kubernetes change): manager, metrics, audit. */
+  async #applyAllowlist(next: Allowlist): Promise<void> {
+    const previousVersion = this.manager.allowlist?.version;
+    this.logger.info('allowlist changed', { version: next.version });
+    const r = await this.manager.apply(next);
+    for (const td of r.added) this.metrics.setPeerState(td, 'PENDING');
+    this.metrics.allowlistReloaded({ ok: true, peers: next.peers.length });
+    await this.#audit?.allowlistChanged({
+      version: next.version,
+      ...(previousVersion ? { previousVersion } : {}),
+      ...r,
+    });
+  }
+
+  async #runSyncs(signal: AbortSignal): Promise<void> {
+    await Promise.all([...this.syncs.values()].map((s) => s.run(signal)));
+  }
+
+  /** Whether this replica leads (always, without Kubernetes leader election). */
+  isLeader(): boolean {
+    return this.#k8s?.isLeader() ?? true;
+  }
+
+  /**
+   * Ready when the allowlist is loaded and, on the leader, every last-known-good bundle has reached
+   * every targeted server (a follower serves but does not write to SPIRE).
+   */
   readiness(): Readiness {
     const reasons: string[] = [];
     if (!this.#allowlistLoaded) reasons.push('allowlist not loaded yet');
+    if (!this.isLeader()) return { ready: reasons.length === 0, reasons };
     for (const key of this.#mustPush) {
       const [server, td] = key.split('/') as [string, string];
       const target = this.manager.peers().find((p) => p.trustDomain.name === td)?.targetServers;
