@@ -172,13 +172,11 @@ export class KubernetesIntegration {
         work.push(
           (async () => {
             while (!leaderSignal.aborted) {
-              await writer
-                .write(hooks.snapshot())
-                .catch((err: unknown) =>
-                  logger.warn('FederationPeer status write failed', {
-                    error: err instanceof Error ? err.message : String(err),
-                  }),
-                );
+              await writer.write(hooks.snapshot()).catch((err: unknown) =>
+                logger.warn('FederationPeer status write failed', {
+                  error: err instanceof Error ? err.message : String(err),
+                }),
+              );
               await clock.sleep(5_000, leaderSignal).catch(() => undefined);
             }
           })(),
