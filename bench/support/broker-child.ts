@@ -4,8 +4,8 @@
  *
  * Usage (forked with an IPC channel): `node --import tsx bench/support/broker-child.ts <broker.yaml>`.
  * Messages in: `{ type: 'stats' }`, `{ type: 'refresh' }`, `{ type: 'stop' }`.
- * Messages out: `{ type: 'running', at }` right before `run()`, `{ type: 'stats', … }`, and
- * `{ type: 'exit', error? }`.
+ * Messages out: `{ type: 'running', at }` right before `run()`, `{ type: 'urls', endpoint, verify }`
+ * once it listens, `{ type: 'stats', … }`, and `{ type: 'exit', error? }`.
  * @module
  */
 import { readFileSync } from 'node:fs';
@@ -118,8 +118,15 @@ process.on('message', async (m: { type: string }) => {
 process.on('disconnect', () => stop.abort());
 
 send({ type: 'running', at: Date.now() });
+const running = daemon.run(stop.signal);
+// Where it listens, once it does: the bundle endpoint (when configured) and the verify API.
+void (async () => {
+  const endpoint = config.endpoint ? (await daemon.endpoint()).url : undefined;
+  while (daemon.verifyUrl === undefined && !stop.signal.aborted) await new Promise((r) => setTimeout(r, 20));
+  send({ type: 'urls', endpoint, verify: daemon.verifyUrl });
+})().catch(() => undefined);
 try {
-  await daemon.run(stop.signal);
+  await running;
   send({ type: 'exit' });
 } catch (err) {
   send({ type: 'exit', error: err instanceof Error ? (err.stack ?? err.message) : String(err) });

@@ -16,6 +16,8 @@ export class BrokerProcess {
   readonly child: ChildProcess;
   /** Wall-clock ms (Date.now in the child) right before `daemon.run()`. */
   readonly running: Promise<number>;
+  /** The bundle endpoint's and the verify API's URLs once they listen. */
+  readonly urls: Promise<{ endpoint?: string; verify?: string }>;
   /** Settles when the child exits; rejects if the daemon failed. */
   readonly exited: Promise<void>;
   #stderr = '';
@@ -35,9 +37,14 @@ export class BrokerProcess {
     this.running = new Promise((r) => {
       onRunning = r;
     });
+    let onUrls: (u: { endpoint?: string; verify?: string }) => void = () => undefined;
+    this.urls = new Promise((r) => {
+      onUrls = r;
+    });
     let failure: string | undefined;
     this.child.on('message', (m: { type: string; at?: number; error?: string }) => {
       if (m.type === 'running') onRunning(m.at!);
+      else if (m.type === 'urls') onUrls(m as { endpoint?: string; verify?: string });
       else if (m.type === 'stats') this.#waiting.shift()?.(m as BrokerChildStats);
       else if (m.type === 'exit' && m.error) failure = m.error;
     });

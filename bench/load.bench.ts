@@ -1,0 +1,255 @@
+/**
+ * Load: the broker (its own process, compiled JS) under autocannon (another process), 100
+ * keep-alive connections.
+ *
+ * 1. The bundle endpoint (`GET /`, https_web) for BENCH_LOAD_SECONDS (default 60) while the source
+ *    SPIRE server (emulator) rotates — a new JWT authority every 3 s — so the served document keeps
+ *    changing under load. Goal: zero failed requests; RSS bounded (growth over the last three
+ *    quarters of the run < 10 MiB); every rotation was served during the run.
+ * 2. The verify API, X509-SVID (`POST /v1/verify/x509`) then JWT-SVID (`POST /v1/verify/jwt`), a
+ *    quarter of that time each, rotations continuing. Goal: every request verified (200), RSS
+ *    bounded likewise.
+ */
+import { createSign, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { jwtAuthority } from '../src/bundle/trust-bundle.js';
+import type { SpireEmulator } from '../src/spire/emulator/emulator.js';
+import type { BenchFigure } from './lib.js';
+import { type AutocannonResult, autocannon } from './support/autocannon.js';
+import { BrokerProcess, rssSampler } from './support/broker-process.js';
+import { startEmulatorTarget, type TargetServer } from './support/targets.js';
+import { createWebServerCert } from './support/web-cert.js';
+
+const SECONDS = Number(process.env.BENCH_LOAD_SECONDS ?? 60);
+const CONNECTIONS = 100;
+const ROTATE_EVERY_MS = 3000;
+const TD = 'load.test';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A JWT-SVID for `sub`, ES256, signed with `key` under `kid`. */
+function jwtSvid(key: KeyObject, kid: string, sub: string, aud: string): string {
+  const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const input = `${b64({ alg: 'ES256', kid, typ: 'JWT' })}.${b64({ sub, aud: [aud], iat: now, exp: now + 3600 })}`;
+  const sig = createSign('sha256').update(input).sign({ key, dsaEncoding: 'ieee-p1363' });
+  return `${input}.${sig.toString('base64url')}`;
+}
+
+/** The `spiffe_sequence` the endpoint serves now. */
+function servedSequence(url: string, ca: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { ca, agent: false, timeout: 10_000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => {
+        body += d.toString();
+      });
+      res.on('end', () => resolve(/"spiffe_sequence":\s*(\d+)/.exec(body)?.[1] ?? '?'));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Rotates the emulator's JWT authority every few seconds until stopped; counts rotations. */
+function rotator(emulator: SpireEmulator): { stop(): Promise<number> } {
+  let n = 0;
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      await sleep(ROTATE_EVERY_MS);
+      if (stopped) break;
+      emulator.prepareJwtAuthority();
+      n++;
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return n;
+    },
+  };
+}
+
+function failures(r: AutocannonResult): number {
+  return r.non2xx + r.errors + r.timeouts;
+}
+
+/** RSS growth (bytes) between the sample at 25 % of a phase and its end. */
+async function phase<T>(
+  pid: number,
+  seconds: number,
+  work: () => Promise<T>,
+): Promise<{ result: T; peak: number; growth: number; start: number }> {
+  const rss = rssSampler(pid, 250);
+  const start = rss.last();
+  let quarter = 0;
+  const mark = setTimeout(
+    () => {
+      quarter = rss.last();
+    },
+    (seconds * 1000) / 4,
+  );
+  try {
+    const result = await work();
+    return { result, peak: rss.peak(), growth: rss.last() - quarter, start };
+  } finally {
+    clearTimeout(mark);
+    rss.stop();
+  }
+}
+
+const MiB = 2 ** 20;
+const mib = (n: number) => Math.round((n / MiB) * 10) / 10;
+
+export async function run(): Promise<BenchFigure[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'sb-load-'));
+  let target: TargetServer | undefined;
+  let broker: BrokerProcess | undefined;
+  try {
+    target = await startEmulatorTarget('spire', TD, dir);
+    const emulator = target.emulator!;
+    // A JWT authority whose private key the benchmark holds, in the local bundle.
+    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    await emulator.appendAuthorities({ jwt: [jwtAuthority('bench-jwt', publicKey, 0)] });
+    const svid = await emulator.mintX509Svid(`spiffe://${TD}/workload`, 24 * 3600);
+    const token = jwtSvid(privateKey, 'bench-jwt', `spiffe://${TD}/workload`, `spiffe://${TD}/api`);
+
+    const web = await createWebServerCert();
+    await writeFile(join(dir, 'ep.crt'), web.certPem);
+    await writeFile(join(dir, 'ep.key'), web.keyPem);
+    await writeFile(
+      join(dir, 'allowlist.yaml'),
+      'apiVersion: spiffe-broker.dev/v1\nkind: Allowlist\npeers: []\n',
+    );
+    const configFile = join(dir, 'broker.yaml');
+    await writeFile(
+      configFile,
+      [
+        'apiVersion: spiffe-broker.dev/v1',
+        'kind: BrokerConfig',
+        `trustDomain: ${TD}`,
+        `stateDir: ${join(dir, 'state')}`,
+        'spire:',
+        '  servers:',
+        `    - { name: spire, address: "${target.address}" }`,
+        `allowlist: { file: ${join(dir, 'allowlist.yaml')} }`,
+        'endpoint:',
+        '  listen: 127.0.0.1:0',
+        '  profile: https_web',
+        `  certFile: ${join(dir, 'ep.crt')}`,
+        `  keyFile: ${join(dir, 'ep.key')}`,
+        'admin: { listen: 127.0.0.1:0 }',
+        'verify: { listen: 127.0.0.1:0 }',
+        '',
+      ].join('\n'),
+    );
+    broker = await BrokerProcess.start(configFile);
+    const urls = await Promise.race([
+      broker.urls,
+      broker.exited.then(() => {
+        throw new Error('broker exited before listening');
+      }),
+    ]);
+    const endpointUrl = urls.endpoint!;
+    const verifyUrl = urls.verify!;
+
+    // Warm-up (JIT, TLS) before anything is measured.
+    await autocannon({ url: endpointUrl, connections: CONNECTIONS, seconds: 2 });
+
+    // --- 1. bundle endpoint ---
+    const rot1 = rotator(emulator);
+    const sequences = new Set<string>();
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        sequences.add(await servedSequence(endpointUrl, web.caPem).catch(() => 'error'));
+        await sleep(500);
+      }
+    })();
+    const ep = await phase(broker.pid, SECONDS, () =>
+      autocannon({ url: endpointUrl, connections: CONNECTIONS, seconds: SECONDS }),
+    );
+    sampling = false;
+    await sampler;
+    const rotations1 = await rot1.stop();
+    sequences.delete('error');
+
+    // --- 2. verify API ---
+    const verifySeconds = Math.max(5, Math.round(SECONDS / 4));
+    const rot2 = rotator(emulator);
+    const x509Load = (seconds: number) =>
+      autocannon({
+        url: `${verifyUrl}/v1/verify/x509`,
+        connections: CONNECTIONS,
+        seconds,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ chain: svid.certChainPem }),
+      });
+    const jwtLoad = (seconds: number) =>
+      autocannon({
+        url: `${verifyUrl}/v1/verify/jwt`,
+        connections: CONNECTIONS,
+        seconds,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ token, audience: `spiffe://${TD}/api` }),
+      });
+    await x509Load(2); // warm-up
+    await jwtLoad(2);
+    const x509 = await phase(broker.pid, verifySeconds, () => x509Load(verifySeconds));
+    const jwt = await phase(broker.pid, verifySeconds, () => jwtLoad(verifySeconds));
+    const rotations2 = await rot2.stop();
+
+    const epFail = failures(ep.result);
+    const verifyFail = failures(x509.result) + failures(jwt.result);
+    const verifyGrowth = Math.max(x509.growth, jwt.growth);
+    return [
+      {
+        kind: 'figure',
+        name: `bundle endpoint under load (${CONNECTIONS} conns, ${SECONDS} s, a rotation every ${ROTATE_EVERY_MS / 1000} s): failed requests`,
+        value: epFail,
+        unit: 'requests',
+        goal: '= 0',
+        met: epFail === 0 && sequences.size >= rotations1,
+        note: `${ep.result['2xx']} answered 200 (${Math.round(ep.result.requests.average)} req/s, p99 ${ep.result.latency.p99} ms); ${rotations1} rotations, ${sequences.size} distinct bundle sequences seen by a side client during the run`,
+      },
+      {
+        kind: 'figure',
+        name: 'broker RSS growth under endpoint load (last three quarters of the run)',
+        value: mib(ep.growth),
+        unit: 'MiB',
+        goal: '< 10 MiB',
+        met: ep.growth < 10 * MiB,
+        note: `RSS ${mib(ep.start)} MiB before, peak ${mib(ep.peak)} MiB`,
+      },
+      {
+        kind: 'figure',
+        name: `verify API under load (${CONNECTIONS} conns, X509-SVID then JWT-SVID, ${verifySeconds} s each, rotations continuing): requests not verified`,
+        value: verifyFail,
+        unit: 'requests',
+        goal: '= 0',
+        met: verifyFail === 0,
+        note: `X509-SVID: ${x509.result['2xx']} verified (${Math.round(x509.result.requests.average)} req/s, p99 ${x509.result.latency.p99} ms); JWT-SVID: ${jwt.result['2xx']} verified (${Math.round(jwt.result.requests.average)} req/s, p99 ${jwt.result.latency.p99} ms); ${rotations2} rotations`,
+      },
+      {
+        kind: 'figure',
+        name: 'broker RSS growth under verify API load (last three quarters of each run)',
+        value: mib(verifyGrowth),
+        unit: 'MiB',
+        goal: '< 10 MiB',
+        met: verifyGrowth < 10 * MiB,
+        note: `peak ${mib(Math.max(x509.peak, jwt.peak))} MiB`,
+      },
+    ];
+  } finally {
+    await broker?.stop();
+    await target?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
