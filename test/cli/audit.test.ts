@@ -2,30 +2,11 @@ import { generateKeyPairSync } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AuditWriter } from '../../src/audit/index.js';
 import { auditCommand } from '../../src/cli/audit-command.js';
-import type { CliIo } from '../../src/cli/io.js';
 import { MemoryAuditFs } from '../audit/fake-fs.js';
+import { runCommandCapture } from '../support/cli.js';
 
-async function run(args: string[], files: Record<string, string | Uint8Array>) {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    readFile: async (p) => {
-      const f = files[p];
-      if (f === undefined) throw new Error(`ENOENT: ${p}`);
-      return typeof f === 'string' ? new TextEncoder().encode(f) : f;
-    },
-    now: () => 0,
-    env: {},
-    signal: new AbortController().signal,
-  };
-  const code = await auditCommand(args, io);
-  return { code, stdout, stderr, json: () => JSON.parse(stdout) as Record<string, unknown> };
+function run(args: string[], files: Record<string, string | Uint8Array>) {
+  return runCommandCapture(auditCommand, args, { files, disk: false, now: 0 });
 }
 
 let log: string;

@@ -1,28 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { checkConfigCommand } from '../../src/cli/check-config-command.js';
-import type { CliIo } from '../../src/cli/io.js';
+import { runCommandCapture } from '../support/cli.js';
 
-async function run(args: string[], files: Record<string, string | Uint8Array>) {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    readFile: async (p) => {
-      const f = files[p];
-      if (f === undefined) throw new Error(`ENOENT: ${p}`);
-      return typeof f === 'string' ? new TextEncoder().encode(f) : f;
-    },
-    now: () => 0,
-    env: {},
-    signal: new AbortController().signal,
-  };
-  const code = await checkConfigCommand(args, io);
-  return { code, stdout, stderr, json: () => JSON.parse(stdout) as Record<string, unknown> };
+function run(args: string[], files: Record<string, string | Uint8Array>) {
+  return runCommandCapture(checkConfigCommand, args, { files, disk: false, now: 0 });
 }
 
 const ALLOWLIST = `apiVersion: spiffe-broker.dev/v1

@@ -1,38 +1,19 @@
-import { readFile } from 'node:fs/promises';
 import * as tls from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { marshalBundle } from '../../src/bundle/codec.js';
 import type { TrustBundle } from '../../src/bundle/trust-bundle.js';
 import { fetchCommand } from '../../src/cli/fetch-command.js';
-import type { CliIo } from '../../src/cli/io.js';
 import type { IssuedCert } from '../../src/pki/index.js';
 import { FakeBundleEndpoint, serveJson } from '../fakes/fake-bundle-endpoint.js';
 import { makeBundle, makeCa, makeSvid } from '../federation/helpers.js';
+import { runCommandCapture } from '../support/cli.js';
 
 const SERVER_ID = 'spiffe://peer.test/spire/server';
 
-async function run(args: string[], files: Record<string, string> = {}) {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    readFile: async (p) => {
-      const f = files[p];
-      if (f !== undefined) return new TextEncoder().encode(f);
-      return new Uint8Array(await readFile(p));
-    },
-    now: () => Date.now(),
-    env: {},
-    signal: new AbortController().signal,
-  };
+function run(args: string[], files: Record<string, string> = {}) {
   // https_web URLs name localhost; dial 127.0.0.1 (the host name check still uses the URL).
-  const code = await fetchCommand(args, io, { connect: (o) => tls.connect({ ...o, host: '127.0.0.1' }) });
-  return { code, stdout, stderr, json: () => JSON.parse(stdout) as Record<string, unknown> };
+  const deps = { connect: (o: tls.ConnectionOptions) => tls.connect({ ...o, host: '127.0.0.1' }) };
+  return runCommandCapture((a, io) => fetchCommand(a, io, deps), args, { files });
 }
 
 let ca: IssuedCert;

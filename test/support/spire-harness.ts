@@ -112,42 +112,16 @@ export interface MintedFiles {
   readonly bundlePem: string;
 }
 
-/** A running spire-server. */
-export interface SpireServerInstance {
-  readonly trustDomain: string;
-  readonly dir: string;
-  readonly socketPath: string;
-  /** `unix://<socketPath>` */
-  readonly address: string;
-  readonly tcpPort: number;
-  /** `dns:///127.0.0.1:<tcpPort>` */
-  readonly tcpAddress: string;
-  /** Present when started with `bundleEndpoint: true`. */
-  readonly bundleEndpointPort?: number;
-  /** `https://127.0.0.1:<port>` of the bundle endpoint. */
-  readonly bundleEndpointUrl?: string;
-  readonly pid: number;
-  /**
-   * Runs `spire-server <args…> -socketPath <sock>` (the flag goes after the subcommand).
-   * Does not throw on a non-zero exit: check `code`.
-   */
-  cli(args: readonly string[], opts?: { stdin?: string }): Promise<CliResult>;
-  /** Like {@link SpireServerInstance.cli} but throws with the output on a non-zero exit. */
-  cliOk(args: readonly string[], opts?: { stdin?: string }): Promise<string>;
+/** A running spire-server: the process (src/lab/spire-process.ts) plus CLI helpers for tests. */
+export interface SpireServerInstance extends SpireServerProcess {
   /** `bundle show -format spiffe`: the server's own bundle as SPIFFE bundle JSON. */
   bundleShow(): Promise<string>;
   /** `bundle set -format spiffe -id spiffe://<td>`: stores a federated bundle. */
   bundleSet(trustDomain: string, spiffeBundleJson: string): Promise<void>;
   /** `bundle list -format spiffe -output json`. */
   bundleList(): Promise<string>;
-  /** `localauthority {x509,jwt} prepare -output json` → the prepared authority ID. */
-  prepareAuthority(kind: 'x509' | 'jwt'): Promise<string>;
-  /** `localauthority {x509,jwt} activate -authorityID <id>`. */
-  activateAuthority(kind: 'x509' | 'jwt', authorityId: string): Promise<void>;
   /** `x509 mint -spiffeID <id> -ttl <ttl> -write <tmp>` → PEMs. */
   x509Mint(spiffeId: string, ttl?: string): Promise<MintedFiles>;
-  /** Everything the process wrote so far (stdout + stderr). */
-  logs(): string;
   /** SIGTERM, then SIGKILL after `timeoutMs` (default 10 s); removes the temp dir. */
   stop(timeoutMs?: number): Promise<void>;
 }
