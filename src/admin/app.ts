@@ -61,6 +61,11 @@ export interface AdminAppOptions {
   readonly bundles: () => Iterable<TrustBundle>;
   /** What a reconcile would change; `/v1/diff` answers 501 without it. */
   readonly diff?: () => Promise<ReconcileDiff>;
+  /**
+   * An operator's explicit reset of a peer's `spiffe_sequence` baseline, so its next bundle is
+   * accepted even with a lower sequence; `POST /v1/peers/{trustDomain}/reset-sequence`.
+   */
+  readonly resetSequence?: (trustDomain: TrustDomain) => Promise<{ previousSequence: string | null }>;
   /** Runs a reconcile of every SPIRE server now and resolves when it is done; `/v1/reconcile` answers 501 without it. */
   readonly reconcile?: () => Promise<void>;
   /** Serve HTTPS and admit only these admin SPIFFE IDs (required off loopback, see {@link runAdmin}). */
@@ -240,6 +245,31 @@ export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
       throw new ApiError('ERR_API_NOT_IMPLEMENTED', 'this broker was started without a diff provider');
     return reply.header('cache-control', NO_STORE).send(await opts.diff());
   });
+
+  app.post<{ Params: { trustDomain: string } }>(
+    '/v1/peers/:trustDomain/reset-sequence',
+    async (request, reply) => {
+      if (!opts.resetSequence) {
+        throw new ApiError('ERR_API_NOT_IMPLEMENTED', 'this broker was started without sequence resets');
+      }
+      let td: TrustDomain;
+      try {
+        td = TrustDomain.parse(request.params.trustDomain);
+      } catch (err) {
+        throw new ApiError('ERR_API_BAD_REQUEST', `not a trust domain: ${(err as Error).message}`);
+      }
+      let r: { previousSequence: string | null };
+      try {
+        r = await opts.resetSequence(td);
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ERR_POLICY_NOT_ALLOWLISTED') {
+          throw new ApiError('ERR_API_NOT_FOUND', (err as Error).message);
+        }
+        throw err;
+      }
+      return reply.header('cache-control', NO_STORE).send({ ok: true, trustDomain: td.name, ...r });
+    },
+  );
 
   app.post('/v1/reconcile', async (_req, reply) => {
     if (!opts.reconcile) {

@@ -17,7 +17,7 @@ export interface HttpGetResponse {
 export type HttpGet = (
   target: AdminTarget,
   path: string,
-  opts: { readonly signal?: AbortSignal },
+  opts: { readonly signal?: AbortSignal; readonly method?: 'GET' | 'POST' },
 ) => Promise<HttpGetResponse>;
 
 /** Largest admin answer read, bytes. */
@@ -39,7 +39,7 @@ export const nodeHttpGet: HttpGet = (target, path, opts) =>
     const req = httpRequest(
       {
         ...where,
-        method: 'GET',
+        method: opts.method ?? 'GET',
         path: base + path,
         headers: { accept: 'application/json' },
         timeout: TIMEOUT_MS,
@@ -80,10 +80,30 @@ export async function adminGetJson<T>(
   path: string,
   signal?: AbortSignal,
 ): Promise<T> {
+  return adminRequestJson<T>(get, target, path, 'GET', signal);
+}
+
+/** POSTs to an admin route (no body) and returns its parsed JSON answer; same errors as {@link adminGetJson}. */
+export function adminPostJson<T>(
+  get: HttpGet,
+  target: AdminTarget,
+  path: string,
+  signal?: AbortSignal,
+): Promise<T> {
+  return adminRequestJson<T>(get, target, path, 'POST', signal);
+}
+
+async function adminRequestJson<T>(
+  get: HttpGet,
+  target: AdminTarget,
+  path: string,
+  method: 'GET' | 'POST',
+  signal?: AbortSignal,
+): Promise<T> {
   const where = `${describeTarget(target)}${path}`;
   let res: HttpGetResponse;
   try {
-    res = await get(target, path, signal ? { signal } : {});
+    res = await get(target, path, { method, ...(signal ? { signal } : {}) });
   } catch (cause) {
     throw new ApiError(
       'ERR_API_CONNECT',

@@ -9,7 +9,7 @@
 export type { AdminAppOptions, AdminMtlsOptions, Readiness } from './app.js';
 export { buildAdminApp, buildHealthApp, DEFAULT_ADMIN_LISTEN, isLoopbackHost, runAdmin } from './app.js';
 export type { AdminTarget, HttpGet, HttpGetResponse } from './client.js';
-export { adminGetJson, describeTarget, nodeHttpGet } from './client.js';
+export { adminGetJson, adminPostJson, describeTarget, nodeHttpGet } from './client.js';
 export type { ErrorBody, ListenTarget, RunAppOptions } from './http.js';
 export { installCodedErrors, runApp, sendError, toApiError } from './http.js';
 export type {

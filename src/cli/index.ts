@@ -10,6 +10,7 @@ import { DIFF_USAGE, diffCommand } from './diff-command.js';
 import { FETCH_USAGE, fetchCommand } from './fetch-command.js';
 import { type CliIo, EXIT_OK, EXIT_USAGE } from './io.js';
 import { LAB_USAGE, labCommand } from './lab-command.js';
+import { RESET_SEQUENCE_USAGE, resetSequenceCommand } from './reset-sequence-command.js';
 import { RUN_USAGE, runCommand } from './run-command.js';
 import { STATUS_USAGE, statusCommand } from './status-command.js';
 import { VERIFY_USAGE, verifyCommand } from './verify-command.js';
@@ -35,6 +36,11 @@ const COMMANDS: Record<string, Command> = {
     summary: 'print what a reconcile would change in SPIRE, changing nothing',
     usage: DIFF_USAGE,
     run: diffCommand,
+  },
+  'reset-sequence': {
+    summary: "reset a peer's spiffe_sequence baseline on a running broker (audited)",
+    usage: RESET_SEQUENCE_USAGE,
+    run: resetSequenceCommand,
   },
   'check-config': {
     summary: 'validate a broker config or allowlist file without running',

@@ -27,7 +27,7 @@ import { BrokerMetrics, createMetricsRegistry, PropagationTracker } from '../met
 import { type Clock, isAbort, systemClock } from '../platform/clock.js';
 import { type Logger, nullLogger } from '../platform/logger.js';
 import { composeObservers } from '../platform/observers.js';
-import { evaluatePeerBundle } from '../policy/evaluate.js';
+import { evaluatePeerBundle, requireAllowlisted, resetSequenceBaseline } from '../policy/evaluate.js';
 import { MtlsProbe, type ProbePeer } from '../probe/mtls-probe.js';
 import { spireFederationApi } from '../publish/spire-client-api.js';
 import { type ServerSyncStatus, SpireServerSync, type SpireSyncObserver } from '../publish/spire-sync.js';
@@ -115,6 +115,7 @@ export class BrokerDaemon {
   #resolveEndpoint: ((ep: RunningBundleEndpoint) => void) | undefined;
   #allowlistLoaded = false;
   #audit: AuditTrail | undefined;
+  readonly #sequenceResets = new Set<string>();
   #k8s: KubernetesIntegration | undefined;
   readonly #env: Readonly<Record<string, string | undefined>>;
   readonly #kubeApi: KubeApi | undefined;
@@ -174,8 +175,16 @@ export class BrokerDaemon {
       fetcher: this.#fetcher(deps.fetchDeps ?? {}),
       store,
       evaluate: (peer, current, candidate) => {
-        const d = evaluatePeerBundle({ peer, ...(current ? { current } : {}), candidate });
-        return d.accepted ? { accepted: true, changed: d.changed } : { accepted: false, error: d.error };
+        // After an operator's reset the sequence baseline is 0 until the next accepted bundle.
+        const base =
+          current && this.#sequenceResets.has(peer.trustDomain.name)
+            ? resetSequenceBaseline(current)
+            : current;
+        const d = evaluatePeerBundle({ peer, ...(base ? { current: base } : {}), candidate });
+        if (d.accepted && d.changed) this.#sequenceResets.delete(peer.trustDomain.name);
+        return d.accepted
+          ? { accepted: true, changed: d.changed || base !== current }
+          : { accepted: false, error: d.error };
       },
       persist: async (bundle, meta) => {
         await this.stateStore.saveAccepted(bundle, meta);
@@ -504,6 +513,33 @@ export class BrokerDaemon {
     };
   }
 
+  /**
+   * An operator's explicit reset of a peer's `spiffe_sequence` baseline (e.g. the peer rebuilt its
+   * trust domain and restarted its sequence): the next bundle is accepted even with a lower
+   * sequence, the persisted high-water mark is reset, and the reset is audited. Fetches at once.
+   * @throws PolicyError `ERR_POLICY_NOT_ALLOWLISTED`
+   */
+  async resetSequence(
+    trustDomain: TrustDomain,
+    operator?: string,
+  ): Promise<{ previousSequence: string | null }> {
+    requireAllowlisted(this.manager.peers(), trustDomain);
+    const previous = this.store.get(trustDomain.name)?.sequence;
+    await this.stateStore.resetSequence(trustDomain);
+    this.#sequenceResets.add(trustDomain.name);
+    await this.#audit?.sequenceReset({
+      trustDomain,
+      previousSequence: previous ?? 0n,
+      ...(operator ? { operator } : {}),
+    });
+    this.logger.warn('sequence baseline reset by an operator', {
+      trustDomain: trustDomain.name,
+      previousSequence: previous,
+    });
+    this.manager.refreshNow(trustDomain.name);
+    return { previousSequence: previous === undefined ? null : previous.toString() };
+  }
+
   /** Reconciles every SPIRE server now; resolves when each has converged or failed once. */
   async reconcileNow(): Promise<void> {
     await Promise.all(
@@ -524,6 +560,7 @@ export class BrokerDaemon {
       bundles: () => this.#allBundles(),
       diff: () => this.diff(),
       reconcile: () => this.reconcileNow(),
+      resetSequence: (td) => this.resetSequence(td, 'admin API'),
     });
     await runAdmin(app, {
       listen: a.socket ? { path: a.socket } : (a.listen ?? { host: '127.0.0.1', port: 8089 }),

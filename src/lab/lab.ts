@@ -29,6 +29,8 @@ export interface LabDomain {
 /** The SPIRE server of a lab trust domain: the in-process emulator or a real spire-server. */
 export interface LabSpire {
   readonly kind: 'real' | 'emulator';
+  /** The in-process emulator, when `kind` is `emulator` (fault injection, direct state access). */
+  readonly emulator?: SpireEmulator;
   /** `unix:///…/api.sock` */
   readonly address: string;
   readonly socketPath: string;
@@ -317,6 +319,7 @@ async function startEmulator(name: string, dir: string): Promise<LabSpire> {
   const ep = await emulator.start();
   return {
     kind: 'emulator',
+    emulator,
     address: ep.address,
     socketPath: ep.socketPath,
     bundle: async () => emulator.bundle(),

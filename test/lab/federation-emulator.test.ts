@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyAuditLog } from '../../src/audit/index.js';
 import { Lab } from '../../src/lab/lab.js';
+import { runCliCapture } from '../support/cli.js';
 
 /**
  * The whole path on loopback with the SPIRE emulator: three trust domains, each with its broker
@@ -89,6 +90,49 @@ describe('federation lab (SPIRE emulator)', () => {
     );
   });
 
+  it('refuses a peer rollback (spiffe_sequence going back) until an operator resets the baseline', async () => {
+    const alpha = lab.domain('alpha.lab');
+    const beta = lab.domain('beta.lab');
+    const before = (await alpha.spire.federatedBundles()).get('beta.lab')!;
+    // beta's SPIRE sequence goes back (e.g. it was rebuilt) while its keys change.
+    const kid = await beta.spire.rotateJwtAuthority();
+    await Lab.until(() => holds('alpha.lab', 'beta.lab', kid), 10_000, 'the rotation');
+    const emulator = beta.spire.emulator;
+    expect(emulator).toBeDefined();
+    const own = emulator!.datastore.fetchBundle('beta.lab')!;
+    emulator!.datastore.setBundle({ ...own, sequence: 1n });
+    const kid2 = await beta.spire.rotateJwtAuthority(); // sequence 2 now: below what alpha holds
+    await Lab.until(
+      () =>
+        alpha.daemon.peerStatus().find((p) => p.trustDomain === 'beta.lab')?.reason?.code ===
+        'ERR_POLICY_SEQUENCE_ROLLBACK',
+      10_000,
+      'the rollback to be refused',
+    );
+    expect(await holds('alpha.lab', 'beta.lab', kid2)).toBe(false);
+    expect((await alpha.spire.federatedBundles()).get('beta.lab')!.sequence).toBeGreaterThan(before.sequence);
+
+    const r = await runCliCapture([
+      'reset-sequence',
+      'beta.lab',
+      '--admin',
+      alpha.daemon.adminUrl!,
+      '--json',
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.json()).toMatchObject({ ok: true, trustDomain: 'beta.lab' });
+    await Lab.until(() => holds('alpha.lab', 'beta.lab', kid2), 10_000, 'the bundle after the reset');
+    expect((await alpha.spire.federatedBundles()).get('beta.lab')!.sequence).toBe(2n);
+    const unknown = await runCliCapture([
+      'reset-sequence',
+      'nope.lab',
+      '--admin',
+      alpha.daemon.adminUrl!,
+      '--json',
+    ]);
+    expect(unknown.code).toBe(1);
+  });
+
   it('audits every accepted bundle, SPIRE write and revocation in a verifiable chain', async () => {
     const text = await readFile(join(lab.domain('alpha.lab').dir, 'state', 'audit.log'), 'utf8');
     const result = verifyAuditLog(text);
@@ -99,6 +143,8 @@ describe('federation lab (SPIRE emulator)', () => {
     expect(types).toContain('bundle-accepted');
     expect(types).toContain('spire-write');
     expect(types).toContain('revocation');
+    expect(types).toContain('bundle-refused');
+    expect(types).toContain('sequence-reset');
     const revoked = result.records.find((r) => r.type === 'revocation');
     expect(revoked?.data).toMatchObject({ trustDomain: 'gamma.lab', code: 'ERR_PEER_REMOVED' });
   });

@@ -1,0 +1,50 @@
+import { adminPostJson, nodeHttpGet } from '../admin/client.js';
+import { TrustDomain } from '../spiffeid/trust-domain.js';
+import { EXIT_OK } from './io.js';
+import { printJson, reportFailure, UsageError } from './output.js';
+import { type AdminCliIo, adminTarget, DEFAULT_ADMIN_URL, parseAdminArgs } from './status-command.js';
+
+export const RESET_SEQUENCE_USAGE = `usage: spiffe-broker reset-sequence <trust domain> [--admin <url> | --socket <path>] [--json]
+
+Resets a peer's spiffe_sequence baseline on a running broker, so that its next bundle is accepted
+even with a lower sequence (the broker otherwise refuses it as a rollback,
+ERR_POLICY_SEQUENCE_ROLLBACK). Use it when the peer deliberately restarted its sequence, e.g. after
+rebuilding its trust domain. The reset is written to the audit trail. The broker fetches the peer
+at once.
+
+  --admin <url>   admin API base URL (default ${DEFAULT_ADMIN_URL}, or $SPIFFE_BROKER_ADMIN)
+  --socket <path> admin API on a unix socket
+Exit status: 0 reset, 1 refused (e.g. not allowlisted), 2 usage error.`;
+
+/** `spiffe-broker reset-sequence`. */
+export async function resetSequenceCommand(args: string[], io: AdminCliIo): Promise<number> {
+  let json = args.includes('--json');
+  try {
+    const { values, positionals } = parseAdminArgs(args);
+    json = values.json === true;
+    const [name, ...rest] = positionals;
+    if (!name || rest.length > 0) throw new UsageError('reset-sequence takes exactly one trust domain');
+    let td: TrustDomain;
+    try {
+      td = TrustDomain.parse(name);
+    } catch (err) {
+      throw new UsageError(`${JSON.stringify(name)}: ${(err as Error).message}`);
+    }
+    const target = adminTarget(values, io.env);
+    const r = await adminPostJson<{ ok: true; trustDomain: string; previousSequence: string | null }>(
+      io.httpGet ?? nodeHttpGet,
+      target,
+      `/v1/peers/${encodeURIComponent(td.name)}/reset-sequence`,
+      io.signal,
+    );
+    if (json) printJson(io, r);
+    else {
+      io.stdout(
+        `reset the sequence baseline of ${r.trustDomain} (was ${r.previousSequence ?? 'unset'}); its next bundle is accepted whatever its sequence\n`,
+      );
+    }
+    return EXIT_OK;
+  } catch (err) {
+    return reportFailure(io, json, err, RESET_SEQUENCE_USAGE);
+  }
+}
