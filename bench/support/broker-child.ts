@@ -117,6 +117,14 @@ process.on('message', async (m: { type: string }) => {
 });
 process.on('disconnect', () => stop.abort());
 
+// Every newly published local bundle, timed just before held requests are released (this listener
+// is registered before the endpoint's).
+daemon.localBundle.subscribe((doc) => {
+  const at = performance.timeOrigin + performance.now();
+  send({ type: 'published', at, sequence: doc.bundle.sequence.toString() });
+  // How long the broker itself spent answering (the release runs synchronously after this).
+  setImmediate(() => send({ type: 'released', ms: performance.timeOrigin + performance.now() - at }));
+});
 send({ type: 'running', at: Date.now() });
 const running = daemon.run(stop.signal);
 // Where it listens, once it does: the bundle endpoint (when configured) and the verify API.

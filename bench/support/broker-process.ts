@@ -3,7 +3,7 @@
  * its figures over IPC.
  * @module
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { BrokerChildStats } from './broker-child.js';
@@ -22,13 +22,40 @@ export class BrokerProcess {
   readonly exited: Promise<void>;
   #stderr = '';
   #waiting: ((s: BrokerChildStats) => void)[] = [];
+  readonly #published = new Set<(p: { at: number; sequence: string }) => void>();
+  readonly #released = new Set<(ms: number) => void>();
 
-  private constructor(script: string, execArgv: string[], configPath: string, env: NodeJS.ProcessEnv) {
-    this.child = fork(script, [configPath], {
-      // BROKER_CHILD_NODE_ARGS: extra node flags for the child, e.g. `--cpu-prof` when profiling.
-      execArgv: [...execArgv, ...(process.env.BROKER_CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? [])],
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      env,
+  private constructor(
+    script: string,
+    execArgv: string[],
+    configPath: string,
+    env: NodeJS.ProcessEnv,
+    fdLimit: number | undefined,
+  ) {
+    // BROKER_CHILD_NODE_ARGS: extra node flags for the child, e.g. `--cpu-prof` when profiling.
+    const nodeArgs = [...execArgv, ...(process.env.BROKER_CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
+    this.child =
+      fdLimit === undefined
+        ? fork(script, [configPath], { execArgv: nodeArgs, stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env })
+        : // Through bash to raise the open-files limit first; the IPC channel survives the exec.
+          spawn(
+            'bash',
+            [
+              '-c',
+              `ulimit -n ${fdLimit} && exec "$0" "$@"`,
+              process.execPath,
+              ...nodeArgs,
+              script,
+              configPath,
+            ],
+            {
+              stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+              env,
+            },
+          );
+    this.child.on('message', (m: { type: string; at?: number; sequence?: string }) => {
+      if (m.type === 'published') for (const f of this.#published) f({ at: m.at!, sequence: m.sequence! });
+      if (m.type === 'released') for (const f of this.#released) f((m as unknown as { ms: number }).ms);
     });
     this.child.stderr?.on('data', (d: Buffer) => {
       this.#stderr = (this.#stderr + d.toString()).slice(-8000);
@@ -64,11 +91,25 @@ export class BrokerProcess {
    */
   static async start(
     configPath: string,
-    opts: { typescript?: boolean; env?: NodeJS.ProcessEnv } = {},
+    opts: { typescript?: boolean; env?: NodeJS.ProcessEnv; fdLimit?: number } = {},
   ): Promise<BrokerProcess> {
     const env = opts.env ?? process.env;
-    if (opts.typescript) return new BrokerProcess(CHILD, ['--import', 'tsx'], configPath, env);
-    return new BrokerProcess(await compiledPath(CHILD), [], configPath, env);
+    if (opts.typescript) return new BrokerProcess(CHILD, ['--import', 'tsx'], configPath, env, opts.fdLimit);
+    return new BrokerProcess(await compiledPath(CHILD), [], configPath, env, opts.fdLimit);
+  }
+
+  /**
+   * Resolves with the next local bundle the broker publishes (when, in
+   * `performance.timeOrigin + performance.now()` ms, and its sequence).
+   */
+  nextPublished(): Promise<{ at: number; sequence: string }> {
+    return new Promise((resolve) => {
+      const f = (p: { at: number; sequence: string }): void => {
+        this.#published.delete(f);
+        resolve(p);
+      };
+      this.#published.add(f);
+    });
   }
 
   get pid(): number {
@@ -104,6 +145,17 @@ export class BrokerProcess {
       };
       this.child.on('message', on);
       this.child.send({ type: 'memory' });
+    });
+  }
+
+  /** Resolves with how long the next release of held requests kept the broker busy, ms. */
+  nextReleased(): Promise<number> {
+    return new Promise((resolve) => {
+      const f = (ms: number): void => {
+        this.#released.delete(f);
+        resolve(ms);
+      };
+      this.#released.add(f);
     });
   }
 

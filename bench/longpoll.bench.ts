@@ -1,0 +1,311 @@
+/**
+ * Change notification at scale: 10,000 long-polls (`If-None-Match` + `Prefer: wait=60`) held on one
+ * broker's bundle endpoint by clients in a second process, one TLS connection each; then the
+ * source SPIRE server rotates.
+ *
+ * Measured: the broker's extra RSS while holding them (goal < 200 MiB), and the time from the
+ * broker publishing the new bundle to each client having its complete 200 answer with it (goal
+ * p99 < 100 ms), plus, for context, the time from the SPIRE rotation (which includes the
+ * endpoint's 250 ms poll of its source).
+ *
+ * Env: LONGPOLL_CLIENTS (10000). Both processes get the hard open-files limit (`ulimit -n`).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { BenchFigure } from './lib.js';
+import { BrokerProcess, rssOf } from './support/broker-process.js';
+import { compiledPath } from './support/compile.js';
+import { startEmulatorTarget, type TargetServer } from './support/targets.js';
+import { createWebServerCert } from './support/web-cert.js';
+
+const CLIENTS = Number(process.env.LONGPOLL_CLIENTS ?? 10_000);
+const TD = 'longpoll.test';
+const CLIENTS_SCRIPT = new URL('./support/longpoll-clients.ts', import.meta.url).pathname;
+const RAW_SERVER_SCRIPT = new URL('./support/raw-longpoll-server.ts', import.meta.url).pathname;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function hardFdLimit(): number {
+  const out = execFileSync('bash', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
+  return out === 'unlimited' ? 1_048_576 : Number(out);
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
+}
+
+interface ClientsDone {
+  type: 'done';
+  answers: [number, string, number][];
+  failures: number;
+}
+
+/** A server holding the long-polls: the broker, or the bare node:https baseline. */
+interface HoldingServer {
+  readonly pid: number;
+  readonly url: string;
+  heldRequests(): Promise<number>;
+  /** Makes the server publish a new document; resolves with when it did and its sequence. */
+  release(): Promise<{ at: number; sequence: string; rotatedAt: number }>;
+  /** How long the server's own answering loop took after the last release, ms. */
+  releasedMs(): Promise<number>;
+}
+
+interface Measured {
+  rssBefore: number;
+  rssHolding: number;
+  setupMs: number;
+  failures: number;
+  fresh: number;
+  fromPublish: number[];
+  fromRotation: number[];
+  sequence: string;
+  releaseLoopMs: number;
+}
+
+/** Holds CLIENTS long-polls on `server` from a clients process, then releases them. */
+async function measure(server: HoldingServer, caFile: string, fdLimit: number): Promise<Measured> {
+  await sleep(1000);
+  const rssBefore = rssOf(server.pid);
+  const script = await compiledPath(CLIENTS_SCRIPT);
+  const child = spawn(
+    'bash',
+    [
+      '-c',
+      `ulimit -n ${fdLimit} && exec "$0" "$@"`,
+      process.execPath,
+      script,
+      server.url,
+      caFile,
+      String(CLIENTS),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  try {
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-4000);
+    });
+    const lines: unknown[] = [];
+    const waiters: (() => void)[] = [];
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (let i = buf.indexOf('\n'); i !== -1; i = buf.indexOf('\n')) {
+        lines.push(JSON.parse(buf.slice(0, i)));
+        buf = buf.slice(i + 1);
+        for (const w of waiters.splice(0)) w();
+      }
+    });
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const line = async <T>(type: string, timeoutMs: number): Promise<T> => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = lines.find((l) => (l as { type: string }).type === type);
+        if (found) return found as T;
+        if (child.exitCode !== null) throw new Error(`long-poll clients exited ${child.exitCode}: ${stderr}`);
+        if (Date.now() > deadline)
+          throw new Error(`no "${type}" from the long-poll clients in time: ${stderr}`);
+        await Promise.race([new Promise<void>((r) => waiters.push(r)), sleep(500)]);
+      }
+    };
+    const setupStarted = performance.now();
+    const held = await line<{ sent: number; failures: number }>('held', 120_000);
+    // Every request sent; wait until the server really holds them all.
+    for (;;) {
+      const n = await server.heldRequests();
+      if (n >= CLIENTS - held.failures) break;
+      if (performance.now() - setupStarted > 120_000) throw new Error(`the server holds only ${n}`);
+      await sleep(200);
+    }
+    const setupMs = performance.now() - setupStarted;
+    await sleep(1000);
+    const rssHolding = rssOf(server.pid);
+    const released = server.releasedMs();
+    const pub = await server.release();
+    const releaseLoopMs = await released;
+    const done = await line<ClientsDone>('done', 60_000);
+    await exited;
+    const fresh = done.answers.filter(([status, seq]) => status === 200 && seq === pub.sequence);
+    return {
+      rssBefore,
+      rssHolding,
+      setupMs,
+      failures: done.failures + held.failures,
+      fresh: fresh.length,
+      fromPublish: fresh.map(([, , at]) => at - pub.at).sort((a, b) => a - b),
+      fromRotation: fresh.map(([, , at]) => at - pub.rotatedAt).sort((a, b) => a - b),
+      sequence: pub.sequence,
+      releaseLoopMs,
+    };
+  } finally {
+    child.kill('SIGKILL');
+  }
+}
+
+/** The bare node:https baseline server, in its own process. */
+async function startRawServer(dir: string, fdLimit: number): Promise<HoldingServer & { stop(): void }> {
+  const script = await compiledPath(RAW_SERVER_SCRIPT);
+  const child = spawn(
+    'bash',
+    [
+      '-c',
+      `ulimit -n ${fdLimit} && exec "$0" "$@"`,
+      process.execPath,
+      script,
+      join(dir, 'ep.crt'),
+      join(dir, 'ep.key'),
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] },
+  );
+  const next = (type: string) =>
+    new Promise<Record<string, unknown>>((resolve) => {
+      const on = (m: Record<string, unknown>): void => {
+        if (m.type !== type) return;
+        child.off('message', on);
+        resolve(m);
+      };
+      child.on('message', on);
+    });
+  const { url } = (await next('listening')) as { url: string };
+  return {
+    pid: child.pid ?? -1,
+    url,
+    async heldRequests() {
+      const answer = next('stats');
+      child.send({ type: 'stats' });
+      return (await answer).heldRequests as number;
+    },
+    async release() {
+      const published = next('published');
+      const rotatedAt = performance.timeOrigin + performance.now();
+      child.send({ type: 'release' });
+      const p = (await published) as { at: number; sequence: string };
+      return { ...p, rotatedAt };
+    },
+    async releasedMs() {
+      return (await next('released')).ms as number;
+    },
+    stop: () => child.kill('SIGKILL'),
+  };
+}
+
+export async function run(): Promise<BenchFigure[]> {
+  const limit = hardFdLimit();
+  const need = CLIENTS + 1000;
+  if (limit < need) throw new Error(`ulimit -Hn is ${limit}; ${CLIENTS} long-polls need about ${need}`);
+  const dir = await mkdtemp(join(tmpdir(), 'sb-longpoll-'));
+  let target: TargetServer | undefined;
+  let broker: BrokerProcess | undefined;
+  let raw: { stop(): void } | undefined;
+  try {
+    target = await startEmulatorTarget('spire', TD, dir);
+    const emulator = target.emulator!;
+    const web = await createWebServerCert();
+    await writeFile(join(dir, 'ep.crt'), web.certPem);
+    await writeFile(join(dir, 'ep.key'), web.keyPem);
+    await writeFile(join(dir, 'ca.pem'), web.caPem);
+    await writeFile(
+      join(dir, 'allowlist.yaml'),
+      'apiVersion: spiffe-broker.dev/v1\nkind: Allowlist\npeers: []\n',
+    );
+    const configFile = join(dir, 'broker.yaml');
+    await writeFile(
+      configFile,
+      [
+        'apiVersion: spiffe-broker.dev/v1',
+        'kind: BrokerConfig',
+        `trustDomain: ${TD}`,
+        `stateDir: ${join(dir, 'state')}`,
+        'spire:',
+        '  servers:',
+        `    - { name: spire, address: "${target.address}" }`,
+        `allowlist: { file: ${join(dir, 'allowlist.yaml')} }`,
+        'endpoint:',
+        '  listen: 127.0.0.1:0',
+        '  profile: https_web',
+        `  certFile: ${join(dir, 'ep.crt')}`,
+        `  keyFile: ${join(dir, 'ep.key')}`,
+        `  maxHeldRequests: ${CLIENTS}`,
+        'admin: { listen: 127.0.0.1:0 }',
+        'verify: { listen: 127.0.0.1:0 }',
+        '',
+      ].join('\n'),
+    );
+    broker = await BrokerProcess.start(configFile, { fdLimit: need });
+    const b = broker;
+    const urls = await Promise.race([
+      b.urls,
+      b.exited.then(() => {
+        throw new Error('broker exited before listening');
+      }),
+    ]);
+    const ours = await measure(
+      {
+        pid: b.pid,
+        url: urls.endpoint!,
+        heldRequests: async () => (await b.stats()).heldRequests,
+        async release() {
+          const published = b.nextPublished();
+          const rotatedAt = performance.timeOrigin + performance.now();
+          emulator.prepareJwtAuthority();
+          return { ...(await published), rotatedAt };
+        },
+        releasedMs: () => b.nextReleased(),
+      },
+      join(dir, 'ca.pem'),
+      need,
+    );
+    await b.stop();
+    broker = undefined;
+
+    const rawServer = await startRawServer(dir, need);
+    raw = rawServer;
+    const base = await measure(rawServer, join(dir, 'ca.pem'), need);
+
+    const r1 = (n: number) => Math.round(n * 10) / 10;
+    if (process.env.LONGPOLL_DEBUG)
+      for (const [name, m] of [
+        ['broker', ours],
+        ['raw', base],
+      ] as const)
+        process.stdout.write(
+          `${name}: loop ${r1(m.releaseLoopMs)} ms; ${[1, 10, 25, 50, 75, 90, 99, 100].map((q) => `p${q} ${r1(percentile(m.fromPublish, q))}`).join(' ')}\n`,
+        );
+    const extra = ours.rssHolding - ours.rssBefore;
+    const baseExtra = base.rssHolding - base.rssBefore;
+    const p99 = percentile(ours.fromPublish, 99);
+    const allFresh = ours.fresh === CLIENTS && ours.failures === 0;
+    return [
+      {
+        kind: 'figure',
+        name: `${CLIENTS.toLocaleString('en-US')} held long-polls: broker extra RSS`,
+        value: Math.round(extra / 2 ** 20),
+        unit: 'MiB',
+        goal: '< 200 MiB',
+        met: extra < 200 * 2 ** 20 && ours.failures === 0,
+        baselineName: 'bare node:https holding as many',
+        baselineValue: Math.round(baseExtra / 2 ** 20),
+        note: `RSS ${Math.round(ours.rssBefore / 2 ** 20)} MiB idle, ${Math.round(ours.rssHolding / 2 ** 20)} MiB holding: ${r1(extra / CLIENTS / 1024)} KiB per held TLS connection and request (baseline ${r1(baseExtra / CLIENTS / 1024)} KiB); clients in a second process, one TLS connection each, all held after ${Math.round(ours.setupMs / 1000)} s`,
+      },
+      {
+        kind: 'figure',
+        name: `${CLIENTS.toLocaleString('en-US')} held long-polls: new bundle published → client has its 200, p99`,
+        value: r1(p99),
+        unit: 'ms',
+        goal: '< 100 ms',
+        met: p99 < 100 && allFresh,
+        baselineName: 'bare node:https answering as many, p99',
+        baselineValue: r1(percentile(base.fromPublish, 99)),
+        note: `${ours.fresh}/${CLIENTS} answered 200 with the new sequence ${ours.sequence} (failures ${ours.failures}); p50 ${r1(percentile(ours.fromPublish, 50))} ms, max ${r1(ours.fromPublish.at(-1) ?? Number.NaN)} ms (baseline p50 ${r1(percentile(base.fromPublish, 50))} ms); from the SPIRE rotation (incl. the endpoint's 250 ms source poll): p50 ${r1(percentile(ours.fromRotation, 50))} ms, p99 ${r1(percentile(ours.fromRotation, 99))} ms`,
+      },
+    ];
+  } finally {
+    raw?.stop();
+    await broker?.stop();
+    await target?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
