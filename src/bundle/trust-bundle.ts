@@ -47,6 +47,19 @@ export function x509AuthorityFromDer(der: Uint8Array, where = 'X.509 authority')
       cause,
     });
   }
+  try {
+    // OpenSSL decodes the public key lazily; an authority whose key does not decode is not a usable
+    // certificate (found by scripts/fuzz.ts; test/fuzz/regressions.test.ts).
+    void certificate.publicKey;
+  } catch (cause) {
+    throw new BundleError(
+      'ERR_BUNDLE_X5C_CERTIFICATE',
+      `${where}: the certificate's public key cannot be decoded`,
+      {
+        cause,
+      },
+    );
+  }
   if (!certificate.ca) {
     throw new BundleError(
       'ERR_BUNDLE_X5C_NOT_CA',

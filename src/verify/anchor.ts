@@ -10,14 +10,18 @@ export type AnchorInfo =
 
 /** Derives {@link AnchorInfo}; an authority our DER reader refuses is unusable, with the reason kept. */
 export function computeAnchorInfo(authority: X509Authority): AnchorInfo {
+  let fields: CertificateFields;
   try {
-    return {
-      ok: true,
-      fields: parseCertificateDer(authority.der),
-      publicKey: authority.certificate.publicKey,
-    };
+    fields = parseCertificateDer(authority.der);
   } catch (err) {
     if (err instanceof VerifyError) return { ok: false, reason: err.message };
     throw err;
+  }
+  try {
+    return { ok: true, fields, publicKey: authority.certificate.publicKey };
+  } catch (err) {
+    // OpenSSL decodes the key lazily: a certificate can parse while its key does not (found by
+    // scripts/fuzz.ts; test/fuzz/regressions.test.ts).
+    return { ok: false, reason: `its public key cannot be decoded (${(err as Error).message})` };
   }
 }

@@ -296,7 +296,18 @@ function validatePath(
         `${describe(i)} was not issued by ${describe(j)} (issuer name does not match) and no X.509 authority of trust domain "${td}" issued it`,
       );
     }
-    if (!signedBy(childNode, parentNode.publicKey)) {
+    let parentKey: KeyObject;
+    try {
+      parentKey = parentNode.publicKey;
+    } catch (err) {
+      // OpenSSL decodes the key lazily: the certificate parsed, its key does not (found by
+      // scripts/fuzz.ts; test/fuzz/regressions.test.ts).
+      return failure(
+        'ERR_VERIFY_X509_CERTIFICATE',
+        `${describe(j)}: its public key cannot be decoded (${(err as Error).message})`,
+      );
+    }
+    if (!signedBy(childNode, parentKey)) {
       return failure(
         'ERR_VERIFY_X509_UNTRUSTED',
         `${describe(i)}: signature does not verify with the key of ${describe(j)}`,
