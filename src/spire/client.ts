@@ -474,21 +474,7 @@ export class SpireServerClient {
     bundles: readonly TrustBundle[],
     opts: SpireCallOptions & { fields?: BundleFields } = {},
   ): Promise<BundleItemResult[]> {
-    const req = {
-      bundle: bundles.map(bundleToWire),
-      ...(opts.fields ? { output_mask: bundleMaskToWire(opts.fields) } : {}),
-    };
-    const res = await this.#call<{ results: WireBundleResult[] }>(
-      'bundle',
-      'BatchCreateFederatedBundle',
-      req,
-      opts,
-    );
-    return this.#bundleResults(
-      'BatchCreateFederatedBundle',
-      bundles.map((b) => b.trustDomain.name),
-      res.results,
-    );
+    return this.#batchBundles('BatchCreateFederatedBundle', bundles, {}, opts);
   }
 
   /**
@@ -499,21 +485,11 @@ export class SpireServerClient {
     bundles: readonly TrustBundle[],
     opts: SpireCallOptions & { inputFields?: BundleFields; fields?: BundleFields } = {},
   ): Promise<BundleItemResult[]> {
-    const req = {
-      bundle: bundles.map(bundleToWire),
-      ...(opts.inputFields ? { input_mask: bundleMaskToWire(opts.inputFields) } : {}),
-      ...(opts.fields ? { output_mask: bundleMaskToWire(opts.fields) } : {}),
-    };
-    const res = await this.#call<{ results: WireBundleResult[] }>(
-      'bundle',
+    return this.#batchBundles(
       'BatchUpdateFederatedBundle',
-      req,
+      bundles,
+      opts.inputFields ? { input_mask: bundleMaskToWire(opts.inputFields) } : {},
       opts,
-    );
-    return this.#bundleResults(
-      'BatchUpdateFederatedBundle',
-      bundles.map((b) => b.trustDomain.name),
-      res.results,
     );
   }
 
@@ -522,22 +498,30 @@ export class SpireServerClient {
     bundles: readonly TrustBundle[],
     opts: SpireCallOptions & { fields?: BundleFields } = {},
   ): Promise<BundleItemResult[]> {
+    return this.#batchBundles('BatchSetFederatedBundle', bundles, {}, opts);
+  }
+
+  /** One Batch{Create,Update,Set}FederatedBundle call and its per-item results, in request order. */
+  async #batchBundles(
+    method: 'BatchCreateFederatedBundle' | 'BatchUpdateFederatedBundle' | 'BatchSetFederatedBundle',
+    bundles: readonly TrustBundle[],
+    extra: Record<string, unknown>,
+    opts: SpireCallOptions & { fields?: BundleFields },
+  ): Promise<BundleItemResult[]> {
     const req = {
       bundle: bundles.map(bundleToWire),
+      ...extra,
       ...(opts.fields ? { output_mask: bundleMaskToWire(opts.fields) } : {}),
     };
-    const res = await this.#call<{ results: WireBundleResult[] }>(
-      'bundle',
-      'BatchSetFederatedBundle',
-      req,
-      opts,
-    );
-    // What SPIRE stored is what was sent: later reads of it reuse the very bundle objects given.
-    res.results.forEach((r, i) => {
-      if (r.status?.code === 0 && req.bundle[i]) this.#bundles.remember(req.bundle[i], bundles[i]!);
-    });
+    const res = await this.#call<{ results: WireBundleResult[] }>('bundle', method, req, opts);
+    if (method === 'BatchSetFederatedBundle') {
+      // What SPIRE stored is what was sent: later reads of it reuse the very bundle objects given.
+      res.results.forEach((r, i) => {
+        if (r.status?.code === 0 && req.bundle[i]) this.#bundles.remember(req.bundle[i], bundles[i]!);
+      });
+    }
     return this.#bundleResults(
-      'BatchSetFederatedBundle',
+      method,
       bundles.map((b) => b.trustDomain.name),
       res.results,
     );
