@@ -50,7 +50,10 @@ describe('broker crash safety: SIGKILL at random points, restart, state intact, 
     for (let i = 0; i < fleet.count; i++) {
       const b = fleet.bundle(i);
       let m = served.get(b.trustDomain.name);
-      if (!m) served.set(b.trustDomain.name, (m = new Map()));
+      if (!m) {
+        m = new Map();
+        served.set(b.trustDomain.name, m);
+      }
       m.set(b.sequence, b);
     }
   };
