@@ -106,12 +106,55 @@ export interface SpireSyncDeps {
   readonly debounceMs?: number;
   /** Upper bound of the coalescing wait, so a steady stream of triggers cannot starve SPIRE, ms. Default 250. */
   readonly maxDebounceMs?: number;
+  /**
+   * Largest estimated BatchSetFederatedBundle request, bytes; a larger change goes out in several
+   * calls. Default {@link DEFAULT_MAX_BATCH_BYTES} (3 MiB, under gRPC's 4 MiB message limit).
+   */
+  readonly maxBatchBytes?: number;
   /** Retry backoff after a failed sync: base and cap, ms. Defaults 500 and 30 s. */
   readonly retryBaseMs?: number;
   readonly retryMaxMs?: number;
 }
 
 const GRPC_NOT_FOUND = 5;
+
+/**
+ * Largest estimated BatchSetFederatedBundle request, bytes: SPIRE's gRPC server (like grpc-js and
+ * grpc-go by default) refuses messages over 4 MiB with RESOURCE_EXHAUSTED, and its answer echoes
+ * every bundle, so stay well below. At ~0.7 KiB per bundle (one CA, two JWT keys) that is ~4,400
+ * bundles in one call.
+ */
+export const DEFAULT_MAX_BATCH_BYTES = 3 * 1024 * 1024;
+
+/**
+ * A generous estimate of a bundle's protobuf size in a BatchSet request (its DER certificates and
+ * JWT keys, names and per-field framing), in bytes.
+ */
+export function bundleWireSizeEstimate(bundle: TrustBundle): number {
+  let n = 64 + bundle.trustDomain.name.length;
+  for (const a of bundle.x509Authorities) n += a.der.byteLength + 16;
+  for (const k of bundle.jwtAuthorities.values()) n += k.spki.byteLength + k.kid.length + 32;
+  return n;
+}
+
+/** Splits `bundles`, in order, into runs whose estimated size stays within `maxBytes` (at least one each). */
+export function sizedBatches(bundles: readonly TrustBundle[], maxBytes: number): TrustBundle[][] {
+  const out: TrustBundle[][] = [];
+  let current: TrustBundle[] = [];
+  let size = 0;
+  for (const b of bundles) {
+    const n = bundleWireSizeEstimate(b);
+    if (current.length > 0 && size + n > maxBytes) {
+      out.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(b);
+    size += n;
+  }
+  if (current.length > 0) out.push(current);
+  return out;
+}
 
 function codeOf(err: unknown): { code: string; message: string } {
   if (err instanceof BrokerError) return { code: err.code, message: err.message };
@@ -300,8 +343,12 @@ export class SpireServerSync {
       }
       const toSet = plan.toSet.map((c) => c.bundle);
       if (toSet.length > 0) {
-        // One BatchSetFederatedBundle carries every changed bundle (upsert, full replace).
-        const results = await api.batchSetFederatedBundle(toSet, signal);
+        // One BatchSetFederatedBundle carries every changed bundle (upsert, full replace) — split
+        // only when it would not fit in one gRPC message (SPIRE refuses requests over 4 MiB).
+        const results: BatchItemResult[] = [];
+        for (const chunk of sizedBatches(toSet, this.#deps.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES)) {
+          results.push(...(await api.batchSetFederatedBundle(chunk, signal)));
+        }
         toSet.forEach((bundle, i) => {
           const r = results[i] ?? {
             trustDomain: bundle.trustDomain.name,

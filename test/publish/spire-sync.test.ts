@@ -1,8 +1,18 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { jwtAuthority, TrustBundle } from '../../src/bundle/index.js';
-import { type ManagedSetStore, SpireServerSync, type SpireSyncDeps } from '../../src/publish/spire-sync.js';
+import { createCa } from '../../src/pki/index.js';
+import {
+  bundleWireSizeEstimate,
+  DEFAULT_MAX_BATCH_BYTES,
+  type ManagedSetStore,
+  SpireServerSync,
+  type SpireSyncDeps,
+  sizedBatches,
+} from '../../src/publish/spire-sync.js';
 import { TrustDomain } from '../../src/spiffeid/index.js';
+import { bundleToWire } from '../../src/spire/convert.js';
+import { loadSpireApi } from '../../src/spire/proto.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { FakeSpireApi } from '../fakes/fake-spire-api.js';
 
@@ -129,6 +139,19 @@ describe('SpireServerSync', () => {
     expect(sets).toBeLessThanOrEqual(1 + 5);
     await t.clock.advance(20);
     expect(t.api.bundles.get('a.test')!.sequence).toBe(seq - 1n);
+  });
+
+  it('splits a change too large for one gRPC message into BatchSets under the size budget', async () => {
+    const one = bundleWireSizeEstimate(bundle('p0.test', 1n));
+    const t = setup({ maxBatchBytes: Math.floor(one * 2.5) });
+    const tds = ['p0.test', 'p1.test', 'p2.test', 'p3.test', 'p4.test'];
+    for (const td of tds) t.desired.set(td, bundle(td, 1n));
+    t.sync.trigger();
+    await t.clock.advance(10);
+    const sets = t.api.calls.filter((c) => c.method === 'set').map((c) => c.trustDomains);
+    expect(sets).toEqual([['p0.test', 'p1.test'], ['p2.test', 'p3.test'], ['p4.test']]);
+    expect([...t.api.bundles.keys()].sort()).toEqual(tds);
+    expect(t.sync.status().trustDomains.get('p4.test')).toEqual({ synced: true, sequence: '1' });
   });
 
   it('revokes a bundle it manages once it is no longer desired, and confirms by reading back', async () => {
@@ -261,5 +284,34 @@ describe('SpireServerSync.plan', () => {
     expect(plan.conflicts).toEqual(['theirs.test']);
     expect(api.calls.filter((c) => c.method !== 'list')).toEqual([]);
     expect(api.bundles.get('old.test')!.sequence).toBe(1n);
+  });
+});
+
+describe('BatchSet sizing against the gRPC message limit', () => {
+  it('the estimate never undercounts the encoded request, and a default batch stays under 4 MiB', async () => {
+    const td = TrustDomain.parse('p0.fleet.test');
+    const ca = await createCa({ trustDomain: td, notBefore: new Date(0), notAfter: new Date(2 ** 41) });
+    const jwt = [jwtAuthority('p0-k1', key), jwtAuthority('p0-k2', key)];
+    const b = TrustBundle.create({
+      trustDomain: td,
+      x509Authorities: [ca.der],
+      jwtAuthorities: jwt,
+      sequence: 12n,
+      refreshHint: 300,
+    });
+    const encode = loadSpireApi().bundle.BatchSetFederatedBundle!.requestSerialize;
+    const encoded = (bs: readonly TrustBundle[]) => encode({ bundle: bs.map(bundleToWire) }).length;
+    expect(bundleWireSizeEstimate(b)).toBeGreaterThanOrEqual(encoded([b]));
+    // 1,000 such peers change at once: one call. 10,000 (7 MiB): split, every part under 4 MiB.
+    expect(sizedBatches(Array(1000).fill(b), DEFAULT_MAX_BATCH_BYTES)).toHaveLength(1);
+    const parts = sizedBatches(Array(10_000).fill(b), DEFAULT_MAX_BATCH_BYTES);
+    expect(parts.length).toBeGreaterThan(1);
+    expect(parts.flat()).toHaveLength(10_000);
+    for (const p of parts) expect(encoded(p)).toBeLessThan(4 * 1024 * 1024);
+  });
+
+  it('a single bundle larger than the budget still goes out, alone', () => {
+    const b = bundle('big.test', 1n);
+    expect(sizedBatches([b, b], 1)).toEqual([[b], [b]]);
   });
 });
