@@ -11,6 +11,7 @@ import {
   type PeerEvent,
 } from '../policy/peer-state.js';
 import type { FederatedBundleStore } from './bundle-store.js';
+import { FetchSlots } from './fetch-slots.js';
 import { type PeerDecision, type PeerFetcher, type PeerFetchOutcome, PeerUpdater } from './peer-updater.js';
 
 /** A peer's lifecycle state, decided by the pure state machine in src/policy/peer-state.ts. */
@@ -76,8 +77,19 @@ export interface FederationManagerDeps {
   /** FAILING after this many consecutive failures outside the fresh window. Default 3. */
   readonly failingAfter?: number;
   readonly longPollSeconds?: number;
+  /**
+   * Most fetches in flight at once, long-polls (which mostly wait) not counted. Default
+   * {@link DEFAULT_MAX_CONCURRENT_FETCHES}.
+   */
+  readonly maxConcurrentFetches?: number;
   readonly logger?: { warn(msg: string, fields?: Record<string, unknown>): void };
 }
+
+/**
+ * Default bound on concurrent (non-long-poll) fetches: enough to keep a cold start of thousands of
+ * peers quick, few enough that their TLS handshakes do not pile up in memory.
+ */
+export const DEFAULT_MAX_CONCURRENT_FETCHES = 32;
 
 interface Tracked {
   peer: PeerConfig;
@@ -103,6 +115,7 @@ interface Tracked {
  */
 export class FederationManager {
   readonly #deps: FederationManagerDeps;
+  readonly #fetcher: PeerFetcher;
   readonly #peers = new Map<string, Tracked>();
   readonly #revoked = new Map<string, { at: number }>();
   #signal: AbortSignal | undefined;
@@ -110,6 +123,15 @@ export class FederationManager {
 
   constructor(deps: FederationManagerDeps) {
     this.#deps = deps;
+    const slots = new FetchSlots(deps.maxConcurrentFetches ?? DEFAULT_MAX_CONCURRENT_FETCHES);
+    this.#fetcher = {
+      // A long-poll holds its connection for up to a minute waiting for a change: only one-shot
+      // fetches share the slots.
+      fetch: (peer, opts) =>
+        opts.waitSeconds !== undefined
+          ? deps.fetcher.fetch(peer, opts)
+          : slots.run(() => deps.fetcher.fetch(peer, opts), opts.signal),
+    };
   }
 
   get allowlist(): Allowlist | undefined {
@@ -253,7 +275,7 @@ export class FederationManager {
     };
     t.updater = new PeerUpdater(peer, {
       clock,
-      fetcher: this.#deps.fetcher,
+      fetcher: this.#fetcher,
       evaluate: this.#deps.evaluate,
       current: () => store.get(td),
       ...(this.#deps.random ? { random: this.#deps.random } : {}),
