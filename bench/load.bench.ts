@@ -180,7 +180,7 @@ export async function run(): Promise<BenchFigure[]> {
     sequences.delete('error');
 
     // --- 2. verify API ---
-    const verifySeconds = Math.max(5, Math.round(SECONDS / 4));
+    const verifySeconds = Math.max(5, Math.round(SECONDS / 6));
     const rot2 = rotator(emulator);
     const x509Load = (seconds: number) =>
       autocannon({

@@ -6,7 +6,7 @@
  *    federating with the others over https_spiffe): a JWT authority is prepared in one domain
  *    (round robin), and the time until both other domains' brokers had it accepted by their SPIRE
  *    (BatchSetFederatedBundle item OK, seen through the sync observer) is recorded. With the SPIRE
- *    emulator (PROPAGATION_ROTATIONS, default 30) and with real spire-server v1.15.3 (a third as
+ *    emulator (PROPAGATION_ROTATIONS, default 20) and with real spire-server v1.15.3 (a third as
  *    many) when installed. Goal p99 < 1 s. The time includes the publishing broker's 250 ms poll
  *    of its own SPIRE server.
  * 2. A plain SPIRE peer: real spire-server's own bundle endpoint (https_spiffe, refresh_hint 1m)
@@ -30,7 +30,7 @@ import { spireServerStatus } from '../test/support/spire-harness.js';
 import type { BenchFigure } from './lib.js';
 import { startEmulatorTarget, type TargetServer } from './support/targets.js';
 
-const ROTATIONS = Number(process.env.PROPAGATION_ROTATIONS ?? 30);
+const ROTATIONS = Number(process.env.PROPAGATION_ROTATIONS ?? 20);
 const PLAIN_ROTATIONS = Number(process.env.PROPAGATION_PLAIN_ROTATIONS ?? 5);
 const HINT_SECONDS = 60;
 

@@ -47,7 +47,7 @@ function rawFetchCpuMs(urlsFile: string, caFile: string, count: number): Promise
 
 const PEERS = Number(process.env.SCALE_PEERS ?? 1000);
 const STEADY_SECONDS = Number(process.env.SCALE_STEADY_SECONDS ?? 75);
-const BASELINE_FETCHES = Number(process.env.SCALE_BASELINE_FETCHES ?? 400);
+const BASELINE_FETCHES = Number(process.env.SCALE_BASELINE_FETCHES ?? 200);
 const ROTATIONS = Number(process.env.SCALE_ROTATIONS ?? 3);
 const ROTATE = Math.min(Number(process.env.SCALE_ROTATE ?? 50), PEERS);
 const TRUST_DOMAIN = 'broker.scale.test';
@@ -67,6 +67,7 @@ async function until(
 }
 
 function allowlistYaml(fleet: BundleFleet, caFile: string, maxInterval: string): string {
+  if (fleet.count === 0) return 'apiVersion: spiffe-broker.dev/v1\nkind: Allowlist\npeers: []\n';
   const lines = ['apiVersion: spiffe-broker.dev/v1', 'kind: Allowlist', 'peers:'];
   for (let i = 0; i < fleet.count; i++) {
     lines.push(
