@@ -256,9 +256,9 @@ export async function run(): Promise<BenchFigure[]> {
         unit: '% of one core',
         goal: '< 2 %',
         met: cpuPct < 2,
-        baselineName: 'plain node:https, fresh TLS connection per fetch (shared context), CPU per fetch',
-        baselineValue: Math.round(rawMs * 100) / 100,
-        note: `${Math.round(windowMs / 1000)} s window after convergence with ${fetches} peer fetches (a full hint/4 cycle is 67-75 s): ${((s1.cpuMicros - cpuBefore) / 1000 / Math.max(1, fetches)).toFixed(2)} ms broker CPU per fetch, SPIRE resyncs and the endpoint's source poll included; the baseline is in ms per fetch`,
+        baselineName: 'plain node:https making the same fetches (fresh TLS connection each, shared context)',
+        baselineValue: Math.round(((rawMs * fetches) / windowMs) * 100 * 100) / 100,
+        note: `${Math.round(windowMs / 1000)} s window after convergence with ${fetches} peer fetches (a full hint/4 cycle is 67-75 s): ${((s1.cpuMicros - cpuBefore) / 1000 / Math.max(1, fetches)).toFixed(2)} ms broker CPU per fetch, SPIRE resyncs and the endpoint's source poll included, against ${rawMs.toFixed(2)} ms for the plain client`,
       },
       {
         kind: 'figure',
