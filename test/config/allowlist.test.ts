@@ -392,11 +392,13 @@ peers:
 
 describe('parseAllowlist round trip (property)', () => {
   const label = fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?$/);
+  // A DNS label with "--" in positions 3-4 is an (IDNA) A-label: "xn--0" is not a valid host.
+  const hostLabel = label.filter((l) => l.slice(2, 4) !== '--');
   const peerArb = fc.record({
     td: fc.tuple(label, label).map(([a, b]) => `${a}.${b}`),
     urls: fc.uniqueArray(
       fc
-        .tuple(label, fc.option(fc.integer({ min: 1, max: 65_535 }), { nil: undefined }), label)
+        .tuple(hostLabel, fc.option(fc.integer({ min: 1, max: 65_535 }), { nil: undefined }), label)
         .map(([h, port, p]) => `https://${h}.example${port ? `:${port}` : ''}/${p}`),
       { minLength: 1, maxLength: 3 },
     ),
