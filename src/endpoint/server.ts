@@ -36,6 +36,13 @@ export interface BundleEndpointServerOptions extends BundleEndpointOptions {
   readonly credentials: TlsCredentialSource;
   /** Keep-alive timeout of idle connections, ms. Default 72 s. */
   readonly keepAliveTimeoutMs?: number;
+  /**
+   * A client must send its whole request head within this time, ms (slowloris). Default 10 s.
+   * Held long-polls are unaffected: their head arrived at once.
+   */
+  readonly headersTimeoutMs?: number;
+  /** Most open connections (held long-polls included); more are refused at accept. Default 20,000. */
+  readonly maxConnections?: number;
 }
 
 /** A listening bundle endpoint. */
@@ -82,15 +89,23 @@ export async function startBundleEndpoint(
   const credentials = opts.credentials;
   const first = await credentials.ready(signal);
   let server: Server | undefined;
+  // Bound slow clients (slowloris): the request head must arrive quickly; a request body is never
+  // expected (GET only) and a held long-poll lasts at most 60 s. Node checks these timeouts every
+  // connectionsCheckingInterval, so that follows the header timeout.
+  const headersTimeout = opts.headersTimeoutMs ?? 10_000;
   const serverOptions: ServerOptions = {
     ...contextOptions(first),
     requestCert: false,
     ALPNProtocols: ['http/1.1'],
+    headersTimeout,
+    requestTimeout: Math.max(headersTimeout, 75_000),
+    connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(headersTimeout / 4))),
   };
   const app = await buildBundleEndpointApp({
     ...opts,
     serverFactory: (handler) => {
       server = createServer(serverOptions, handler as never) as unknown as Server;
+      server.maxConnections = opts.maxConnections ?? 20_000;
       return server;
     },
   });

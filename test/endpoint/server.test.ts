@@ -305,3 +305,48 @@ describe('https_spiffe: X509-SVID minted through SPIRE’s SVID API', () => {
     await expect(credentials.ready()).rejects.toMatchObject({ code: 'ERR_ENDPOINT_SVID' });
   });
 });
+
+describe('slow clients', () => {
+  it('cuts off a client that trickles its request head (slowloris), keeps serving others', async () => {
+    const clock = new FakeClock(wholeSecondNow());
+    const ca = await makeCa();
+    const cert = await webCert(ca);
+    const certFile = join(dir, 'slow.crt');
+    const keyFile = join(dir, 'slow.key');
+    await writeFile(certFile, cert.pem);
+    await writeFile(keyFile, cert.privateKeyPem!);
+    const credentials = new FileTlsCredentials({ certFile, keyFile, deps: { clock } });
+    const { local } = await localBundle();
+    const ep = await startBundleEndpoint(
+      { host: '127.0.0.1', port: 0, local, credentials, headersTimeoutMs: 400 },
+      stop.signal,
+    );
+    const { connect } = await import('node:tls');
+    const socket = connect({
+      host: '127.0.0.1',
+      port: ep.port,
+      servername: 'localhost',
+      ca: cert.pem,
+      rejectUnauthorized: false,
+    });
+    await new Promise<void>((resolve, reject) =>
+      socket.once('secureConnect', () => resolve()).once('error', reject),
+    );
+    socket.write('GET / HTTP/1.1\r\nHost: localhost\r\n'); // never finishes its head
+    let answer = '';
+    socket.on('data', (d: Buffer) => {
+      answer += d.toString();
+    });
+    const closed = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 5_000);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    expect(closed).toBe(true);
+    expect(answer).toMatch(/^(HTTP\/1\.1 408|)/);
+    // A normal client is served meanwhile.
+    expect((await get(`https://localhost:${ep.port}/`, { ca: ca.pem })).status).toBe(200);
+  });
+});
