@@ -33,7 +33,7 @@ function baselineParse(text: string): number {
   let n = 0;
   for (const k of doc.keys) {
     if (k.use === 'x509-svid') {
-      if (!k.x5c || k.x5c.length !== 1) throw new Error('x5c');
+      if (k.x5c?.length !== 1) throw new Error('x5c');
       const cert = new X509Certificate(Buffer.from(k.x5c[0]!, 'base64'));
       if (!cert.ca) throw new Error('ca');
       const jwkKey = createPublicKey({ key: { kty: k.kty!, crv: k.crv!, x: k.x!, y: k.y! }, format: 'jwk' });

@@ -11,7 +11,7 @@
  *    bounded likewise.
  */
 import { createSign, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +19,12 @@ import { jwtAuthority } from '../src/bundle/trust-bundle.js';
 import type { SpireEmulator } from '../src/spire/emulator/emulator.js';
 import type { BenchFigure } from './lib.js';
 import { type AutocannonResult, autocannon } from './support/autocannon.js';
-import { BrokerProcess, rssSampler } from './support/broker-process.js';
+import {
+  BrokerProcess,
+  listening,
+  rssSampler,
+  writeWebEndpointBrokerConfig,
+} from './support/broker-process.js';
 import { startEmulatorTarget, type TargetServer } from './support/targets.js';
 import { createWebServerCert } from './support/web-cert.js';
 
@@ -127,41 +132,13 @@ export async function run(): Promise<BenchFigure[]> {
     const token = jwtSvid(privateKey, 'bench-jwt', `spiffe://${TD}/workload`, `spiffe://${TD}/api`);
 
     const web = await createWebServerCert();
-    await writeFile(join(dir, 'ep.crt'), web.certPem);
-    await writeFile(join(dir, 'ep.key'), web.keyPem);
-    await writeFile(
-      join(dir, 'allowlist.yaml'),
-      'apiVersion: spiffe-broker.dev/v1\nkind: Allowlist\npeers: []\n',
-    );
-    const configFile = join(dir, 'broker.yaml');
-    await writeFile(
-      configFile,
-      [
-        'apiVersion: spiffe-broker.dev/v1',
-        'kind: BrokerConfig',
-        `trustDomain: ${TD}`,
-        `stateDir: ${join(dir, 'state')}`,
-        'spire:',
-        '  servers:',
-        `    - { name: spire, address: "${target.address}" }`,
-        `allowlist: { file: ${join(dir, 'allowlist.yaml')} }`,
-        'endpoint:',
-        '  listen: 127.0.0.1:0',
-        '  profile: https_web',
-        `  certFile: ${join(dir, 'ep.crt')}`,
-        `  keyFile: ${join(dir, 'ep.key')}`,
-        'admin: { listen: 127.0.0.1:0 }',
-        'verify: { listen: 127.0.0.1:0 }',
-        '',
-      ].join('\n'),
-    );
+    const configFile = await writeWebEndpointBrokerConfig(dir, {
+      trustDomain: TD,
+      spireAddress: target.address,
+      web,
+    });
     broker = await BrokerProcess.start(configFile);
-    const urls = await Promise.race([
-      broker.urls,
-      broker.exited.then(() => {
-        throw new Error('broker exited before listening');
-      }),
-    ]);
+    const urls = await listening(broker);
     const endpointUrl = urls.endpoint!;
     const verifyUrl = urls.verify!;
 

@@ -15,7 +15,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchFigure } from './lib.js';
-import { BrokerProcess, rssOf } from './support/broker-process.js';
+import { BrokerProcess, listening, rssOf, writeWebEndpointBrokerConfig } from './support/broker-process.js';
 import { compiledPath } from './support/compile.js';
 import { startEmulatorTarget, type TargetServer } from './support/targets.js';
 import { createWebServerCert } from './support/web-cert.js';
@@ -204,44 +204,16 @@ export async function run(): Promise<BenchFigure[]> {
     target = await startEmulatorTarget('spire', TD, dir);
     const emulator = target.emulator!;
     const web = await createWebServerCert();
-    await writeFile(join(dir, 'ep.crt'), web.certPem);
-    await writeFile(join(dir, 'ep.key'), web.keyPem);
     await writeFile(join(dir, 'ca.pem'), web.caPem);
-    await writeFile(
-      join(dir, 'allowlist.yaml'),
-      'apiVersion: spiffe-broker.dev/v1\nkind: Allowlist\npeers: []\n',
-    );
-    const configFile = join(dir, 'broker.yaml');
-    await writeFile(
-      configFile,
-      [
-        'apiVersion: spiffe-broker.dev/v1',
-        'kind: BrokerConfig',
-        `trustDomain: ${TD}`,
-        `stateDir: ${join(dir, 'state')}`,
-        'spire:',
-        '  servers:',
-        `    - { name: spire, address: "${target.address}" }`,
-        `allowlist: { file: ${join(dir, 'allowlist.yaml')} }`,
-        'endpoint:',
-        '  listen: 127.0.0.1:0',
-        '  profile: https_web',
-        `  certFile: ${join(dir, 'ep.crt')}`,
-        `  keyFile: ${join(dir, 'ep.key')}`,
-        `  maxHeldRequests: ${CLIENTS}`,
-        'admin: { listen: 127.0.0.1:0 }',
-        'verify: { listen: 127.0.0.1:0 }',
-        '',
-      ].join('\n'),
-    );
+    const configFile = await writeWebEndpointBrokerConfig(dir, {
+      trustDomain: TD,
+      spireAddress: target.address,
+      web,
+      maxHeldRequests: CLIENTS,
+    });
     broker = await BrokerProcess.start(configFile, { fdLimit: need });
     const b = broker;
-    const urls = await Promise.race([
-      b.urls,
-      b.exited.then(() => {
-        throw new Error('broker exited before listening');
-      }),
-    ]);
+    const urls = await listening(b);
     const ours = await measure(
       {
         pid: b.pid,

@@ -13,18 +13,15 @@
  * @module
  */
 import { execFile } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { BundleSet } from '../src/bundle/source.js';
 import { TrustBundle } from '../src/bundle/trust-bundle.js';
-import { createCa, createX509Svid } from '../src/pki/index.js';
-import { SpiffeId, TrustDomain } from '../src/spiffeid/index.js';
 import { verifyX509Svid, X509VerifyCache } from '../src/verify/index.js';
 import { buildVerifyApiApp } from '../src/verify-api/index.js';
 import { type BenchResult, compare, measurePair } from './lib.js';
+import { benchSvidChain } from './support/svid-chain.js';
 
-const HOUR = 3_600_000;
 const CONNECTIONS = 32;
 const SECONDS = Number(process.env.VERIFY_API_BENCH_SECONDS ?? 5);
 
@@ -69,27 +66,10 @@ function load(url: string, body: string): Promise<number> {
 
 /** Runs the comparison; about 15 s. */
 export async function run(): Promise<BenchResult[]> {
-  const now = Date.now();
-  const td = TrustDomain.parse('bench.test');
-  const notBefore = new Date(now - HOUR);
-  const notAfter = new Date(now + 24 * HOUR);
-  const root = await createCa({ trustDomain: td, notBefore, notAfter });
-  const intermediate = await createCa({ trustDomain: td, notBefore, notAfter, issuer: root });
-  const leaf = await createX509Svid({
-    id: SpiffeId.parse('spiffe://bench.test/svc'),
-    issuer: intermediate,
-    notBefore,
-    notAfter,
-  });
+  const { trustDomain: td, root, intermediate, leaf, rawVerify: raw } = await benchSvidChain();
   const source = new BundleSet([TrustBundle.create({ trustDomain: td, x509Authorities: [root.der] })]);
   const chain = [leaf.der, intermediate.der];
 
-  const raw = () => {
-    const l = new X509Certificate(leaf.der);
-    const i = new X509Certificate(intermediate.der);
-    const r = new X509Certificate(root.der);
-    if (!l.verify(i.publicKey) || !i.verify(r.publicKey)) throw new Error('baseline chain does not verify');
-  };
   const cache = new X509VerifyCache();
   const library = () => {
     if (!verifyX509Svid(chain, source, { now: Date.now(), cache }).ok)

@@ -1,38 +1,16 @@
-/**
- * SVID verification throughput against bare node:crypto and jose baselines, measured in the same
- * run (see bench/lib.ts):
- * - X509-SVID cold: verifyX509Svid without a cache (DER parse + leaf → intermediate → root, EC
- *   P-256) vs new X509Certificate ×3 + verify ×2 of the same chain — goal ≥ 0.8×;
- * - X509-SVID warm: the same with an X509VerifyCache vs the same baseline — goal ≥ 10×;
- * - JWT-SVID ES256: verifyJwtSvid vs jose `jwtVerify` with a pre-imported key — goal ≥ 1.0×.
- * @module
- */
-import { X509Certificate } from 'node:crypto';
 import { importSPKI, jwtVerify, SignJWT } from 'jose';
 import { BundleSet } from '../src/bundle/source.js';
 import { jwtAuthority, TrustBundle } from '../src/bundle/trust-bundle.js';
-import { createCa, createX509Svid, generateKeyPair } from '../src/pki/index.js';
-import { SpiffeId, TrustDomain } from '../src/spiffeid/index.js';
+import { generateKeyPair } from '../src/pki/index.js';
 import { verifyJwtSvid, verifyX509Svid, X509VerifyCache } from '../src/verify/index.js';
 import { type BenchResult, compare, type MeasureOptions, measurePair } from './lib.js';
-
-const HOUR = 3_600_000;
+import { benchSvidChain } from './support/svid-chain.js';
 
 /** Runs the three comparisons; `opts` tunes measuring time (default 1 s per side per round). */
 export async function run(opts: MeasureOptions & { rounds?: number } = {}): Promise<BenchResult[]> {
   // Certificates and tokens are valid around the real time: jose checks exp against the real clock.
   const now = Date.now();
-  const td = TrustDomain.parse('bench.test');
-  const notBefore = new Date(now - HOUR);
-  const notAfter = new Date(now + 24 * HOUR);
-  const root = await createCa({ trustDomain: td, notBefore, notAfter });
-  const intermediate = await createCa({ trustDomain: td, notBefore, notAfter, issuer: root });
-  const leaf = await createX509Svid({
-    id: SpiffeId.parse('spiffe://bench.test/svc'),
-    issuer: intermediate,
-    notBefore,
-    notAfter,
-  });
+  const { trustDomain: td, root, intermediate, leaf, rawVerify: raw } = await benchSvidChain();
   const jwtKeys = await generateKeyPair('ec-p256');
   const spkiDer = new Uint8Array(await crypto.subtle.exportKey('spki', jwtKeys.publicKey));
   const bundle = TrustBundle.create({
@@ -43,12 +21,6 @@ export async function run(opts: MeasureOptions & { rounds?: number } = {}): Prom
   const source = new BundleSet([bundle]);
   const chain = [leaf.der, intermediate.der];
 
-  const raw = () => {
-    const l = new X509Certificate(leaf.der);
-    const i = new X509Certificate(intermediate.der);
-    const r = new X509Certificate(root.der);
-    if (!l.verify(i.publicKey) || !i.verify(r.publicKey)) throw new Error('baseline chain does not verify');
-  };
   const cold = () => {
     if (!verifyX509Svid(chain, source, { now }).ok) throw new Error('cold verification failed');
   };

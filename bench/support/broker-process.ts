@@ -202,3 +202,60 @@ export function rssSampler(pid: number, everyMs = 250): { peak(): number; last()
     stop: () => clearInterval(timer),
   };
 }
+
+/**
+ * Writes the configuration of a broker with one SPIRE server, an empty allowlist and an https_web
+ * bundle endpoint (certificate files from `web`) into `dir`, and returns the config file's path.
+ */
+export async function writeWebEndpointBrokerConfig(
+  dir: string,
+  o: {
+    readonly trustDomain: string;
+    readonly spireAddress: string;
+    readonly web: { readonly certPem: string; readonly keyPem: string };
+    readonly maxHeldRequests?: number;
+  },
+): Promise<string> {
+  const { writeFile } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  await writeFile(join(dir, 'ep.crt'), o.web.certPem);
+  await writeFile(join(dir, 'ep.key'), o.web.keyPem);
+  await writeFile(
+    join(dir, 'allowlist.yaml'),
+    'apiVersion: spiffe-broker.dev/v1\nkind: Allowlist\npeers: []\n',
+  );
+  const configFile = join(dir, 'broker.yaml');
+  await writeFile(
+    configFile,
+    [
+      'apiVersion: spiffe-broker.dev/v1',
+      'kind: BrokerConfig',
+      `trustDomain: ${o.trustDomain}`,
+      `stateDir: ${join(dir, 'state')}`,
+      'spire:',
+      '  servers:',
+      `    - { name: spire, address: "${o.spireAddress}" }`,
+      `allowlist: { file: ${join(dir, 'allowlist.yaml')} }`,
+      'endpoint:',
+      '  listen: 127.0.0.1:0',
+      '  profile: https_web',
+      `  certFile: ${join(dir, 'ep.crt')}`,
+      `  keyFile: ${join(dir, 'ep.key')}`,
+      ...(o.maxHeldRequests !== undefined ? [`  maxHeldRequests: ${o.maxHeldRequests}`] : []),
+      'admin: { listen: 127.0.0.1:0 }',
+      'verify: { listen: 127.0.0.1:0 }',
+      '',
+    ].join('\n'),
+  );
+  return configFile;
+}
+
+/** The broker's listener URLs once it listens; rejects when it exits first. */
+export function listening(broker: BrokerProcess): Promise<{ endpoint?: string; verify?: string }> {
+  return Promise.race([
+    broker.urls,
+    broker.exited.then(() => {
+      throw new Error('broker exited before listening');
+    }),
+  ]);
+}
