@@ -98,15 +98,7 @@ export async function bundleCommand(args: string[], io: CliIo): Promise<number> 
     const { bundle, ignored } = parseBundle(td, bytes);
     const summary = bundleSummary(bundle);
     if (json) {
-      printJson(io, {
-        ok: true,
-        trustDomain: summary.trustDomain,
-        sequence: summary.sequence,
-        refreshHint: summary.refreshHint,
-        x509Authorities: summary.x509Authorities,
-        jwtAuthorities: summary.jwtAuthorities,
-        ignored,
-      });
+      printJson(io, { ok: true, ...summary, ignored });
     } else {
       io.stdout(renderBundleText(summary, ignored));
     }

@@ -127,16 +127,7 @@ export async function fetchCommand(args: string[], io: CliIo, deps: FetchDeps = 
     if (result.kind !== 'bundle') throw new TypeError('unconditional fetch answered not-modified');
     const summary = bundleSummary(result.bundle);
     if (json) {
-      printJson(io, {
-        ok: true,
-        trustDomain: summary.trustDomain,
-        sequence: summary.sequence,
-        refreshHint: summary.refreshHint,
-        x509Authorities: summary.x509Authorities,
-        jwtAuthorities: summary.jwtAuthorities,
-        url: result.url,
-        ignored: result.ignored,
-      });
+      printJson(io, { ok: true, ...summary, url: result.url, ignored: result.ignored });
     } else {
       const notes = result.failovers.map((f) => `note: ${f.url} failed first: ${f.message} (${f.code})\n`);
       io.stdout(

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import {
   freePort,
   type SpireCliResult,
+  type SpireProcessOptions,
   type SpireServerProcess,
   startSpireServerProcess,
 } from '../../src/lab/spire-process.js';
@@ -83,24 +84,8 @@ export async function realSpireOrSkip(suite: string): Promise<boolean> {
   return false;
 }
 
-/** Options of {@link startSpireServer}. */
-export interface SpireServerOptions {
-  readonly trustDomain: string;
-  /** SPIFFE IDs allowed to use the admin API over TCP (`admin_ids`). */
-  readonly adminIds?: readonly string[];
-  /** Also serve the SPIFFE bundle endpoint (https_spiffe profile) on a free port. */
-  readonly bundleEndpoint?: boolean;
-  /** `federation.bundle_endpoint.refresh_hint`; SPIRE's minimum is 1m. Default "1m". */
-  readonly bundleEndpointRefreshHint?: string;
-  /** Default "24h". */
-  readonly caTtl?: string;
-  /** Default "1h". */
-  readonly defaultX509SvidTtl?: string;
-  /** Default "DEBUG". */
-  readonly logLevel?: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
-  /** How long to wait for health, ms. Default 60 000. */
-  readonly readyTimeoutMs?: number;
-}
+/** Options of {@link startSpireServer}: those of a SPIRE process, less the binary and directory it picks. */
+export type SpireServerOptions = Omit<SpireProcessOptions, 'bin' | 'dir'>;
 
 /** Result of a CLI command. */
 export type CliResult = SpireCliResult;
