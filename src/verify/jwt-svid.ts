@@ -79,7 +79,17 @@ function decodeSegment(seg: string, what: string): Buffer | VerifyFailure {
   if (seg.length % 4 === 1 || !B64URL.test(seg)) {
     return failure('ERR_VERIFY_JWT_MALFORMED', `JWT ${what} is not unpadded base64url (RFC 7515 §2)`);
   }
-  return Buffer.from(seg, 'base64url');
+  const bytes = Buffer.from(seg, 'base64url');
+  // RFC 4648 §3.5: the unused low bits of the last character must be zero. A lenient decoder maps
+  // several strings to one signature, so a token could be altered and still verify (malleability);
+  // only the canonical encoding — the one that re-encodes to itself — is accepted.
+  if (bytes.toString('base64url') !== seg) {
+    return failure(
+      'ERR_VERIFY_JWT_MALFORMED',
+      `JWT ${what} is not canonical base64url: its last character has non-zero unused bits (RFC 4648 §3.5)`,
+    );
+  }
+  return bytes;
 }
 
 /** A decoded JSON object, wrapped so attacker-chosen members can never pass for a failure result. */

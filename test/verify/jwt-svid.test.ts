@@ -211,6 +211,37 @@ describe('verifyJwtSvid: signature', () => {
     expectFail(verify(`${h}.${forged}.${s}`), 'ERR_VERIFY_JWT_SIGNATURE');
   });
 
+  it('refuses a signature whose last base64url character has non-zero unused bits (malleability)', () => {
+    const t = es256();
+    expect(verify(t).ok).toBe(true);
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    // 64 bytes of R||S take 86 characters: 516 bits for 512, so the last character's 4 low bits are unused.
+    const last = alphabet.indexOf(t.at(-1)!);
+    const flipped = `${t.slice(0, -1)}${alphabet[last ^ 0b0001]}`;
+    // The lenient decoding is the same signature: without the canonical check this would verify.
+    expect(Buffer.from(flipped.slice(flipped.lastIndexOf('.') + 1), 'base64url')).toEqual(
+      Buffer.from(t.slice(t.lastIndexOf('.') + 1), 'base64url'),
+    );
+    expectFail(verify(flipped), 'ERR_VERIFY_JWT_MALFORMED', /signature is not canonical base64url/);
+  });
+
+  it('refuses a non-canonical header or payload encoding too', () => {
+    const t = es256();
+    const [h, p, s] = t.split('.') as [string, string, string];
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const bump = (seg: string): string => {
+      // Only a segment whose length is not a multiple of 4 has unused bits.
+      expect(seg.length % 4).not.toBe(0);
+      return `${seg.slice(0, -1)}${alphabet[alphabet.indexOf(seg.at(-1)!) ^ 1]}`;
+    };
+    if (p.length % 4 !== 0) {
+      expectFail(verify(`${h}.${bump(p)}.${s}`), 'ERR_VERIFY_JWT_MALFORMED', /payload is not canonical/);
+    }
+    if (h.length % 4 !== 0) {
+      expectFail(verify(`${bump(h)}.${p}.${s}`), 'ERR_VERIFY_JWT_MALFORMED', /header is not canonical/);
+    }
+  });
+
   it('refuses a DER-encoded ECDSA signature (JWS uses R||S)', () => {
     const key = a.jwtKeys['ec-p256'];
     const t = es256();
@@ -249,6 +280,14 @@ describe('verifyJwtSvid: claims', () => {
     expectFail(verify(es256({ aud: undefined })), 'ERR_VERIFY_JWT_AUDIENCE', /no aud/);
     expectFail(verify(es256({ aud: [] })), 'ERR_VERIFY_JWT_AUDIENCE', /no aud/);
     expectFail(verify(es256({ aud: [7] })), 'ERR_VERIFY_JWT_AUDIENCE');
+  });
+
+  it('refuses an aud that only starts with (or contains) the expected audience', () => {
+    // A prefix or substring match would let a token minted for …/api-evil pass as one for …/api.
+    expectFail(verify(es256({ aud: `${AUD}-evil` })), 'ERR_VERIFY_JWT_AUDIENCE', /none of the expected/);
+    expectFail(verify(es256({ aud: [`${AUD}/x`, `x${AUD}`] })), 'ERR_VERIFY_JWT_AUDIENCE');
+    expectFail(verify(es256({ aud: AUD }), { audience: `${AUD}-evil` }), 'ERR_VERIFY_JWT_AUDIENCE');
+    expectFail(verify(es256({ aud: AUD.slice(0, -1) })), 'ERR_VERIFY_JWT_AUDIENCE');
   });
 
   it('refuses an expired token, at the exact second and beyond the leeway', () => {
