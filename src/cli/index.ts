@@ -10,6 +10,7 @@ import { DIFF_USAGE, diffCommand } from './diff-command.js';
 import { FETCH_USAGE, fetchCommand } from './fetch-command.js';
 import { type CliIo, EXIT_OK, EXIT_USAGE } from './io.js';
 import { LAB_USAGE, labCommand } from './lab-command.js';
+import { terminalSafeIo } from './output.js';
 import { RESET_SEQUENCE_USAGE, resetSequenceCommand } from './reset-sequence-command.js';
 import { RUN_USAGE, runCommand } from './run-command.js';
 import { STATUS_USAGE, statusCommand } from './status-command.js';
@@ -75,8 +76,13 @@ export function usage(): string {
   ].join('\n');
 }
 
-/** Runs the CLI with `argv` (without the node and script paths) and returns the exit code. */
-export async function runCli(argv: string[], io: CliIo): Promise<number> {
+/**
+ * Runs the CLI with `argv` (without the node and script paths) and returns the exit code. Every
+ * command writes through {@link terminalSafeIo}: control characters in its output, which may come
+ * from a peer (a `kid`, a refusal message), are escaped rather than sent to the terminal.
+ */
+export async function runCli(argv: string[], rawIo: CliIo): Promise<number> {
+  const io = terminalSafeIo(rawIo);
   const [name, ...args] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     io.stdout(`${usage()}\n`);

@@ -8,6 +8,39 @@ export class UsageError extends RuntimeError {
   }
 }
 
+/**
+ * Characters a terminal may act on rather than print: C0 controls except tab and line feed (ESC
+ * starts colour, cursor and title sequences; BEL, BS and CR rewrite what was shown), DEL, the C1
+ * controls (U+009B is a one-byte CSI on some terminals) and the bidirectional overrides and isolates
+ * that reorder a line as shown (U+202A–U+202E, U+2066–U+2069).
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
+const TERMINAL_UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * Makes text safe to write to a terminal: every character in {@link TERMINAL_UNSAFE} becomes its
+ * `\uXXXX` escape. Peer-chosen strings (a JWT `kid`, a refusal message quoting one, a subject) reach
+ * the CLI's output; raw they could recolour, retitle or rewrite the operator's terminal. The escape
+ * is also a valid JSON string escape of the same character, so JSON output stays the same value.
+ * @example
+ * escapeTerminal('kid \u001b]0;pwned\u0007'); // 'kid \\u001b]0;pwned\\u0007'
+ */
+export function escapeTerminal(text: string): string {
+  return text.replace(TERMINAL_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * The one place the CLI's output is made terminal-safe: `stdout` and `stderr` of the returned io
+ * pass everything through {@link escapeTerminal}. {@link runCli} wraps every command's io with it.
+ */
+export function terminalSafeIo<T extends CliIo>(io: T): T {
+  return {
+    ...io,
+    stdout: (t: string) => io.stdout(escapeTerminal(t)),
+    stderr: (t: string) => io.stderr(escapeTerminal(t)),
+  };
+}
+
 /** Writes one JSON document and a newline. bigint values are written as decimal strings. */
 export function printJson(io: CliIo, value: unknown): void {
   io.stdout(`${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
