@@ -56,7 +56,9 @@ export type BundleErrorCode =
   | 'ERR_BUNDLE_TRUST_DOMAIN_MISMATCH'
   | 'ERR_BUNDLE_MAP_INVALID'
   | 'ERR_BUNDLE_MAP_DUPLICATE_TRUST_DOMAIN'
-  | 'ERR_BUNDLE_PEM_INVALID';
+  | 'ERR_BUNDLE_PEM_INVALID'
+  | 'ERR_BUNDLE_UNPARSABLE'
+  | 'ERR_BUNDLE_JWT_KID_TOO_LONG';
 
 /** X509-SVID and JWT-SVID verification outcomes (X509-SVID spec, JWT-SVID spec). */
 export type VerifyErrorCode =

@@ -1,6 +1,12 @@
 import { BundleError } from '../errors.js';
 import { TrustDomain } from '../spiffeid/trust-domain.js';
-import { type BundleParseOptions, bundleFromJson, type IgnoredEntry, marshalBundle } from './codec.js';
+import {
+  type BundleParseOptions,
+  bundleFromJson,
+  codedParseFailure,
+  type IgnoredEntry,
+  marshalBundle,
+} from './codec.js';
 import { isJsonObject, jsonTypeName, parseJson } from './json.js';
 import type { TrustBundle } from './trust-bundle.js';
 
@@ -23,6 +29,14 @@ export interface ParsedBundleMap {
  * @throws BundleError
  */
 export function parseBundleMap(bytes: Uint8Array | string, opts: BundleParseOptions = {}): ParsedBundleMap {
+  try {
+    return parseMap(bytes, opts);
+  } catch (err) {
+    throw codedParseFailure(err, 'bundle map');
+  }
+}
+
+function parseMap(bytes: Uint8Array | string, opts: BundleParseOptions): ParsedBundleMap {
   const maxBytes = opts.maxBytes ?? 1024 * 1024;
   const size = typeof bytes === 'string' ? Buffer.byteLength(bytes) : bytes.byteLength;
   if (size > maxBytes) {

@@ -1,6 +1,7 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { BundleError } from '../errors.js';
 import type { TrustDomain } from '../spiffeid/trust-domain.js';
+import { quoteUntrusted, untrustedText } from '../untrusted-text.js';
 import {
   isJsonObject,
   JsonNumber,
@@ -21,6 +22,13 @@ import {
 export const DEFAULT_MAX_BUNDLE_BYTES = 1024 * 1024;
 /** Default cap on the number of JWK entries in `keys`. */
 export const DEFAULT_MAX_BUNDLE_KEYS = 1000;
+/**
+ * Longest `kid` accepted on a jwt-svid entry, in UTF-8 bytes. RFC 7517 §4.5 and JWT-SVID §6.1 set
+ * no bound and go-spiffe sets none either; SPIRE mints 32-character key IDs, and other issuers use
+ * UUIDs (36) or RFC 7638 thumbprints (43). 256 leaves ample room for those while keeping a
+ * peer-chosen string that is quoted in logs, audit records and status short.
+ */
+export const MAX_KEY_ID_BYTES = 256;
 
 /** `use` values (SPIFFE Trust Domain and Bundle §4.2.2; X509-SVID §6.1; JWT-SVID §6.1). */
 const USE_X509 = 'x509-svid';
@@ -67,8 +75,27 @@ function optString(obj: JsonObject, member: string, where: string): string | und
   return v;
 }
 
-/** RFC 4648 §4 standard base64 with padding, as x5c requires (RFC 7517 §4.7). */
-const STD_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/**
+ * True for RFC 4648 §4 standard base64 with padding, as x5c requires (RFC 7517 §4.7). A linear
+ * scan, not a regular expression: V8 backtracks a quantified group by recursion, and a multi-MB
+ * x5c overflowed its stack with a RangeError.
+ */
+function isStandardBase64(s: string): boolean {
+  const n = s.length;
+  if (n === 0 || n % 4 !== 0) return false;
+  const pad = s.charCodeAt(n - 1) === 0x3d ? (s.charCodeAt(n - 2) === 0x3d ? 2 : 1) : 0;
+  for (let i = 0; i < n - pad; i++) {
+    const c = s.charCodeAt(i);
+    const ok =
+      (c >= 0x41 && c <= 0x5a) || // A-Z
+      (c >= 0x61 && c <= 0x7a) || // a-z
+      (c >= 0x30 && c <= 0x39) || // 0-9
+      c === 0x2b || // +
+      c === 0x2f; // /
+    if (!ok) return false;
+  }
+  return true;
+}
 
 function jwkPublicKey(entry: JsonObject, kty: string, where: string): KeyObject {
   for (const m of PRIVATE_MEMBERS) {
@@ -119,7 +146,7 @@ function parseX509Entry(entry: JsonObject, i: number, kty: string): X509Authorit
       `${where}: x5c[0] must be a string, got ${jsonTypeName(b64)}`,
     );
   }
-  if (b64.length === 0 || !STD_BASE64.test(b64)) {
+  if (!isStandardBase64(b64)) {
     throw new BundleError(
       'ERR_BUNDLE_X5C_ENCODING',
       `${where}: x5c[0] is not standard base64 (RFC 7517 §4.7)`,
@@ -144,6 +171,14 @@ function parseJwtEntry(entry: JsonObject, i: number, kty: string): JwtAuthority 
   // JWT-SVID §6.1: kid MUST be set.
   if (kid === undefined || kid.length === 0) {
     throw new BundleError('ERR_BUNDLE_JWT_KID_MISSING', `missing key ID in jwt-svid entry ${i}`);
+  }
+  // Not quoted in the message: a key ID this long is exactly what must not reach logs.
+  const kidBytes = Buffer.byteLength(kid);
+  if (kidBytes > MAX_KEY_ID_BYTES) {
+    throw new BundleError(
+      'ERR_BUNDLE_JWT_KID_TOO_LONG',
+      `jwt-svid entry ${i}: key ID is ${kidBytes} bytes; the limit is ${MAX_KEY_ID_BYTES}`,
+    );
   }
   const publicKey = jwkPublicKey(entry, kty, where);
   return {
@@ -230,9 +265,10 @@ export function bundleFromJson(
     const kid = optString(entry, 'kid', `key entry ${i}`);
     const note = (reason: string): void => {
       const item: { -readonly [K in keyof IgnoredEntry]: IgnoredEntry[K] } = { index: i, reason };
-      if (use !== undefined) item.use = use;
-      if (kty !== undefined) item.kty = kty;
-      if (kid !== undefined) item.kid = kid;
+      // Peer-chosen strings, kept only for reports: bounded and printable (untrusted-text.ts).
+      if (use !== undefined) item.use = untrustedText(use, 64);
+      if (kty !== undefined) item.kty = untrustedText(kty, 64);
+      if (kid !== undefined) item.kid = untrustedText(kid, MAX_KEY_ID_BYTES);
       ignored.push(item);
     };
     // §4.2.2: an entry with a missing or unknown `use` MUST be ignored entirely.
@@ -241,7 +277,7 @@ export function bundleFromJson(
       continue;
     }
     if (use !== USE_X509 && use !== USE_JWT) {
-      note(`unsupported use "${use}"`);
+      note(`unsupported use ${quoteUntrusted(use, 64)}`);
       continue;
     }
     // §4.2.1: kty MUST be set (RFC 7517 §4.1); an unknown kty MUST be ignored.
@@ -249,7 +285,7 @@ export function bundleFromJson(
       throw new BundleError('ERR_BUNDLE_JWK_INVALID', `${use} entry ${i}: "kty" is missing`);
     }
     if (!KNOWN_KTY.has(kty)) {
-      note(`unknown kty "${kty}"`);
+      note(`unknown kty ${quoteUntrusted(kty, 64)}`);
       continue;
     }
     if (use === USE_X509) {
@@ -267,7 +303,7 @@ export function bundleFromJson(
       if (kids.has(a.kid)) {
         throw new BundleError(
           'ERR_BUNDLE_JWT_KID_DUPLICATE',
-          `jwt-svid entry ${i}: key ID "${a.kid}" is not unique`,
+          `jwt-svid entry ${i}: key ID ${quoteUntrusted(a.kid)} is not unique`,
         );
       }
       kids.add(a.kid);
@@ -307,7 +343,26 @@ export function parseBundle(
       `bundle document is ${size} bytes; the limit is ${maxBytes}`,
     );
   }
-  return bundleFromJson(trustDomain, parseJson(bytes), opts);
+  try {
+    return bundleFromJson(trustDomain, parseJson(bytes), opts);
+  } catch (err) {
+    throw codedParseFailure(err, 'bundle document');
+  }
+}
+
+/**
+ * Every parse failure is a coded {@link BundleError}: a peer's document must never surface as an
+ * uncoded engine error (a `RangeError`, an OpenSSL decoder error) that callers would misreport,
+ * e.g. as a connection failure. BundleErrors pass through; anything else becomes
+ * `ERR_BUNDLE_UNPARSABLE` with the original as its cause.
+ * @internal
+ */
+export function codedParseFailure(err: unknown, what: string): BundleError {
+  if (err instanceof BundleError) return err;
+  const detail = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  return new BundleError('ERR_BUNDLE_UNPARSABLE', `${what} could not be parsed (${detail.slice(0, 200)})`, {
+    cause: err,
+  });
 }
 
 /** Options for {@link marshalBundle}. */

@@ -7,7 +7,13 @@
 export type { ParsedBundleMap } from './bundle-map.js';
 export { marshalBundleMap, parseBundleMap } from './bundle-map.js';
 export type { BundleParseOptions, IgnoredEntry, MarshalOptions, ParsedBundle } from './codec.js';
-export { DEFAULT_MAX_BUNDLE_BYTES, DEFAULT_MAX_BUNDLE_KEYS, marshalBundle, parseBundle } from './codec.js';
+export {
+  DEFAULT_MAX_BUNDLE_BYTES,
+  DEFAULT_MAX_BUNDLE_KEYS,
+  MAX_KEY_ID_BYTES,
+  marshalBundle,
+  parseBundle,
+} from './codec.js';
 export type { BundleDiff, EqualityOptions } from './diff.js';
 export { authoritiesUnchanged, bundlesEqual, diffBundles } from './diff.js';
 export type { JsonObject, JsonValue } from './json.js';

@@ -1,9 +1,11 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { codedParseFailure } from '../../src/bundle/codec.js';
 import {
   bundlesEqual,
   jwtAuthority,
+  MAX_KEY_ID_BYTES,
   marshalBundle,
   parseBundle,
   parseJson,
@@ -186,6 +188,104 @@ describe('parseBundle', () => {
     expect(code(() => parseBundle(td, doc([{ use: 'jwt-svid', kid: 'p', ...priv }])))).toBe(
       'ERR_BUNDLE_JWK_INVALID',
     );
+  });
+
+  it('x509-svid entries: refuses none, two, or a missing x5c (X509-SVID §6.1, Trust Domain and Bundle §4.2.2)', () => {
+    const one = Buffer.from(cas[0]!.der).toString('base64');
+    const other = Buffer.from(cas[1]!.der).toString('base64');
+    const failure = (entry: Record<string, unknown>): BundleError => {
+      try {
+        parseBundle(td, doc([jwtEntry(jwtKeys[0]!, 'k'), entry]));
+      } catch (err) {
+        expect(err).toBeInstanceOf(BundleError);
+        return err as BundleError;
+      }
+      throw new Error('expected a BundleError');
+    };
+    expect(parseBundle(td, doc([x509Entry(cas[0]!, { x5c: [one] })])).bundle.x509Authorities).toHaveLength(1);
+    for (const [x5c, count] of [
+      [[], 0],
+      [[one, one], 2],
+      [[one, other], 2],
+      [[one, other, one], 3],
+    ] as const) {
+      const err = failure(x509Entry(cas[0]!, { x5c }));
+      expect([err.code, err.message]).toEqual([
+        'ERR_BUNDLE_X5C_COUNT',
+        `expected a single certificate in x509-svid entry 1; got ${count}`,
+      ]);
+    }
+    const { x5c: _dropped, ...noX5c } = x509Entry(cas[0]!);
+    expect(failure(noX5c).code).toBe('ERR_BUNDLE_X5C_COUNT');
+  });
+
+  it('every parse failure of a huge x5c is a coded BundleError, never a RangeError', () => {
+    // 5 MiB of base64 under a raised maxBytes: a backtracking regular expression overflowed the
+    // stack here (RangeError), which the fetcher then reported as a connection failure.
+    const big = 'A'.repeat(5 * 1024 * 1024);
+    const opts = { maxBytes: 64 * 1024 * 1024 };
+    expect(code(() => parseBundle(td, doc([x509Entry(cas[0]!, { x5c: [big] })]), opts))).toBe(
+      'ERR_BUNDLE_X5C_CERTIFICATE',
+    );
+    expect(code(() => parseBundle(td, doc([x509Entry(cas[0]!, { x5c: [`${big}-`] })]), opts))).toBe(
+      'ERR_BUNDLE_X5C_ENCODING',
+    );
+    expect(code(() => parseBundle(td, doc([x509Entry(cas[0]!, { x5c: [`${big.slice(1)}=`] })]), opts))).toBe(
+      'ERR_BUNDLE_X5C_CERTIFICATE',
+    );
+  });
+
+  it('the x5c base64 check still wants standard, padded base64', () => {
+    const b64 = Buffer.from(cas[0]!.der).toString('base64');
+    for (const bad of ['', 'A', 'AA', 'AAA', 'AA=A', 'A===', '=AAA', 'AAAA AAAA', 'AA==AAAA']) {
+      expect(code(() => parseBundle(td, doc([x509Entry(cas[0]!, { x5c: [bad] })])))).toBe(
+        'ERR_BUNDLE_X5C_ENCODING',
+      );
+    }
+    expect(parseBundle(td, doc([x509Entry(cas[0]!, { x5c: [b64] })])).bundle.x509Authorities).toHaveLength(1);
+  });
+
+  it('turns an uncoded failure into ERR_BUNDLE_UNPARSABLE and passes coded ones through', () => {
+    const coded = new BundleError('ERR_BUNDLE_JSON_SYNTAX', 'x');
+    expect(codedParseFailure(coded, 'bundle')).toBe(coded);
+    const e = codedParseFailure(new RangeError('Maximum call stack size exceeded'), 'bundle document');
+    expect([e.code, e.message, e.cause instanceof RangeError]).toEqual([
+      'ERR_BUNDLE_UNPARSABLE',
+      'bundle document could not be parsed (RangeError: Maximum call stack size exceeded)',
+      true,
+    ]);
+  });
+
+  it('caps key IDs at 256 bytes at parse time, without quoting them', () => {
+    const ok = 'k'.repeat(MAX_KEY_ID_BYTES);
+    expect(parseBundle(td, doc([jwtEntry(jwtKeys[0]!, ok)])).bundle.jwtAuthorities.has(ok)).toBe(true);
+    // Counted in UTF-8 bytes: 128 two-byte characters fit, 129 do not.
+    expect(parseBundle(td, doc([jwtEntry(jwtKeys[0]!, 'é'.repeat(128))])).bundle.jwtAuthorities.size).toBe(1);
+    const long = 'k'.repeat(64 * 1024);
+    for (const kid of [`${ok}k`, 'é'.repeat(129), long]) {
+      try {
+        parseBundle(td, doc([jwtEntry(jwtKeys[0]!, kid)]));
+        throw new Error('expected a BundleError');
+      } catch (err) {
+        expect(err).toBeInstanceOf(BundleError);
+        expect((err as BundleError).code).toBe('ERR_BUNDLE_JWT_KID_TOO_LONG');
+        expect((err as BundleError).message.length).toBeLessThan(200);
+      }
+    }
+  });
+
+  it('reports ignored entries with bounded, escaped peer strings', () => {
+    const { ignored } = parseBundle(
+      td,
+      doc([{ use: `x\u001b[2J${'u'.repeat(5000)}`, kty: 'EC', kid: `\u0007${'k'.repeat(5000)}` }]),
+    );
+    const [entry] = ignored;
+    expect(entry!.reason.length).toBeLessThan(120);
+    expect(entry!.reason.startsWith('unsupported use "x\\u001b[2J')).toBe(true);
+    expect(entry!.kid!.startsWith('\\u0007kkk')).toBe(true);
+    expect(entry!.kid!.length).toBeLessThan(300);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: asserting their absence
+    expect(JSON.stringify(ignored)).not.toMatch(/[\u0000-\u001f]/);
   });
 
   it('lists ignored entries with their reasons', () => {
