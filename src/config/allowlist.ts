@@ -94,9 +94,20 @@ export function parseAllowlist(text: string, options: AllowlistParseOptions = {}
       if (peer) peers.push(peer);
     }
     // https_spiffe with a non-self-serving endpoint and no bootstrap file: the endpoint's trust
-    // domain bundle must come from another relationship or be the local one (Federation §5.2.2.2, S4).
+    // domain bundle must come from another relationship (Federation §5.2.2.2, S4). The local trust
+    // domain's bundle is not one the broker fetches or holds as a peer bundle, so an endpoint ID in
+    // the local trust domain needs bootstrapBundleFile too: without it every fetch would fail with
+    // ERR_FETCH_NO_BOOTSTRAP_BUNDLE, so it is refused here, at load.
     for (const { field, endpointTd } of pendingEndpointChecks) {
-      if (seen.has(endpointTd.name) || local === undefined || local.name === endpointTd.name) continue;
+      if (local !== undefined && local.name === endpointTd.name) {
+        reader.report(
+          field,
+          `the endpoint's SPIFFE ID is in the local trust domain ${endpointTd.name}, whose bundle the broker does not use to authenticate peers: set bootstrapBundleFile to the local bundle (spire-server bundle show -format spiffe) (SPIFFE Federation §5.2.2.2)`,
+          'ERR_CONFIG_PROFILE',
+        );
+        continue;
+      }
+      if (seen.has(endpointTd.name) || local === undefined) continue;
       reader.report(
         field,
         `the endpoint's trust domain ${endpointTd.name} is neither local nor an allowlisted peer: set bootstrapBundleFile to its bundle (SPIFFE Federation §5.2.2.2)`,

@@ -284,25 +284,46 @@ peers:
       expect(issues[0]!.message).toContain('self-serving');
     });
 
-    it('accepts a non-self-serving endpoint whose domain is local or another peer', () => {
+    it('accepts a non-self-serving endpoint whose domain is another peer', () => {
       const text = peerDoc(`  - trustDomain: a.example
     bundleEndpoint:
       urls: [https://a.example]
       profile: https_spiffe
       endpointSPIFFEID: spiffe://hub.example/broker
-  - trustDomain: b.example
-    bundleEndpoint:
-      urls: [https://b.example]
-      profile: https_spiffe
-      endpointSPIFFEID: spiffe://example.org/broker
 `);
       const withHub = `${text}  - trustDomain: hub.example
     bundleEndpoint: { urls: [https://hub.example], profile: https_web }
 `;
-      expect(parseAllowlist(withHub, { localTrustDomain: 'example.org' }).peers).toHaveLength(3);
+      expect(parseAllowlist(withHub, { localTrustDomain: 'example.org' }).peers).toHaveLength(2);
       const { issues } = issuesOf(text, { localTrustDomain: 'example.org' });
       expect(issues).toEqual([expect.objectContaining({ line: 8, code: 'ERR_CONFIG_PROFILE' })]);
       expect(issues[0]!.message).toContain('hub.example');
+    });
+
+    it('refuses an endpoint ID in the local trust domain without bootstrapBundleFile (the daemon could never authenticate it)', () => {
+      const local = (extra: string) =>
+        peerDoc(`  - trustDomain: b.example
+    bundleEndpoint:
+      urls: [https://b.example]
+      profile: https_spiffe
+      endpointSPIFFEID: spiffe://example.org/broker
+${extra}`);
+      const { error, issues } = issuesOf(local(''), { localTrustDomain: 'example.org' });
+      expect(error.code).toBe('ERR_CONFIG_PROFILE');
+      expect(issues).toEqual([
+        expect.objectContaining({
+          line: 8,
+          path: '/peers/0/bundleEndpoint/endpointSPIFFEID',
+          code: 'ERR_CONFIG_PROFILE',
+        }),
+      ]);
+      expect(issues[0]!.message).toContain('local trust domain example.org');
+      expect(issues[0]!.message).toContain('bootstrapBundleFile');
+      // With the local bundle as bootstrap it is accepted.
+      const ok = parseAllowlist(local('      bootstrapBundleFile: /etc/local.bundle.json\n'), {
+        localTrustDomain: 'example.org',
+      });
+      expect(ok.peers).toHaveLength(1);
     });
   });
 
