@@ -107,6 +107,24 @@ describe('evaluatePeerBundle', () => {
       same: false,
       want: 'ERR_POLICY_SEQUENCE_REUSED',
     },
+    // The smallest set sequence (1): a `> 1n` or `>= 2n` guard would wave these through.
+    {
+      name: 'rollback to unset with new keys from 1',
+      current: 1n,
+      candidate: 0n,
+      same: false,
+      want: 'ERR_POLICY_SEQUENCE_ROLLBACK',
+    },
+    { name: 'unset after 1', current: 1n, candidate: 0n, same: true, want: 'ERR_POLICY_SEQUENCE_ROLLBACK' },
+    {
+      name: 'reused 1 with new keys',
+      current: 1n,
+      candidate: 1n,
+      same: false,
+      want: 'ERR_POLICY_SEQUENCE_REUSED',
+    },
+    { name: 'same 1, same content', current: 1n, candidate: 1n, same: true, want: undefined },
+    { name: 'forward from 1', current: 1n, candidate: 2n, same: false, want: undefined },
     { name: 'peer never sequences', current: 0n, candidate: 0n, same: false, want: undefined },
     { name: 'peer starts sequencing', current: 0n, candidate: 3n, same: false, want: undefined },
   ])('$name: $current → $candidate', ({ current, candidate, same, want }) => {
