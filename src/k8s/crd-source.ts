@@ -2,6 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { parseBundle } from '../bundle/index.js';
 import type { Allowlist, AllowlistParseOptions } from '../config/index.js';
 import { BrokerError, type ErrorCode } from '../errors.js';
+import { pemCertificateBlocks } from '../pki/pem.js';
 import type { Clock } from '../platform/clock.js';
 import { SpiffeId } from '../spiffeid/index.js';
 import { type K8sLogger, nullLogger, Trigger } from './deps.js';
@@ -411,7 +412,7 @@ export class CrdAllowlistSource {
 
 /** The content must be one or more PEM certificates (a CA for https_web). */
 function checkPem(pem: string, where: string): void {
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const blocks = pemCertificateBlocks(pem);
   if (blocks.length === 0) {
     throw new ReferenceProblem('ERR_K8S_REFERENCE', `${where}: no PEM CERTIFICATE block`);
   }

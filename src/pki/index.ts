@@ -11,4 +11,5 @@ export type { CreateCsrOptions } from './csr.js';
 export { createCsr } from './csr.js';
 export type { KeyAlgorithm } from './keys.js';
 export { generateKeyPair } from './keys.js';
-export { pemToDerList, toPem } from './pem.js';
+export type { PemScan, PemScanOptions, RawPemBlock } from './pem.js';
+export { pemCertificateBlocks, pemToDerList, scanPem, toPem } from './pem.js';

@@ -1,6 +1,7 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import { SpireError } from '../errors.js';
+import { pemCertificateBlocks } from '../pki/pem.js';
 import { SpiffeId } from '../spiffeid/spiffe-id.js';
 import { TrustDomain } from '../spiffeid/trust-domain.js';
 
@@ -30,10 +31,8 @@ export interface CheckedTls {
   readonly serverTrustDomain: TrustDomain;
 }
 
-const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
-
 function certificates(pem: string, what: string): X509Certificate[] {
-  const blocks = pem.match(PEM_CERT) ?? [];
+  const blocks = pemCertificateBlocks(pem);
   if (blocks.length === 0) {
     throw new SpireError('ERR_SPIRE_CREDENTIALS', `${what}: no PEM CERTIFICATE block found`);
   }

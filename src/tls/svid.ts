@@ -1,5 +1,6 @@
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { MtlsError } from '../errors.js';
+import { pemCertificateBlocks } from '../pki/pem.js';
 import { SpiffeId } from '../spiffeid/spiffe-id.js';
 
 /** An X509-SVID with its private key, as PEM (what SPIRE's MintX509SVID or the Workload API give). */
@@ -17,8 +18,6 @@ export interface SvidSource {
   subscribe(listener: (svid: X509SvidMaterial) => void): () => void;
 }
 
-const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
-
 /** A checked SVID: its material, its SPIFFE ID and its leaf's expiry. */
 interface CheckedSvid {
   readonly material: X509SvidMaterial;
@@ -30,7 +29,7 @@ function check(material: X509SvidMaterial): CheckedSvid {
   if (typeof material?.certChainPem !== 'string' || typeof material.privateKeyPem !== 'string') {
     throw new TypeError('X509 SVID material needs certChainPem and privateKeyPem strings');
   }
-  const blocks = material.certChainPem.match(PEM_CERT) ?? [];
+  const blocks = pemCertificateBlocks(material.certChainPem);
   if (blocks.length === 0)
     throw new MtlsError('ERR_MTLS_SVID', 'SVID certificate chain: no PEM CERTIFICATE block');
   let leaf: X509Certificate;

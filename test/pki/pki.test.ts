@@ -9,7 +9,9 @@ import {
   createX509Svid,
   generateKeyPair,
   type KeyAlgorithm,
+  pemCertificateBlocks,
   pemToDerList,
+  scanPem,
   signCsr,
   toPem,
 } from '../../src/pki/index.js';
@@ -227,6 +229,78 @@ describe('PEM', () => {
     })();
     expect(err).toBeInstanceOf(BundleError);
     expect((err as BundleError).code).toBe('ERR_BUNDLE_PEM_INVALID');
+  });
+
+  it.each([
+    [
+      'a BEGIN inside a block',
+      '-----BEGIN CERTIFICATE-----\nAAAA\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n',
+    ],
+    ['a lowercase label', '-----BEGIN certificate-----\nAAAA\n-----END certificate-----\n'],
+    ['data after padding', '-----BEGIN CERTIFICATE-----\nAA=A\n-----END CERTIFICATE-----\n'],
+  ])('refuses %s with ERR_BUNDLE_PEM_INVALID', (_name, pem) => {
+    expect(() => pemToDerList(pem)).toThrow(expect.objectContaining({ code: 'ERR_BUNDLE_PEM_INVALID' }));
+  });
+
+  it('accepts CRLF line ends and a block on one line', () => {
+    const crlf = '-----BEGIN CERTIFICATE-----\r\nAQID\r\n-----END CERTIFICATE-----\r\n';
+    expect(pemToDerList(crlf, 'CERTIFICATE')).toEqual([new Uint8Array([1, 2, 3])]);
+    const oneLine = '-----BEGIN CERTIFICATE-----AQID-----END CERTIFICATE-----';
+    expect(pemToDerList(oneLine, 'CERTIFICATE')).toEqual([new Uint8Array([1, 2, 3])]);
+  });
+
+  describe('linear work (issue 16 item 7: a lazy [\\s\\S]*? pattern rescans the input from every BEGIN)', () => {
+    /** Characters the scanner examined while refusing `text` (the injected work counter). */
+    function work(text: string): number {
+      let chars = 0;
+      try {
+        pemToDerList(text, 'CERTIFICATE', { onStep: (n) => (chars += n) });
+      } catch {
+        // refusals are expected; only the work counts
+      }
+      return chars;
+    }
+    const garbage = [
+      ['unterminated BEGIN lines', '-----BEGIN CERTIFICATE-----\n'],
+      ['BEGIN lines then one END', '-----BEGIN CERTIFICATE-----\nAAAA\n'],
+      ['malformed BEGIN lines', '-----BEGIN \n'],
+      ['dashes only', '-----'],
+      ['complete blocks', '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'],
+    ] as const;
+    it.each(garbage)('%s: 2N bytes cost at most twice the work of N (plus a constant)', (_name, unit) => {
+      const n = Math.ceil((32 * 1024) / unit.length);
+      const tail = unit.includes('END') ? '' : '-----END CERTIFICATE-----\n';
+      const small = unit.repeat(n) + tail;
+      const large = unit.repeat(2 * n) + tail;
+      const a = work(small);
+      const b = work(large);
+      expect(a).toBeGreaterThan(0);
+      // Every character is examined a bounded number of times.
+      expect(a).toBeLessThanOrEqual(4 * small.length + 256);
+      expect(b).toBeLessThanOrEqual(2 * a + 256);
+    });
+
+    it('refuses 512 KiB of unterminated BEGIN lines with a coded error after one pass', () => {
+      const text = '-----BEGIN CERTIFICATE-----\n'.repeat(Math.ceil((512 * 1024) / 28));
+      let chars = 0;
+      expect(() => pemToDerList(text, 'CERTIFICATE', { onStep: (c) => (chars += c) })).toThrow(
+        expect.objectContaining({
+          code: 'ERR_BUNDLE_PEM_INVALID',
+          message: expect.stringMatching(/BEGIN without a matching END/),
+        }),
+      );
+      expect(chars).toBeLessThanOrEqual(text.length + 256);
+    });
+  });
+
+  it('pemCertificateBlocks: the CERTIFICATE blocks as text, others skipped, linear on garbage', async () => {
+    const root = await createCa({ trustDomain: td, notBefore, notAfter });
+    const key = toPem(new Uint8Array([1, 2, 3]), 'PRIVATE KEY');
+    expect(pemCertificateBlocks(`text\n${key}${root.pem}trailer`)).toEqual([root.pem.trimEnd()]);
+    expect(pemCertificateBlocks('-----BEGIN CERTIFICATE-----\n'.repeat(20_000))).toEqual([]);
+    let chars = 0;
+    scanPem('-----BEGIN CERTIFICATE-----\n'.repeat(20_000), { onStep: (c) => (chars += c) });
+    expect(chars).toBeLessThanOrEqual(28 * 20_000 + 256);
   });
 
   it('refuses a block with another label when a label is required', () => {

@@ -2,7 +2,7 @@ import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FederatedBundleStore } from '../../src/federation/bundle-store.js';
 import { BrokerMetrics, createMetricsRegistry, type Registry } from '../../src/metrics/index.js';
 import { X509VerifyCache } from '../../src/verify/index.js';
-import { buildVerifyApiApp } from '../../src/verify-api/index.js';
+import { buildVerifyApiApp, DEFAULT_VERIFY_BODY_LIMIT } from '../../src/verify-api/index.js';
 import { HOUR, makePki, signJws, svidClaims, T0, type TestPki } from '../support/fixtures.js';
 
 let a: TestPki;
@@ -199,6 +199,38 @@ describe('verify API', () => {
     });
     expect(res.statusCode).toBe(413);
     expect(res.json()).toMatchObject({ ok: false, code: 'ERR_API_BODY_TOO_LARGE' });
+  });
+
+  it('by default takes a chain of 8 certificates and refuses 512 KiB with 413 (issue 16 item 7)', async () => {
+    const defaults = buildVerifyApiApp({ source: store, now: () => T0 });
+    // Eight certificates of this chain's size fit the default limit (64 KiB) with room to spare.
+    const eight = chainPem.repeat(4);
+    expect(Buffer.byteLength(JSON.stringify({ chain: eight }))).toBeLessThan(DEFAULT_VERIFY_BODY_LIMIT / 2);
+    const ok = await defaults.inject({ method: 'POST', url: '/v1/verify/x509', payload: { chain: eight } });
+    expect(ok.statusCode).toBe(200); // parsed and verified (repeated certificates are extra intermediates)
+    const garbage = '-----BEGIN CERTIFICATE-----\n'.repeat(Math.ceil((512 * 1024) / 28));
+    const big = await defaults.inject({
+      method: 'POST',
+      url: '/v1/verify/x509',
+      headers: { 'content-type': 'application/x-pem-file' },
+      payload: garbage,
+    });
+    expect(big.statusCode).toBe(413);
+    expect(big.json()).toMatchObject({ ok: false, code: 'ERR_API_BODY_TOO_LARGE' });
+  });
+
+  it('refuses 512 KiB of unterminated BEGIN lines with a coded 400 when the limit allows them', async () => {
+    const roomy = buildVerifyApiApp({ source: store, now: () => T0, bodyLimit: 1024 * 1024 });
+    const garbage = '-----BEGIN CERTIFICATE-----\n'.repeat(Math.ceil((512 * 1024) / 28));
+    const res = await roomy.inject({
+      method: 'POST',
+      url: '/v1/verify/x509',
+      headers: { 'content-type': 'application/x-pem-file' },
+      payload: garbage,
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ ok: false, code: 'ERR_API_BAD_REQUEST' });
+    expect(res.json().message).toMatch(/BEGIN without a matching END/);
   });
 
   it('refuses other media types with 415 and unknown routes with 404', async () => {
