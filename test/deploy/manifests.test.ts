@@ -11,6 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { isLoopbackHost } from '../../src/admin/app.js';
 import { parseAllowlist, parseBrokerConfig } from '../../src/config/index.js';
 import { parseKubernetesSettings } from '../../src/k8s/index.js';
 import { collectionPath, type KubeHarness, kubeAvailable, startKube } from '../support/kube-harness.js';
@@ -140,6 +141,26 @@ describe.skipIf(!haveRenderer)('deploy/ kustomizations', () => {
         for (const [k, v] of Object.entries(spec.selector))
           expect(labels[k], `${s.metadata.name} selector ${k}`).toBe(v);
         for (const p of spec.ports) expect(portNames, s.metadata.name).toContain(p.targetPort);
+      }
+    });
+
+    it('binds the verify API to loopback unless the overlay opts in, and then admits only labelled namespaces', () => {
+      const pod = podSpec(one(docs(), 'Deployment', 'spiffe-broker')).spec;
+      const volume = pod.volumes!.find((v) => v.name === 'config') as unknown as {
+        configMap: { name: string };
+      };
+      const cm = one(docs(), 'ConfigMap', volume.configMap.name);
+      const config = parseBrokerConfig((cm.data as Record<string, string>)['config.yaml']!);
+      if (dir === 'deploy/base') expect(config.verify.listen.host).toBe('127.0.0.1');
+      if (isLoopbackHost(config.verify.listen.host)) return;
+      const np = one(docs(), 'NetworkPolicy');
+      const rules = (np.spec as { ingress: { from?: unknown[]; ports: { port: string }[] }[] }).ingress;
+      const verifyRules = rules.filter((r) => r.ports.some((p) => p.port === 'verify'));
+      expect(verifyRules.length).toBeGreaterThan(0);
+      for (const r of verifyRules) {
+        expect(r.from).toEqual([
+          { namespaceSelector: { matchLabels: { 'spiffe-broker.dev/verify': 'true' } } },
+        ]);
       }
     });
 
