@@ -49,6 +49,12 @@ export interface PeerStatus {
   readonly lastAttempt: string | null;
   readonly lastSuccess: string | null;
   readonly nextRefresh: string | null;
+  /**
+   * True while the broker holds a long-poll on the peer's endpoint (change notification): the
+   * next fetch is the held request's answer, not a timer, so `nextRefresh` may lie in the past.
+   * Absent from brokers that predate the field.
+   */
+  readonly longPoll?: boolean;
   /** Seconds until the held bundle's earliest authority expires (negative once it has), or null. */
   readonly authorityExpiresIn: number | null;
   /** One entry per target SPIRE server. */
@@ -173,6 +179,7 @@ export const BROKER_STATUS_SCHEMA = {
           lastAttempt: NULLABLE_STRING,
           lastSuccess: NULLABLE_STRING,
           nextRefresh: NULLABLE_STRING,
+          longPoll: { type: 'boolean' },
           authorityExpiresIn: NULLABLE_NUMBER,
           servers: {
             type: 'array',
@@ -281,6 +288,7 @@ export function brokerStatusFrom(inputs: BrokerStatusInputs): BrokerStatus {
         lastAttempt: toRfc3339(p.lastAttempt),
         lastSuccess: toRfc3339(p.lastSuccess),
         nextRefresh: toRfc3339(p.nextRefresh),
+        longPoll: p.longPoll,
         authorityExpiresIn: authorityExpiresIn(inputs.bundle(td), inputs.now),
         servers: inputs.targetServers(td).map((name): ServerPeerStatus => {
           const server = byName.get(name);

@@ -3,7 +3,14 @@ import type { DiffChange, ReconcileDiff } from '../admin/status.js';
 import { ApiError } from '../errors.js';
 import { EXIT_OK, EXIT_REFUSED } from './io.js';
 import { printJson, reportFailure, UsageError } from './output.js';
-import { type AdminCliIo, adminTarget, DEFAULT_ADMIN_URL, parseAdminArgs, table } from './status-command.js';
+import {
+  type AdminCliIo,
+  adminFailureHint,
+  adminTarget,
+  DEFAULT_ADMIN_URL,
+  parseAdminArgs,
+  table,
+} from './status-command.js';
 
 export const DIFF_USAGE = `usage:
   spiffe-broker diff [--admin <url> | --socket <path>] [--json] [--exit-code]
@@ -13,7 +20,7 @@ create, update or delete — without changing anything; then drift that is only 
 trust domains SPIRE federates with by its own relationships (left alone).
   --admin <url>     admin API base URL (default ${DEFAULT_ADMIN_URL}, or $SPIFFE_BROKER_ADMIN)
   --socket <path>   admin API Unix socket instead
-  --json            print the /v1/diff document as is
+  --json            print the /v1/diff document, with "ok": true
   --exit-code       exit 1 when a reconcile would change something
 Exit status: 0 shown (or no change with --exit-code), 1 changes pending with --exit-code or the
 admin API could not be read, 2 usage error.`;
@@ -71,17 +78,20 @@ export function renderDiff(diff: ReconcileDiff): string {
 /** `spiffe-broker diff`: what a reconcile would change, changing nothing. */
 export async function diffCommand(args: string[], io: AdminCliIo): Promise<number> {
   let json = args.includes('--json');
+  let values: { admin?: string | undefined; socket?: string | undefined } = {};
   try {
-    const { values, positionals } = parseAdminArgs(args, { 'exit-code': { type: 'boolean' } });
-    json = values.json === true;
+    const parsed = parseAdminArgs(args, { 'exit-code': { type: 'boolean' } });
+    values = parsed.values;
+    const { positionals } = parsed;
+    json = parsed.values.json === true;
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
     const target = adminTarget(values, io.env);
     const diff = checkDiff(await adminGetJson(io.httpGet ?? nodeHttpGet, target, '/v1/diff', io.signal));
-    if (json) printJson(io, diff);
+    if (json) printJson(io, { ok: true, ...diff });
     else io.stdout(renderDiff(diff));
-    const exitCode = (values as Record<string, unknown>)['exit-code'] === true;
+    const exitCode = (parsed.values as Record<string, unknown>)['exit-code'] === true;
     return exitCode && countChanges(diff) > 0 ? EXIT_REFUSED : EXIT_OK;
   } catch (err) {
-    return reportFailure(io, json, err, DIFF_USAGE);
+    return reportFailure(io, json, err, DIFF_USAGE, adminFailureHint(err, values, io.env));
   }
 }

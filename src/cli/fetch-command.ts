@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { parseBundle } from '../bundle/codec.js';
 import { TrustBundle } from '../bundle/trust-bundle.js';
+import { BrokerError } from '../errors.js';
 import { type FetchDeps, type FetchProfile, fetchPeerBundle } from '../federation/fetch.js';
 import { pemToDerList } from '../pki/pem.js';
 import { systemClock } from '../platform/clock.js';
@@ -34,6 +35,35 @@ function bootstrapBundle(trustDomain: TrustDomain, bytes: Uint8Array): TrustBund
   return parseBundle(trustDomain, bytes).bundle;
 }
 
+/**
+ * What to try after a failed fetch: the flag that most likely fixes it (`--ca`, `--profile`,
+ * `--bootstrap-bundle`, `--endpoint-spiffe-id`, `--url`), or undefined.
+ */
+export function fetchFailureHint(
+  err: unknown,
+  values: { readonly profile?: string | undefined; readonly ca?: string | undefined },
+): string | undefined {
+  if (!(err instanceof BrokerError)) return undefined;
+  const web = values.profile === 'https_web';
+  switch (err.code) {
+    case 'ERR_FETCH_TLS':
+      if (web && values.ca === undefined) {
+        return "if the endpoint has a certificate from a private CA, pass that CA with --ca <pem-file>; if it serves an X509-SVID (SPIRE's default), use --profile https_spiffe with --endpoint-spiffe-id and --bootstrap-bundle";
+      }
+      if (web) {
+        return `check that --ca ${values.ca} holds the CA that issued the endpoint's certificate, and that the URL's host name is in that certificate`;
+      }
+      return "--bootstrap-bundle must hold the current bundle of the endpoint ID's trust domain (spire-server bundle show -format spiffe)";
+    case 'ERR_FETCH_ENDPOINT_ID':
+      return "--endpoint-spiffe-id must be the SPIFFE ID the endpoint presents (SPIRE's own endpoint: spiffe://<trust domain>/spire/server)";
+    case 'ERR_FETCH_CONNECT':
+    case 'ERR_FETCH_TIMEOUT':
+      return 'check the host and port of --url (SPIRE serves its bundle endpoint on federation.bundle_endpoint.port, 8443 by default)';
+    default:
+      return undefined;
+  }
+}
+
 function parseFlag<T>(value: string, flag: string, parse: (v: string) => T): T {
   try {
     return parse(value);
@@ -54,16 +84,16 @@ function parseFlag<T>(value: string, flag: string, parse: (v: string) => T): T {
  */
 export async function fetchCommand(args: string[], io: CliIo, deps: FetchDeps = {}): Promise<number> {
   let json = args.includes('--json');
+  let values: {
+    'trust-domain'?: string;
+    url?: string[];
+    profile?: string;
+    ca?: string;
+    'endpoint-spiffe-id'?: string;
+    'bootstrap-bundle'?: string;
+    json?: boolean;
+  } = {};
   try {
-    let values: {
-      'trust-domain'?: string;
-      url?: string[];
-      profile?: string;
-      ca?: string;
-      'endpoint-spiffe-id'?: string;
-      'bootstrap-bundle'?: string;
-      json?: boolean;
-    };
     try {
       ({ values } = parseArgs({
         args,
@@ -137,6 +167,6 @@ export async function fetchCommand(args: string[], io: CliIo, deps: FetchDeps = 
     }
     return EXIT_OK;
   } catch (err) {
-    return reportFailure(io, json, err, FETCH_USAGE);
+    return reportFailure(io, json, err, FETCH_USAGE, fetchFailureHint(err, values));
   }
 }

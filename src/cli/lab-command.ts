@@ -14,7 +14,7 @@ built by scripts/install-spire.sh when present, else the in-process SPIRE emulat
 allowlists federating them — then walks through a demo: a rotation propagates (with the measured
 time), a peer goes down and stays trusted, an allowlist removal revokes.
 
---json            print one line {"ready":true,...} once everything is federated, then keep running
+--json            print one line {"ok":true,"ready":true,...} once everything is federated, then keep running
 --spire           which SPIRE to use (default auto)
 --keep-running    after the demo, keep the lab up until Ctrl-C
 Stops everything and removes its temp dirs on SIGINT/SIGTERM.`;
@@ -72,6 +72,7 @@ export async function labCommand(args: string[], io: CliIo): Promise<number> {
       );
     }
     const summary = {
+      ok: true,
       ready: true,
       spire: lab.spireKind,
       spireServerBin: lab.spireServerBin ?? null,

@@ -49,12 +49,19 @@ export function printJson(io: CliIo, value: unknown): void {
 /**
  * Reports a failure the way every command does: `{"ok":false,"code","message"}` with `--json`,
  * else one readable line on stderr — never a stack trace for bad input. Returns the exit code.
+ *
+ * @param hint what to try next, usually the flag that fixes the failure (`--admin`, `--ca`): a
+ *   `hint: …` line after the error, `"hint"` in the JSON object.
  */
-export function reportFailure(io: CliIo, json: boolean, err: unknown, usage?: string): number {
+export function reportFailure(io: CliIo, json: boolean, err: unknown, usage?: string, hint?: string): number {
   const usageError = err instanceof UsageError;
   if (err instanceof BrokerError) {
-    if (json) printJson(io, { ok: false, code: err.code, message: err.message });
-    else io.stderr(`error: ${err.message} (${err.code})\n${usageError && usage ? `\n${usage}\n` : ''}`);
+    if (json) printJson(io, { ok: false, code: err.code, message: err.message, ...(hint ? { hint } : {}) });
+    else {
+      io.stderr(
+        `error: ${err.message} (${err.code})\n${hint ? `hint: ${hint}\n` : ''}${usageError && usage ? `\n${usage}\n` : ''}`,
+      );
+    }
     return usageError ? EXIT_USAGE : EXIT_REFUSED;
   }
   // Anything else is a bug or an environment failure; still no stack unless asked for.

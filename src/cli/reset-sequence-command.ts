@@ -2,7 +2,13 @@ import { adminPostJson, nodeHttpGet } from '../admin/client.js';
 import { TrustDomain } from '../spiffeid/trust-domain.js';
 import { EXIT_OK } from './io.js';
 import { printJson, reportFailure, UsageError } from './output.js';
-import { type AdminCliIo, adminTarget, DEFAULT_ADMIN_URL, parseAdminArgs } from './status-command.js';
+import {
+  type AdminCliIo,
+  adminFailureHint,
+  adminTarget,
+  DEFAULT_ADMIN_URL,
+  parseAdminArgs,
+} from './status-command.js';
 
 export const RESET_SEQUENCE_USAGE = `usage: spiffe-broker reset-sequence <trust domain> [--admin <url> | --socket <path>] [--json]
 
@@ -19,9 +25,12 @@ Exit status: 0 reset, 1 refused (e.g. not allowlisted), 2 usage error.`;
 /** `spiffe-broker reset-sequence`. */
 export async function resetSequenceCommand(args: string[], io: AdminCliIo): Promise<number> {
   let json = args.includes('--json');
+  let values: { admin?: string | undefined; socket?: string | undefined } = {};
   try {
-    const { values, positionals } = parseAdminArgs(args);
-    json = values.json === true;
+    const parsed = parseAdminArgs(args);
+    values = parsed.values;
+    const { positionals } = parsed;
+    json = parsed.values.json === true;
     const [name, ...rest] = positionals;
     if (!name || rest.length > 0) throw new UsageError('reset-sequence takes exactly one trust domain');
     let td: TrustDomain;
@@ -45,6 +54,6 @@ export async function resetSequenceCommand(args: string[], io: AdminCliIo): Prom
     }
     return EXIT_OK;
   } catch (err) {
-    return reportFailure(io, json, err, RESET_SEQUENCE_USAGE);
+    return reportFailure(io, json, err, RESET_SEQUENCE_USAGE, adminFailureHint(err, values, io.env));
   }
 }

@@ -21,7 +21,7 @@ until the earliest authority expires, SPIRE servers synced, and the reason behin
 than ACTIVE; then drift found in the SPIRE servers.
   --admin <url>     admin API base URL (default ${DEFAULT_ADMIN_URL}, or $SPIFFE_BROKER_ADMIN)
   --socket <path>   admin API Unix socket instead
-  --json            print the /v1/status document as is
+  --json            print the /v1/status document, with "ok": true
 Exit status: 0 shown, 1 the admin API could not be read, 2 usage error.`;
 
 /** Options every admin-reading command shares. */
@@ -90,6 +90,15 @@ function until(iso: string | null, now: number): string {
   return t <= now ? 'due' : `in ${formatDuration((t - now) / 1000)}`;
 }
 
+/**
+ * The NEXT REFRESH column: while a long-poll is held the next fetch is the held request's answer,
+ * whenever the peer's bundle changes, so a refresh time in the past is not "due" but "held".
+ */
+function nextRefresh(p: PeerStatus, now: number): string {
+  const due = p.nextRefresh === null || Date.parse(p.nextRefresh) <= now;
+  return p.longPoll === true && due ? 'held (long-poll)' : until(p.nextRefresh, now);
+}
+
 function expiresIn(seconds: number | null): string {
   if (seconds === null) return '-';
   return seconds < 0 ? `expired ${formatDuration(-seconds)} ago` : formatDuration(seconds);
@@ -113,7 +122,7 @@ function peerRow(p: PeerStatus, now: number): string[] {
     p.state,
     p.sequence ?? '-',
     ago(p.lastSuccess, now),
-    until(p.nextRefresh, now),
+    nextRefresh(p, now),
     expiresIn(p.authorityExpiresIn),
     `${synced}/${p.servers.length}`,
     p.reason?.code ?? '-',
@@ -162,6 +171,33 @@ export function renderStatus(status: BrokerStatus, now: number): string {
   return `${out.join('\n')}\n`;
 }
 
+/**
+ * What to try when the admin API could not be read: the flag that points the command at the
+ * broker (`--admin`, `--socket`), or undefined for other failures.
+ */
+export function adminFailureHint(
+  err: unknown,
+  values: { readonly admin?: string | undefined; readonly socket?: string | undefined },
+  env: Readonly<Record<string, string | undefined>>,
+): string | undefined {
+  if (!(err instanceof ApiError)) return undefined;
+  const where =
+    values.socket !== undefined
+      ? `--socket ${values.socket}`
+      : values.admin !== undefined
+        ? `--admin ${values.admin}`
+        : env.SPIFFE_BROKER_ADMIN !== undefined
+          ? `$SPIFFE_BROKER_ADMIN (${env.SPIFFE_BROKER_ADMIN})`
+          : `the default ${DEFAULT_ADMIN_URL}`;
+  if (err.code === 'ERR_API_CONNECT') {
+    return `no broker answered at ${where}: is it running? Point at its admin API with --admin http://<admin.listen> or --socket <admin.socket> (from its broker.yaml)`;
+  }
+  if (err.code === 'ERR_API_RESPONSE' && /not JSON|did not answer|answered HTTP 404/.test(err.message)) {
+    return `${where} is not a broker's admin API (the bundle endpoint and the verify API listen elsewhere): pass --admin http://<admin.listen> or --socket <admin.socket>`;
+  }
+  return undefined;
+}
+
 function checkStatus(value: unknown): BrokerStatus {
   const s = value as Partial<BrokerStatus>;
   if (typeof s?.trustDomain !== 'string' || !Array.isArray(s.peers) || !Array.isArray(s.drift)) {
@@ -182,18 +218,21 @@ export function parseAdminArgs(args: string[], extra: Record<string, { type: 'bo
 /** `spiffe-broker status`: a running broker's status, as a table or `--json`. */
 export async function statusCommand(args: string[], io: AdminCliIo): Promise<number> {
   let json = args.includes('--json');
+  let values: { admin?: string | undefined; socket?: string | undefined } = {};
   try {
-    const { values, positionals } = parseAdminArgs(args);
-    json = values.json === true;
+    const parsed = parseAdminArgs(args);
+    values = parsed.values;
+    const { positionals } = parsed;
+    json = parsed.values.json === true;
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
     const target = adminTarget(values, io.env);
     const status = checkStatus(
       await adminGetJson(io.httpGet ?? nodeHttpGet, target, '/v1/status', io.signal),
     );
-    if (json) printJson(io, status);
+    if (json) printJson(io, { ok: true, ...status });
     else io.stdout(renderStatus(status, io.now()));
     return EXIT_OK;
   } catch (err) {
-    return reportFailure(io, json, err, STATUS_USAGE);
+    return reportFailure(io, json, err, STATUS_USAGE, adminFailureHint(err, values, io.env));
   }
 }

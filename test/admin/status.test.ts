@@ -78,6 +78,7 @@ describe('status document helpers', () => {
           lastAttempt: '2029-12-31T23:59:55.000Z',
           lastSuccess: '2029-12-31T23:59:55.000Z',
           nextRefresh: '2030-01-01T00:01:10.000Z',
+          longPoll: true,
           authorityExpiresIn: 86_400,
           servers: [
             { name: 'main', synced: true, sequence: '18446744073709551615', error: null },
@@ -98,6 +99,7 @@ describe('status document helpers', () => {
           lastAttempt: '2029-12-31T23:59:59.000Z',
           lastSuccess: null,
           nextRefresh: null,
+          longPoll: false,
           authorityExpiresIn: null,
           servers: [{ name: 'main', synced: false, sequence: null, error: null }],
         },

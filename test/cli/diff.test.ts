@@ -71,7 +71,8 @@ describe('spiffe-broker diff', () => {
 
   it('prints the document with --json', async () => {
     const r = await capture(diffCommand, ['--json', '--socket', '/run/admin.sock'], ok(DIFF));
-    expect(JSON.parse(r.stdout)).toEqual(DIFF);
+    // README: every command's --json output has "ok".
+    expect(JSON.parse(r.stdout)).toEqual({ ok: true, ...DIFF });
     expect(r.calls[0]?.target).toEqual({ socketPath: '/run/admin.sock' });
   });
 
@@ -85,6 +86,10 @@ describe('spiffe-broker diff', () => {
     expect(JSON.parse(r.stdout).message).toContain('ERR_API_NOT_IMPLEMENTED');
     const wrong = await capture(diffCommand, [], ok({ servers: 'x' }));
     expect(wrong.code).toBe(1);
+    const down = await capture(diffCommand, ['--socket', '/run/nope.sock'], () => {
+      throw new Error('connect ENOENT /run/nope.sock');
+    });
+    expect(down.stderr).toContain('hint: no broker answered at --socket /run/nope.sock');
   });
 
   it('refuses bad arguments with exit 2', async () => {

@@ -104,6 +104,24 @@ describe('spiffe-broker fetch', () => {
     expect(r.json().ok).toBe(true);
   });
 
+  it('a private-CA endpoint fetched without --ca fails with a hint at --ca (text and JSON)', async () => {
+    const ep = await serve(marshalBundle(bundle), web);
+    const args = ['--trust-domain', 'peer.test', '--url', ep.localhostUrl(), '--profile', 'https_web'];
+    const text = await run(args);
+    expect(text.code).toBe(1);
+    expect(text.stderr).toMatch(/\(ERR_FETCH_TLS\)\nhint: .*pass that CA with --ca <pem-file>/);
+    const json = await run([...args, '--json']);
+    expect(json.json()).toMatchObject({
+      ok: false,
+      code: 'ERR_FETCH_TLS',
+      hint: expect.stringContaining('--ca <pem-file>'),
+    });
+    // With the wrong --ca the hint is about that file.
+    const other = await makeCa('other.test');
+    const wrong = await run([...args, '--ca', 'other.pem'], { 'other.pem': other.pem });
+    expect(wrong.stderr).toContain('hint: check that --ca other.pem holds the CA');
+  });
+
   it('a refused fetch is exit 1 with {"ok":false,"code","message"} and no stack', async () => {
     const ep = await serve('{"keys": 1}');
     const r = await run([...spiffeArgs(ep.url()), '--json'], { 'boot.json': marshalBundle(bundle) });

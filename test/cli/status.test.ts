@@ -92,7 +92,53 @@ describe('spiffe-broker status', () => {
 
   it('prints the document with --json', async () => {
     const r = await capture(statusCommand, ['--json'], ok(STATUS));
-    expect(JSON.parse(r.stdout)).toEqual(STATUS);
+    // README: every command's --json output has "ok".
+    expect(JSON.parse(r.stdout)).toEqual({ ok: true, ...STATUS });
+  });
+
+  it('shows a held long-poll as "held (long-poll)", not "due" forever', async () => {
+    const peer = STATUS.peers[0]!;
+    const held: BrokerStatus = {
+      ...STATUS,
+      peers: [
+        { ...peer, trustDomain: 'b.test', nextRefresh: '2030-01-01T00:00:01.000Z', longPoll: true },
+        { ...peer, trustDomain: 'c.test', nextRefresh: '2030-01-01T00:00:01.000Z', longPoll: false },
+        { ...peer, trustDomain: 'd.test', nextRefresh: '2030-01-01T00:01:00.000Z', longPoll: true },
+      ],
+    };
+    const r = await capture(statusCommand, [], ok(held));
+    const rows = r.stdout
+      .split('\n')
+      .slice(3, 6)
+      .map((l) => l.split(/ {2,}/));
+    expect(rows.map((row) => [row[0], row[4]])).toEqual([
+      ['b.test', 'held (long-poll)'],
+      ['c.test', 'due'],
+      ['d.test', 'in 30s'],
+    ]);
+  });
+
+  it('a broker it cannot reach gets a hint at --admin / --socket (text and JSON)', async () => {
+    const refuse = () => {
+      throw new Error('connect ECONNREFUSED 127.0.0.1:8089');
+    };
+    const text = await capture(statusCommand, [], refuse);
+    expect(text.code).toBe(1);
+    expect(text.stderr).toMatch(
+      /\(ERR_API_CONNECT\)\nhint: no broker answered at the default http:\/\/127\.0\.0\.1:8089: .*--admin .*--socket/,
+    );
+    const json = await capture(statusCommand, ['--json', '--admin', 'http://127.0.0.1:9'], refuse);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      ok: false,
+      code: 'ERR_API_CONNECT',
+      hint: expect.stringContaining('no broker answered at --admin http://127.0.0.1:9'),
+    });
+    // Something that is not the admin API (a bundle endpoint answering HTML).
+    const html = await capture(statusCommand, ['--admin', 'http://127.0.0.1:8443'], () => ({
+      status: 200,
+      body: '<html>',
+    }));
+    expect(html.stderr).toContain("hint: --admin http://127.0.0.1:8443 is not a broker's admin API");
   });
 
   it('reads the admin API from --socket, --admin or $SPIFFE_BROKER_ADMIN', async () => {
@@ -137,11 +183,12 @@ describe('spiffe-broker status', () => {
     expect(html.stderr).toContain('not JSON');
   });
 
-  it('reads a real admin API over its Unix socket', async () => {
+  it('reads a real admin API over its Unix socket (longPoll passes its response schema)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sb-status-'));
     const path = join(dir, 'admin.sock');
+    const held: BrokerStatus = { ...STATUS, peers: [{ ...STATUS.peers[0]!, longPoll: true }] };
     const app = buildAdminApp({
-      status: () => STATUS,
+      status: () => held,
       ready: () => ({ ready: true, reasons: [] }),
       metrics: { expose: async () => ({ contentType: 'text/plain', body: '' }) },
       bundles: () => [],
@@ -158,7 +205,7 @@ describe('spiffe-broker status', () => {
     await running;
     await rm(dir, { recursive: true, force: true });
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual(STATUS);
+    expect(JSON.parse(r.stdout)).toEqual({ ok: true, ...held });
   });
 });
 
