@@ -89,7 +89,9 @@ export type VerifyErrorCode =
   | 'ERR_VERIFY_CSR_INVALID'
   | 'ERR_VERIFY_X509_LEAF_ID_ROOT'
   | 'ERR_VERIFY_X509_PATH_LENGTH'
-  | 'ERR_VERIFY_JWT_HEADER';
+  | 'ERR_VERIFY_JWT_HEADER'
+  | 'ERR_VERIFY_X509_SIGNATURE_ALGORITHM'
+  | 'ERR_VERIFY_X509_KEY';
 
 /** Configuration and allowlist files. */
 export type ConfigErrorCode =

@@ -48,7 +48,44 @@ export interface CertificateFields {
   readonly uris: readonly string[];
   /** Dotted OIDs of critical extensions this reader does not process. */
   readonly unhandledCritical: readonly string[];
+  /**
+   * The algorithm the certificate is signed with (RFC 5280 §4.1.1.2), by name: e.g.
+   * `sha256WithRSAEncryption`, `ecdsa-with-SHA384`, `Ed25519`, `RSASSA-PSS(sha256)`, `md5WithRSAEncryption`
+   * — or the dotted OID when unknown. RSASSA-PSS names its hash only when the MGF1 hash is the same,
+   * else `RSASSA-PSS(<hash>,mgf1-<hash>)`; absent parameters mean SHA-1 (RFC 4055 §3.1).
+   */
+  readonly signatureAlgorithm: string;
 }
+
+/** Signature algorithm OIDs by dotted form (RFC 3279, RFC 4055, RFC 5758, RFC 8410). */
+const SIGNATURE_ALGORITHMS: Readonly<Record<string, string>> = {
+  '1.2.840.113549.1.1.2': 'md2WithRSAEncryption',
+  '1.2.840.113549.1.1.4': 'md5WithRSAEncryption',
+  '1.2.840.113549.1.1.5': 'sha1WithRSAEncryption',
+  '1.2.840.113549.1.1.11': 'sha256WithRSAEncryption',
+  '1.2.840.113549.1.1.12': 'sha384WithRSAEncryption',
+  '1.2.840.113549.1.1.13': 'sha512WithRSAEncryption',
+  '1.2.840.113549.1.1.14': 'sha224WithRSAEncryption',
+  '1.2.840.10045.4.1': 'ecdsa-with-SHA1',
+  '1.2.840.10045.4.3.1': 'ecdsa-with-SHA224',
+  '1.2.840.10045.4.3.2': 'ecdsa-with-SHA256',
+  '1.2.840.10045.4.3.3': 'ecdsa-with-SHA384',
+  '1.2.840.10045.4.3.4': 'ecdsa-with-SHA512',
+  '1.2.840.10040.4.3': 'dsa-with-sha1',
+  '2.16.840.1.101.3.4.3.2': 'dsa-with-sha256',
+  '1.3.101.112': 'Ed25519',
+  '1.3.101.113': 'Ed448',
+};
+const RSASSA_PSS = '1.2.840.113549.1.1.10';
+const MGF1 = '1.2.840.113549.1.1.8';
+/** Hash OIDs (RFC 3279, RFC 5754) by dotted form. */
+const HASHES: Readonly<Record<string, string>> = {
+  '1.3.14.3.2.26': 'sha1',
+  '2.16.840.1.101.3.4.2.4': 'sha224',
+  '2.16.840.1.101.3.4.2.1': 'sha256',
+  '2.16.840.1.101.3.4.2.2': 'sha384',
+  '2.16.840.1.101.3.4.2.3': 'sha512',
+};
 
 const TAG_BOOLEAN = 0x01;
 const TAG_INTEGER = 0x02;
@@ -172,6 +209,53 @@ function oidString(b: Uint8Array, t: Tlv): string {
   return arcs.join('.');
 }
 
+/** The hash named by an AlgorithmIdentifier (for RSASSA-PSS parameters). */
+function hashOf(b: Uint8Array, t: Tlv, what: string): string {
+  const algId = readTlv(b, t.start, t.end, what);
+  expectTag(algId, TAG_SEQUENCE, what);
+  const oid = readTlv(b, algId.start, algId.end, `${what}.algorithm`);
+  expectTag(oid, TAG_OID, `${what}.algorithm`);
+  const dotted = oidString(b, oid);
+  return HASHES[dotted] ?? dotted;
+}
+
+/**
+ * Names the signature algorithm of an AlgorithmIdentifier (see
+ * {@link CertificateFields.signatureAlgorithm}); for RSASSA-PSS reads the hash and MGF1 hash from
+ * RSASSA-PSS-params (RFC 4055 §3.1; both default to SHA-1).
+ */
+function readSignatureAlgorithm(b: Uint8Array, alg: Tlv): string {
+  const oid = readTlv(b, alg.start, alg.end, 'signature.algorithm');
+  expectTag(oid, TAG_OID, 'signature.algorithm');
+  const dotted = oidString(b, oid);
+  if (dotted !== RSASSA_PSS) return SIGNATURE_ALGORITHMS[dotted] ?? dotted;
+  let hash = 'sha1';
+  let mgfHash = 'sha1';
+  if (oid.end < alg.end) {
+    const params = readTlv(b, oid.end, alg.end, 'RSASSA-PSS-params');
+    expectTag(params, TAG_SEQUENCE, 'RSASSA-PSS-params');
+    for (let p = params.start; p < params.end; ) {
+      const field = readTlv(b, p, params.end, 'RSASSA-PSS-params field');
+      p = field.end;
+      if (field.tag === 0xa0) {
+        hash = hashOf(b, field, 'RSASSA-PSS-params.hashAlgorithm');
+      } else if (field.tag === 0xa1) {
+        const mgf = readTlv(b, field.start, field.end, 'RSASSA-PSS-params.maskGenAlgorithm');
+        expectTag(mgf, TAG_SEQUENCE, 'RSASSA-PSS-params.maskGenAlgorithm');
+        const mgfOid = readTlv(b, mgf.start, mgf.end, 'maskGenAlgorithm.algorithm');
+        expectTag(mgfOid, TAG_OID, 'maskGenAlgorithm.algorithm');
+        if (oidString(b, mgfOid) !== MGF1) return `RSASSA-PSS(${hash},${oidString(b, mgfOid)})`;
+        mgfHash = hashOf(
+          b,
+          { pos: mgfOid.end, tag: TAG_SEQUENCE, start: mgfOid.end, end: mgf.end },
+          'MGF1 hash',
+        );
+      }
+    }
+  }
+  return hash === mgfHash ? `RSASSA-PSS(${hash})` : `RSASSA-PSS(${hash},mgf1-${mgfHash})`;
+}
+
 /** The x of a 2.5.29.x OID, or -1 for any other OID. */
 function idCeArc(b: Uint8Array, t: Tlv): number {
   return t.end - t.start === 3 && b[t.start] === ID_CE_0 && b[t.start + 1] === ID_CE_1 ? b[t.start + 2]! : -1;
@@ -278,6 +362,7 @@ export function parseCertificateDer(der: Uint8Array): CertificateFields {
   if (!sameBytes(der, innerAlg.pos, innerAlg.end, outerAlg.pos, outerAlg.end)) {
     fail('signatureAlgorithm differs from tbsCertificate.signature');
   }
+  const signatureAlgorithm = readSignatureAlgorithm(der, innerAlg);
   const issuer = readTlv(der, innerAlg.end, tbs.end, 'tbsCertificate.issuer');
   expectTag(issuer, TAG_SEQUENCE, 'tbsCertificate.issuer');
   const validity = readTlv(der, issuer.end, tbs.end, 'tbsCertificate.validity');
@@ -356,6 +441,7 @@ export function parseCertificateDer(der: Uint8Array): CertificateFields {
     keyUsage,
     uris,
     unhandledCritical,
+    signatureAlgorithm,
   };
 }
 

@@ -16,6 +16,38 @@ import { type CachedVerification, X509VerifyCache } from './x509-cache.js';
  */
 export const DEFAULT_MAX_X509_CHAIN_LENGTH = 8;
 
+/**
+ * Signature algorithms accepted on the leaf and every intermediate — those go-spiffe's verifier
+ * (Go's crypto/x509) accepts: RSA PKCS#1 v1.5 and RSASSA-PSS with SHA-256/384/512, ECDSA with
+ * SHA-256/384/512, and Ed25519. MD2, MD5 and SHA-1 (collisions are practical), SHA-224, DSA and
+ * anything unknown are refused with `ERR_VERIFY_X509_SIGNATURE_ALGORITHM`.
+ */
+export const X509_SIGNATURE_ALGORITHMS: ReadonlySet<string> = new Set([
+  'sha256WithRSAEncryption',
+  'sha384WithRSAEncryption',
+  'sha512WithRSAEncryption',
+  'RSASSA-PSS(sha256)',
+  'RSASSA-PSS(sha384)',
+  'RSASSA-PSS(sha512)',
+  'ecdsa-with-SHA256',
+  'ecdsa-with-SHA384',
+  'ecdsa-with-SHA512',
+  'Ed25519',
+]);
+
+/**
+ * Smallest RSA modulus accepted in a leaf or intermediate certificate, bits: the broker's key
+ * policy default for bundle authorities and its JWT-SVID minimum (RFC 7518 §3.3).
+ */
+export const X509_MIN_RSA_BITS = 2048;
+
+/** Curves accepted for EC keys of a leaf or intermediate (node names → JOSE names). */
+const X509_EC_CURVES: Readonly<Record<string, string>> = {
+  prime256v1: 'P-256',
+  secp384r1: 'P-384',
+  secp521r1: 'P-521',
+};
+
 /** Options of {@link verifyX509Svid}. */
 export interface VerifyX509SvidOptions {
   /** The verification time (a Date or ms since the Unix epoch); every certificate's validity is checked at it. */
@@ -105,6 +137,61 @@ function nodeCert(link: Link): X509Certificate | VerifyFailure {
   }
 }
 
+/**
+ * The algorithm policy every presented certificate must meet, before its signature is checked:
+ * an accepted signature algorithm ({@link X509_SIGNATURE_ALGORITHMS}) and a public key of an
+ * accepted type and size (RSA ≥ {@link X509_MIN_RSA_BITS} bits, EC P-256/384/521, Ed25519). The
+ * bundle's own authorities meet the peer's key policy when the bundle is accepted (src/policy).
+ */
+function checkAlgorithms(link: Link): VerifyFailure | undefined {
+  const what = describe(link.index);
+  const alg = link.fields.signatureAlgorithm;
+  if (!X509_SIGNATURE_ALGORITHMS.has(alg)) {
+    return failure(
+      'ERR_VERIFY_X509_SIGNATURE_ALGORITHM',
+      `${what} is signed with ${alg}, which is not accepted (accepted: ${[...X509_SIGNATURE_ALGORITHMS].join(', ')})`,
+    );
+  }
+  const node = nodeCert(link);
+  if (!(node instanceof X509Certificate)) return node;
+  let key: KeyObject;
+  try {
+    key = node.publicKey;
+  } catch (err) {
+    return failure(
+      'ERR_VERIFY_X509_CERTIFICATE',
+      `${what}: its public key cannot be decoded (${(err as Error).message})`,
+    );
+  }
+  const type = key.asymmetricKeyType;
+  const details = key.asymmetricKeyDetails ?? {};
+  if (type === 'rsa' || type === 'rsa-pss') {
+    const bits = details.modulusLength ?? 0;
+    if (bits < X509_MIN_RSA_BITS) {
+      return failure(
+        'ERR_VERIFY_X509_KEY',
+        `${what} has a ${bits}-bit RSA key; at least ${X509_MIN_RSA_BITS} bits are required`,
+      );
+    }
+    return undefined;
+  }
+  if (type === 'ec') {
+    const curve = details.namedCurve ?? 'unknown';
+    if (X509_EC_CURVES[curve] === undefined) {
+      return failure(
+        'ERR_VERIFY_X509_KEY',
+        `${what} has an EC key on curve ${curve}; accepted: P-256, P-384, P-521`,
+      );
+    }
+    return undefined;
+  }
+  if (type === 'ed25519') return undefined;
+  return failure(
+    'ERR_VERIFY_X509_KEY',
+    `${what} has a ${type ?? 'unknown'} key; accepted: RSA, EC (P-256/384/521), Ed25519`,
+  );
+}
+
 /** RFC 5280 §4.2.1.10 / X509-SVID §3.1, §5.2: the leaf rules, before any signature work. */
 function checkLeaf(leaf: Link): { id: SpiffeId } | VerifyFailure {
   const f = leaf.fields;
@@ -166,7 +253,7 @@ function checkLeaf(leaf: Link): { id: SpiffeId } | VerifyFailure {
       `leaf certificate keyUsage sets ${which}; a leaf SVID MUST NOT (X509-SVID §4.3, §5.2)`,
     );
   }
-  return unhandledCritical('leaf certificate', f) ?? { id };
+  return unhandledCritical('leaf certificate', f) ?? checkAlgorithms(leaf) ?? { id };
 }
 
 /** True when `child` names `issuer` as its issuer: exact DER first, OpenSSL's comparison as fallback. */
@@ -286,7 +373,7 @@ function validatePath(
         `${describe(j)} keyUsage lacks keyCertSign; signing certificates MUST set it (X509-SVID §4.3)`,
       );
     }
-    const crit = unhandledCritical(describe(j), pf);
+    const crit = unhandledCritical(describe(j), pf) ?? checkAlgorithms(parent);
     if (crit) return crit;
     const parentNode = nodeCert(parent);
     if (!(parentNode instanceof X509Certificate)) return parentNode;
@@ -353,6 +440,8 @@ function authorized(
  * - the leaf is not a CA, sets digitalSignature and neither keyCertSign nor cRLSign (§4.1, §4.3, §5.2);
  * - every intermediate is a CA with keyCertSign (§4.1, §4.3), names and signatures chain
  *   (checked with node:crypto), pathLenConstraint holds, and no unknown extension is critical (RFC 5280);
+ * - the leaf and every intermediate are signed with an accepted algorithm (no MD5, SHA-1, …) and
+ *   carry an accepted key (RSA ≥ 2048 bits, EC P-256/384/521, Ed25519), as go-spiffe requires;
  * - the path ends at an X.509 authority of that bundle; a missing bundle is `ERR_VERIFY_NO_BUNDLE`,
  *   an empty one means the domain revoked everything: `ERR_VERIFY_BUNDLE_REVOKED`;
  * - every certificate on the path, the authority included, is valid at `opts.now`.

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { type webcrypto, X509Certificate } from 'node:crypto';
+import { createPrivateKey, sign, webcrypto, X509Certificate } from 'node:crypto';
 import {
   AuthorityKeyIdentifierExtension,
   BasicConstraintsExtension,
@@ -610,4 +610,200 @@ describe('X509VerifyCache', () => {
     expect(cache.stats().misses - before.misses).toBe(1);
     expect(() => new X509VerifyCache({ maxEntries: 0 })).toThrow(TypeError);
   });
+});
+
+/** Minimal DER surgery for algorithms src/pki and WebCrypto cannot sign with (MD5, SHA-1). */
+function derTlv(b: Uint8Array, pos: number): { start: number; end: number } {
+  let len = b[pos + 1]!;
+  let start = pos + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + b[start + i]!;
+    start += n;
+  }
+  return { start, end: start + len };
+}
+
+function derWrap(tag: number, ...parts: Uint8Array[]): Uint8Array {
+  const body = Buffer.concat(parts);
+  const n = body.length;
+  const len =
+    n < 0x80
+      ? [n]
+      : n < 0x100
+        ? [0x81, n]
+        : n < 0x10000
+          ? [0x82, n >> 8, n & 0xff]
+          : [0x83, n >> 16, (n >> 8) & 0xff, n & 0xff];
+  return Buffer.concat([Uint8Array.from([tag, ...len]), body]);
+}
+
+/** AlgorithmIdentifiers for re-signing (RFC 3279). */
+const ALG = {
+  md5WithRsa: Buffer.from('300d06092a864886f70d0101040500', 'hex'),
+  sha1WithRsa: Buffer.from('300d06092a864886f70d0101050500', 'hex'),
+  ecdsaWithSha1: Buffer.from('300906072a8648ce3d0401', 'hex'),
+} as const;
+
+/**
+ * Re-signs `der` with `algId`/`hash` under `issuerKeyPem`, rewriting both signature
+ * AlgorithmIdentifiers (RFC 5280 §4.1.1.2): a certificate that is valid in every respect but its
+ * signature algorithm.
+ */
+function resign(der: Uint8Array, algId: Uint8Array, hash: string, issuerKeyPem: string): Uint8Array {
+  const cert = derTlv(der, 0);
+  const tbs = derTlv(der, cert.start);
+  let p = tbs.start;
+  if (der[p] === 0xa0) p = derTlv(der, p).end; // version
+  p = derTlv(der, p).end; // serialNumber
+  const alg = derTlv(der, p);
+  const newTbs = derWrap(0x30, der.subarray(tbs.start, p), algId, der.subarray(alg.end, tbs.end));
+  const signature = sign(hash, newTbs, createPrivateKey(issuerKeyPem));
+  return new Uint8Array(derWrap(0x30, newTbs, algId, derWrap(0x03, Uint8Array.of(0), signature)));
+}
+
+/** A certificate built with @peculiar/x509 for keys src/pki will not make (RSA-512, RSA-1024). */
+async function customCert(opts: {
+  issuer: { subject: string; key: webcrypto.CryptoKey; signing: webcrypto.Algorithm };
+  publicKey: webcrypto.CryptoKey;
+  ca: boolean;
+  uri: string;
+  subject: string;
+}): Promise<Uint8Array> {
+  const cert = await X509CertificateGenerator.create({
+    serialNumber: '0a',
+    subject: opts.subject,
+    issuer: opts.issuer.subject,
+    notBefore: new Date(T0 - HOUR),
+    notAfter: new Date(T0 + HOUR),
+    publicKey: opts.publicKey,
+    signingKey: opts.issuer.key,
+    signingAlgorithm: opts.issuer.signing,
+    extensions: [
+      new BasicConstraintsExtension(opts.ca, undefined, true),
+      new KeyUsagesExtension(
+        opts.ca ? KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign : KeyUsageFlags.digitalSignature,
+        true,
+      ),
+      SAN(opts.uri),
+    ],
+  });
+  return new Uint8Array(cert.rawData);
+}
+
+async function rsaKeys(bits: number): Promise<webcrypto.CryptoKeyPair> {
+  return (await webcrypto.subtle.generateKey(
+    {
+      name: 'RSASSA-PKCS1-v1_5',
+      modulusLength: bits,
+      publicExponent: new Uint8Array([1, 0, 1]),
+      hash: 'SHA-256',
+    },
+    true,
+    ['sign', 'verify'],
+  )) as webcrypto.CryptoKeyPair;
+}
+
+describe('verifyX509Svid: signature algorithm and key policy on every certificate (as go-spiffe)', () => {
+  let r: TestPki;
+  let rsaLeaf: IssuedCert;
+  let rsaBundles: BundleSet;
+
+  beforeAll(async () => {
+    r = await makePki('rsa.test', { keyAlg: 'rsa-2048' });
+    rsaLeaf = await r.svid('/w');
+    rsaBundles = new BundleSet([r.bundle, a.bundle]);
+  }, 30_000);
+
+  it('accepts RSA PKCS#1 v1.5 with SHA-256 throughout (control)', () => {
+    expect(verifyX509Svid([rsaLeaf.der, r.intermediate.der], rsaBundles, { now: T0 }).ok).toBe(true);
+  });
+
+  it.each([
+    ['md5WithRSAEncryption', ALG.md5WithRsa, 'md5'],
+    ['sha1WithRSAEncryption', ALG.sha1WithRsa, 'sha1'],
+  ] as const)('refuses a leaf signed with %s', (name, algId, hash) => {
+    const weak = resign(rsaLeaf.der, algId, hash, r.intermediate.privateKeyPem!);
+    // Valid but for the algorithm: OpenSSL verifies the signature, so only the policy refuses it.
+    expect(new X509Certificate(weak).verify(r.intermediate.certificate.publicKey)).toBe(true);
+    expectFail(
+      verifyX509Svid([weak, r.intermediate.der], rsaBundles, { now: T0 }),
+      'ERR_VERIFY_X509_SIGNATURE_ALGORITHM',
+      new RegExp(`^leaf certificate is signed with ${name}, which is not accepted`),
+    );
+  });
+
+  it('refuses an intermediate signed with SHA-1 by the authority', () => {
+    const weak = resign(r.intermediate.der, ALG.sha1WithRsa, 'sha1', r.root.privateKeyPem!);
+    expect(new X509Certificate(weak).verify(r.root.certificate.publicKey)).toBe(true);
+    expectFail(
+      verifyX509Svid([rsaLeaf.der, weak], rsaBundles, { now: T0 }),
+      'ERR_VERIFY_X509_SIGNATURE_ALGORITHM',
+      /^intermediate certificate 1 is signed with sha1WithRSAEncryption/,
+    );
+  });
+
+  it('refuses an ECDSA leaf signed with ecdsa-with-SHA1', () => {
+    const weak = resign(leaf.der, ALG.ecdsaWithSha1, 'sha1', a.intermediate.privateKeyPem!);
+    expect(new X509Certificate(weak).verify(a.intermediate.certificate.publicKey)).toBe(true);
+    expectFail(
+      verifyX509Svid([weak, a.intermediate.der], bundles, { now: T0 }),
+      'ERR_VERIFY_X509_SIGNATURE_ALGORITHM',
+      /ecdsa-with-SHA1/,
+    );
+  });
+
+  it('refuses an RSA-512 intermediate, and an RSA-1024 leaf', async () => {
+    const weakCa = await rsaKeys(512);
+    const rootSubject = new PeculiarCertificate(Uint8Array.from(a.root.der)).subject;
+    const inter = await customCert({
+      issuer: {
+        subject: rootSubject,
+        key: a.root.keys!.privateKey as webcrypto.CryptoKey,
+        signing: { name: 'ECDSA', hash: 'SHA-256' } as webcrypto.Algorithm,
+      },
+      publicKey: weakCa.publicKey,
+      ca: true,
+      uri: 'spiffe://a.test',
+      subject: 'O=weak intermediate',
+    });
+    const l = await customCert({
+      issuer: {
+        subject: 'O=weak intermediate',
+        key: weakCa.privateKey,
+        signing: { name: 'RSASSA-PKCS1-v1_5' },
+      },
+      publicKey: (await generateKeyPair()).publicKey as webcrypto.CryptoKey,
+      ca: false,
+      uri: 'spiffe://a.test/w',
+      subject: 'O=leaf',
+    });
+    // The chain is otherwise sound: names and signatures link up to a.test's root.
+    expect(new X509Certificate(l).verify(new X509Certificate(inter).publicKey)).toBe(true);
+    expect(new X509Certificate(inter).verify(a.root.certificate.publicKey)).toBe(true);
+    expectFail(
+      verifyX509Svid([l, inter], bundles, { now: T0 }),
+      'ERR_VERIFY_X509_KEY',
+      /^intermediate certificate 1 has a 512-bit RSA key; at least 2048 bits are required/,
+    );
+
+    const weakLeafKey = await rsaKeys(1024);
+    const weakLeaf = await customCert({
+      issuer: {
+        subject: new PeculiarCertificate(Uint8Array.from(a.intermediate.der)).subject,
+        key: a.intermediate.keys!.privateKey as webcrypto.CryptoKey,
+        signing: { name: 'ECDSA', hash: 'SHA-256' } as webcrypto.Algorithm,
+      },
+      publicKey: weakLeafKey.publicKey,
+      ca: false,
+      uri: 'spiffe://a.test/w',
+      subject: 'O=weak leaf',
+    });
+    expectFail(
+      verifyX509Svid([weakLeaf, a.intermediate.der], bundles, { now: T0 }),
+      'ERR_VERIFY_X509_KEY',
+      /^leaf certificate has a 1024-bit RSA key/,
+    );
+  }, 30_000);
 });
