@@ -161,6 +161,24 @@ export class BundleFleet {
     }
   }
 
+  /** A rolled-back copy of `bundle`: sequence `to`, one fresh JWT key (an attacker's), same CAs. */
+  static rolledBack(bundle: TrustBundle, to: bigint): TrustBundle {
+    return TrustBundle.create({
+      trustDomain: bundle.trustDomain,
+      x509Authorities: bundle.x509Authorities,
+      jwtAuthorities: [newJwtKey(bundle.trustDomain, -1)],
+      refreshHint: bundle.refreshHint,
+      sequence: to,
+    });
+  }
+
+  /** Serves `bundle` as peer `i`'s document from now on (e.g. a rolled-back one), waking held requests. */
+  serve(i: number, bundle: TrustBundle): void {
+    const p = this.#peers[i]!;
+    setDocument(p, bundle);
+    for (const wake of [...p.held]) wake(true);
+  }
+
   #handle(req: IncomingMessage, res: ServerResponse): void {
     this.stats.requests++;
     const p = this.#byPath.get(req.url ?? '');

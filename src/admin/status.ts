@@ -55,6 +55,15 @@ export interface PeerStatus {
    * Absent from brokers that predate the field.
    */
   readonly longPoll?: boolean;
+  /**
+   * Where the held bundle came from: `fetched` (from the peer since start), `state` (the
+   * last-known-good file), `spire:<server>` (re-read from that SPIRE server because the state file
+   * was lost), `none` (nothing held: SPIRE's copy is left untouched until a fetch succeeds).
+   * Absent from brokers that predate the field.
+   */
+  readonly bundleOrigin?: string;
+  /** The persisted `spiffe_sequence` high-water mark enforced for this peer (decimal), or null. */
+  readonly sequenceFloor?: string | null;
   /** Seconds until the held bundle's earliest authority expires (negative once it has), or null. */
   readonly authorityExpiresIn: number | null;
   /** One entry per target SPIRE server. */
@@ -180,6 +189,8 @@ export const BROKER_STATUS_SCHEMA = {
           lastSuccess: NULLABLE_STRING,
           nextRefresh: NULLABLE_STRING,
           longPoll: { type: 'boolean' },
+          bundleOrigin: { type: 'string' },
+          sequenceFloor: NULLABLE_STRING,
           authorityExpiresIn: NULLABLE_NUMBER,
           servers: {
             type: 'array',
@@ -289,6 +300,8 @@ export function brokerStatusFrom(inputs: BrokerStatusInputs): BrokerStatus {
         lastSuccess: toRfc3339(p.lastSuccess),
         nextRefresh: toRfc3339(p.nextRefresh),
         longPoll: p.longPoll,
+        bundleOrigin: p.bundleOrigin,
+        sequenceFloor: p.sequenceFloor?.toString() ?? null,
         authorityExpiresIn: authorityExpiresIn(inputs.bundle(td), inputs.now),
         servers: inputs.targetServers(td).map((name): ServerPeerStatus => {
           const server = byName.get(name);

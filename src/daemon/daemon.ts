@@ -18,7 +18,12 @@ import { FileTlsCredentials, type TlsCredentialSource } from '../endpoint/tls-cr
 import { BrokerError, FetchError } from '../errors.js';
 import { FederatedBundleStore } from '../federation/bundle-store.js';
 import { type FetchDeps, type FetchProfile, fetchPeerBundle } from '../federation/fetch.js';
-import { FederationManager, type FederationObserver, type PeerStatus } from '../federation/manager.js';
+import {
+  FederationManager,
+  type FederationObserver,
+  type PeerStatus,
+  type RestoredPeer,
+} from '../federation/manager.js';
 import type { PeerFetcher } from '../federation/peer-updater.js';
 import { nodeStateFs, type StateFs, StateStore } from '../federation/state-store.js';
 import type { KubeApi } from '../k8s/kube-api.js';
@@ -27,7 +32,7 @@ import { BrokerMetrics, createMetricsRegistry, PropagationTracker } from '../met
 import { type Clock, isAbort, systemClock } from '../platform/clock.js';
 import { type Logger, nullLogger } from '../platform/logger.js';
 import { composeObservers } from '../platform/observers.js';
-import { evaluatePeerBundle, requireAllowlisted, resetSequenceBaseline } from '../policy/evaluate.js';
+import { requireAllowlisted } from '../policy/evaluate.js';
 import { MtlsProbe, type ProbePeer } from '../probe/mtls-probe.js';
 import { spireFederationApi } from '../publish/spire-client-api.js';
 import { type ServerSyncStatus, SpireServerSync, type SpireSyncObserver } from '../publish/spire-sync.js';
@@ -115,7 +120,6 @@ export class BrokerDaemon {
   #resolveEndpoint: ((ep: RunningBundleEndpoint) => void) | undefined;
   #allowlistLoaded = false;
   #audit: AuditTrail | undefined;
-  readonly #sequenceResets = new Set<string>();
   #k8s: KubernetesIntegration | undefined;
   readonly #env: Readonly<Record<string, string | undefined>>;
   readonly #kubeApi: KubeApi | undefined;
@@ -139,8 +143,10 @@ export class BrokerDaemon {
     this.#env = deps.env ?? process.env;
     this.#kubeApi = deps.kubeApi;
     this.clients = clients;
+    // Stored bundles are re-parsed with the same limits as fetched ones: a default-sized parser
+    // would quarantine every bundle accepted under a raised fetch.maxBodyBytes at each restart.
     this.stateStore = new StateStore(
-      { dir: config.stateDir },
+      { dir: config.stateDir, parse: { maxBytes: config.fetch.maxBodyBytes } },
       { fs: deps.stateFs ?? nodeStateFs, now: () => this.clock.now() },
     );
     const log = this.logger;
@@ -174,22 +180,13 @@ export class BrokerDaemon {
       clock: this.clock,
       fetcher: this.#fetcher(deps.fetchDeps ?? {}),
       store,
-      evaluate: (peer, current, candidate) => {
-        // After an operator's reset the sequence baseline is 0 until the next accepted bundle.
-        const base =
-          current && this.#sequenceResets.has(peer.trustDomain.name)
-            ? resetSequenceBaseline(current)
-            : current;
-        const d = evaluatePeerBundle({ peer, ...(base ? { current: base } : {}), candidate });
-        if (d.accepted && d.changed) this.#sequenceResets.delete(peer.trustDomain.name);
-        return d.accepted
-          ? { accepted: true, changed: d.changed || base !== current }
-          : { accepted: false, error: d.error };
-      },
       persist: async (bundle, meta) => {
         await this.stateStore.saveAccepted(bundle, meta);
       },
       forget: (td) => this.stateStore.remove(TrustDomain.parse(td)),
+      persistReset: async (td) => {
+        await this.stateStore.resetSequence(TrustDomain.parse(td));
+      },
       ...(deps.random ? { random: deps.random } : {}),
       logger: log,
       observer: composeObservers<FederationObserver>(
@@ -287,6 +284,7 @@ export class BrokerDaemon {
           api: spireFederationApi(client),
           managed,
           desired: () => this.desiredFor(name),
+          retained: () => this.retainedFor(name),
           enforce: config.reconcile.enforce,
           deleteMode: config.reconcile.deleteMode,
           observer: composeObservers<SpireSyncObserver>(
@@ -418,6 +416,20 @@ export class BrokerDaemon {
     return out;
   }
 
+  /**
+   * Allowlisted trust domains aimed at SPIRE server `name` for which no bundle is held (never
+   * fetched, state file lost, SPIRE unreachable at start): what the server holds for them stays
+   * untouched — a restart must never revoke a peer that is still allowlisted.
+   */
+  retainedFor(name: string): Set<string> {
+    const out = new Set<string>();
+    for (const peer of this.manager.peers()) {
+      if (peer.targetServers !== 'all' && !peer.targetServers.includes(name)) continue;
+      if (!this.store.get(peer.trustDomain.name)) out.add(peer.trustDomain.name);
+    }
+    return out;
+  }
+
   /** The SPIRE servers a peer's bundle is written to (its allowlist entry's targets, resolved). */
   targetsOf(trustDomain: string): string[] {
     const peer = this.manager.peers().find((p) => p.trustDomain.name === trustDomain);
@@ -525,8 +537,7 @@ export class BrokerDaemon {
   ): Promise<{ previousSequence: string | null }> {
     requireAllowlisted(this.manager.peers(), trustDomain);
     const previous = this.store.get(trustDomain.name)?.sequence;
-    await this.stateStore.resetSequence(trustDomain);
-    this.#sequenceResets.add(trustDomain.name);
+    await this.manager.resetSequence(trustDomain.name);
     await this.#audit?.sequenceReset({
       trustDomain,
       previousSequence: previous ?? 0n,
@@ -536,7 +547,6 @@ export class BrokerDaemon {
       trustDomain: trustDomain.name,
       previousSequence: previous,
     });
-    this.manager.refreshNow(trustDomain.name);
     return { previousSequence: previous === undefined ? null : previous.toString() };
   }
 
@@ -796,12 +806,28 @@ export class BrokerDaemon {
     for (const p of loaded.problems)
       this.logger.error('state file problem', { code: p.code, error: p.message });
     const allowed = new Set(allowlist.peers.map((p) => p.trustDomain.name));
+    const restored: RestoredPeer[] = [];
     for (const s of loaded.peers) {
+      const td = s.trustDomain.name;
+      if (!allowed.has(td)) continue;
       const b = s.lastKnownGood?.bundle;
-      if (!b || !allowed.has(b.trustDomain.name)) continue;
-      this.store.set(b);
-      for (const name of this.clients.keys()) this.#mustPush.add(`${name}/${b.trustDomain.name}`);
+      restored.push({
+        trustDomain: td,
+        ...(b ? { bundle: b, origin: 'state' as const } : {}),
+        ...(s.sequenceHighWaterMark !== undefined ? { sequenceFloor: s.sequenceHighWaterMark } : {}),
+      });
+      if (b) for (const name of this.clients.keys()) this.#mustPush.add(`${name}/${td}`);
     }
+    // A peer whose last-known-good file is gone: what SPIRE holds for it is the best baseline
+    // (it authenticates an https_spiffe endpoint and bounds rollback) — re-read it, say so.
+    const lost = allowlist.peers
+      .map((p) => p.trustDomain)
+      .filter((td) => !restored.some((r) => r.trustDomain === td.name && r.bundle));
+    for (const r of await this.#recoverFromSpire(lost, signal)) {
+      const floor = restored.find((x) => x.trustDomain === r.trustDomain)?.sequenceFloor;
+      restored.push({ ...r, ...(floor !== undefined ? { sequenceFloor: floor } : {}) });
+    }
+    this.manager.restore(restored);
     const initial = await this.manager.apply(allowlist);
     for (const td of initial.added) this.metrics.setPeerState(td, 'PENDING');
     this.metrics.allowlistReloaded({ ok: true, peers: allowlist.peers.length });
@@ -842,6 +868,51 @@ export class BrokerDaemon {
       for (const c of this.clients.values()) c.close();
       await this.#auditWriter?.close().catch(() => undefined);
     }
+  }
+
+  /**
+   * Reads, from the SPIRE servers (the source server first), the federated bundle of each trust
+   * domain whose last-known-good file did not load, and persists what it finds as the new
+   * last-known-good. A server that does not answer within 5 s is skipped: then nothing is held for
+   * that peer, and the syncs leave what SPIRE holds untouched until a fetch succeeds.
+   */
+  async #recoverFromSpire(tds: readonly TrustDomain[], signal: AbortSignal): Promise<RestoredPeer[]> {
+    if (tds.length === 0) return [];
+    const source = this.config.spire.source;
+    const order = [...this.clients].sort(([a], [b]) => (a === source ? -1 : b === source ? 1 : 0));
+    const want = new Set(tds.map((td) => td.name));
+    const out: RestoredPeer[] = [];
+    // One ListFederatedBundles per server, not one call per peer: a cold start with thousands of
+    // lost files and a SPIRE that is down must not wait thousands of timeouts.
+    for (const [server, client] of order) {
+      if (want.size === 0) break;
+      const held = await client
+        .listFederatedBundles({ signal: AbortSignal.any([signal, AbortSignal.timeout(5000)]) })
+        .catch((err: unknown) => {
+          this.logger.warn('could not read federated bundles from SPIRE to recover lost state', {
+            server,
+            error: String(err),
+          });
+          return [];
+        });
+      for (const bundle of held) {
+        const td = bundle.trustDomain.name;
+        if (!want.delete(td)) continue;
+        out.push({ trustDomain: td, bundle, origin: `spire:${server}` });
+        this.logger.warn('last-known-good bundle re-read from SPIRE (its state file was missing)', {
+          trustDomain: td,
+          server,
+          sequence: bundle.sequence,
+        });
+        await this.stateStore.saveAccepted(bundle).catch((err: unknown) =>
+          this.logger.error('could not persist the bundle re-read from SPIRE', {
+            trustDomain: td,
+            error: String(err),
+          }),
+        );
+      }
+    }
+    return out;
   }
 
   /** Applies a new allowlist (file edit or Kubernetes change): manager, metrics, audit. */

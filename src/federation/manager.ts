@@ -1,8 +1,9 @@
 import { effectiveRefreshHint } from '../bundle/refresh.js';
 import type { TrustBundle } from '../bundle/trust-bundle.js';
 import type { Allowlist, PeerConfig } from '../config/types.js';
-import type { BrokerError } from '../errors.js';
+import { type BrokerError, RuntimeError } from '../errors.js';
 import type { Clock } from '../platform/clock.js';
+import { evaluatePeerBundle, resetSequenceBaseline } from '../policy/evaluate.js';
 import {
   initialPeerState,
   type PeerState as Lifecycle,
@@ -34,7 +35,46 @@ export interface PeerStatus {
   readonly longPoll: boolean;
   /** When the current bundle was accepted (ms). */
   readonly acceptedAt?: number;
+  /**
+   * Where the held bundle came from: `fetched` (from the peer since start), `state` (the
+   * last-known-good file), `spire:<server>` (re-read from a SPIRE server because the state file
+   * was lost), or `none` (no bundle held: what SPIRE holds for it is left untouched).
+   */
+  readonly bundleOrigin: BundleOrigin;
+  /** The persisted `spiffe_sequence` high-water mark in force for this peer (decimal). */
+  readonly sequenceFloor?: bigint;
 }
+
+/** Where a held bundle came from (see {@link PeerStatus.bundleOrigin}). */
+export type BundleOrigin = 'fetched' | 'state' | `spire:${string}` | 'none';
+
+/** What survived a restart for one peer (see {@link FederationManager.restore}). */
+export interface RestoredPeer {
+  readonly trustDomain: string;
+  /** The last-known-good bundle, when one loaded (put into the store). */
+  readonly bundle?: TrustBundle;
+  /** Where `bundle` came from. */
+  readonly origin?: Exclude<BundleOrigin, 'fetched' | 'none'>;
+  /** The persisted `spiffe_sequence` high-water mark. */
+  readonly sequenceFloor?: bigint;
+}
+
+/**
+ * Decides on a candidate bundle. `sequenceFloor` is the persisted high-water mark in force (absent
+ * after an operator reset); the default is the pure policy {@link evaluatePeerBundle}.
+ */
+export type PeerEvaluator = (
+  peer: PeerConfig,
+  current: TrustBundle | undefined,
+  candidate: TrustBundle,
+  sequenceFloor: bigint | undefined,
+) => PeerDecision;
+
+/** {@link evaluatePeerBundle} as a {@link PeerEvaluator}. */
+export const defaultPeerEvaluator: PeerEvaluator = (peer, current, candidate, sequenceFloor) => {
+  const d = evaluatePeerBundle({ peer, current, candidate, sequenceFloor });
+  return d.accepted ? { accepted: true, changed: d.changed } : { accepted: false, error: d.error };
+};
 
 /** Events the manager reports (audit, metrics, logs). */
 export interface FederationObserver {
@@ -59,17 +99,21 @@ export interface FederationObserver {
 export interface FederationManagerDeps {
   readonly clock: Clock;
   readonly fetcher: PeerFetcher;
-  readonly evaluate: (
-    peer: PeerConfig,
-    current: TrustBundle | undefined,
-    candidate: TrustBundle,
-  ) => PeerDecision;
+  /** Policy on a candidate bundle; default {@link defaultPeerEvaluator}. */
+  readonly evaluate?: PeerEvaluator;
   /** The broker's live set of held federated bundles. */
   readonly store: FederatedBundleStore;
-  /** Persist an accepted bundle (last-known-good) before it becomes current. */
+  /**
+   * Persist an accepted bundle (last-known-good and its sequence high-water mark) before it
+   * becomes current. When it throws the bundle is NOT taken: the peer is reported failing with
+   * `ERR_STATE_WRITE` and fetched again with backoff — a bundle whose mark did not reach the disk
+   * could otherwise be rolled back after a restart.
+   */
   readonly persist: (bundle: TrustBundle, meta: { etag?: string }) => Promise<void>;
   /** Forget a peer's persisted bundle once its relationship ends. */
   readonly forget: (trustDomain: string) => Promise<void>;
+  /** Persist an operator's reset of a peer's sequence high-water mark (to 0). */
+  readonly persistReset?: (trustDomain: string) => Promise<void>;
   readonly observer?: Partial<FederationObserver>;
   readonly random?: () => number;
   /** A peer is STALE after this many effective refresh hints without a successful answer. Default 3. */
@@ -118,6 +162,12 @@ export class FederationManager {
   readonly #fetcher: PeerFetcher;
   readonly #peers = new Map<string, Tracked>();
   readonly #revoked = new Map<string, { at: number }>();
+  /** Persisted sequence high-water marks, raised by every accepted bundle. */
+  readonly #floors = new Map<string, bigint>();
+  /** Peers whose sequence baseline an operator reset, until their next accepted bundle. */
+  readonly #resets = new Set<string>();
+  /** Where each held bundle came from, when not fetched since start. */
+  readonly #origins = new Map<string, BundleOrigin>();
   #signal: AbortSignal | undefined;
   #allowlist: Allowlist | undefined;
 
@@ -172,6 +222,9 @@ export class FederationManager {
       removed.push(td);
       // SPIFFE Federation §6.3: ending a relationship deletes the stored bundle and propagates it.
       this.#deps.store.delete(td);
+      this.#floors.delete(td);
+      this.#resets.delete(td);
+      this.#origins.delete(td);
       this.#revoked.set(td, { at: this.#deps.clock.now() });
       this.#deps.observer?.stateChanged?.(td, t.lifecycle.status, 'REVOKED');
       this.#deps.observer?.revoked?.(td, 'allowlist-removed');
@@ -183,6 +236,34 @@ export class FederationManager {
       );
     }
     return { added, removed, changed };
+  }
+
+  /**
+   * Seeds what survived a restart, before {@link apply}: last-known-good bundles go into the store
+   * (and so to SPIRE before any fetch completes) and persisted high-water marks guard every later
+   * candidate against rollback, even for a peer whose bundle file was lost.
+   */
+  restore(peers: readonly RestoredPeer[]): void {
+    for (const p of peers) {
+      if (p.sequenceFloor !== undefined) this.#floors.set(p.trustDomain, p.sequenceFloor);
+      if (p.bundle) {
+        this.#deps.store.set(p.bundle);
+        this.#origins.set(p.trustDomain, p.origin ?? 'state');
+      }
+    }
+  }
+
+  /**
+   * An operator's explicit reset of a peer's `spiffe_sequence` baseline (the peer rebuilt its trust
+   * domain and restarted its sequence): the persisted mark goes to 0, the next bundle is accepted
+   * whatever its sequence, and the peer is fetched at once. The caller checks the allowlist and
+   * audits.
+   */
+  async resetSequence(trustDomain: string): Promise<void> {
+    await this.#deps.persistReset?.(trustDomain);
+    this.#floors.set(trustDomain, 0n);
+    this.#resets.add(trustDomain);
+    this.refreshNow(trustDomain);
   }
 
   /** Asks every updater (or one) to fetch now. */
@@ -214,6 +295,7 @@ export class FederationManager {
         reason: { code: 'ERR_PEER_REMOVED', message: 'removed from the allowlist: its bundle was revoked' },
         consecutiveFailures: 0,
         longPoll: false,
+        bundleOrigin: 'none',
       });
     }
     return out.sort((a, b) => (a.trustDomain < b.trustDomain ? -1 : 1));
@@ -247,6 +329,8 @@ export class FederationManager {
       ...(t.acceptedAt !== undefined ? { acceptedAt: t.acceptedAt } : {}),
       consecutiveFailures: l.consecutiveFailures,
       longPoll: t.longPoll,
+      bundleOrigin: bundle ? (this.#origins.get(td) ?? 'fetched') : 'none',
+      ...(this.#floors.has(td) ? { sequenceFloor: this.#floors.get(td)! } : {}),
     };
   }
 
@@ -276,7 +360,7 @@ export class FederationManager {
     t.updater = new PeerUpdater(peer, {
       clock,
       fetcher: this.#fetcher,
-      evaluate: this.#deps.evaluate,
+      evaluate: (p, current, candidate) => this.#evaluate(p, current, candidate),
       current: () => store.get(td),
       ...(this.#deps.random ? { random: this.#deps.random } : {}),
       ...(this.#deps.longPollSeconds !== undefined ? { longPollSeconds: this.#deps.longPollSeconds } : {}),
@@ -287,20 +371,34 @@ export class FederationManager {
         },
         accepted: async (p, bundle, outcome) => {
           const previous = store.get(td);
-          // Persist first: a bundle is only current once it would survive a crash.
-          await this.#deps
-            .persist(bundle, outcome.etag !== undefined ? { etag: outcome.etag } : {})
-            .catch((err: unknown) => {
-              this.#deps.logger?.warn('could not persist last-known-good bundle; keeping it in memory', {
-                trustDomain: td,
-                err: String(err),
-              });
-            });
+          // Persist first: a bundle is only current once it (and its sequence high-water mark)
+          // would survive a crash. Otherwise it is not taken and the peer is fetched again.
+          try {
+            await this.#deps.persist(bundle, outcome.etag !== undefined ? { etag: outcome.etag } : {});
+          } catch (err) {
+            const error =
+              err instanceof RuntimeError
+                ? err
+                : new RuntimeError(
+                    'ERR_STATE_WRITE',
+                    `could not persist the bundle: ${err instanceof Error ? err.message : String(err)}`,
+                    { cause: err },
+                  );
+            this.#event(td, t, { type: 'fetch-failed', code: error.code, message: error.message });
+            const d = clock.now() - (t.attemptStarted ?? clock.now());
+            observer?.failed?.(p, error, d);
+            observer?.fetched?.(p, 'error', error.code, d);
+            return false;
+          }
+          if (bundle.sequence > (this.#floors.get(td) ?? 0n)) this.#floors.set(td, bundle.sequence);
+          this.#resets.delete(td);
+          this.#origins.delete(td);
           t.acceptedAt = clock.now();
           store.set(bundle);
           success(outcome, bundle);
           observer?.accepted?.(p, bundle, previous, outcome);
           observer?.fetched?.(p, 'ok', 'none', clock.now() - (t.attemptStarted ?? clock.now()));
+          return true;
         },
         unchanged: (p, outcome) => {
           success(outcome, undefined);
@@ -326,6 +424,17 @@ export class FederationManager {
     });
     this.#peers.set(td, t);
     if (this.#signal) this.#launch(t);
+  }
+
+  /** Policy with the persisted high-water mark and an operator's pending reset applied. */
+  #evaluate(peer: PeerConfig, current: TrustBundle | undefined, candidate: TrustBundle): PeerDecision {
+    const td = peer.trustDomain.name;
+    const reset = this.#resets.has(td);
+    // After an operator's reset the sequence baseline is 0 until the next accepted bundle.
+    const base = current && reset ? resetSequenceBaseline(current) : current;
+    const floor = reset ? undefined : this.#floors.get(td);
+    const d = (this.#deps.evaluate ?? defaultPeerEvaluator)(peer, base, candidate, floor);
+    return d.accepted ? { accepted: true, changed: d.changed || base !== current } : d;
   }
 
   #launch(t: Tracked): void {

@@ -44,8 +44,12 @@ export type PeerDecision =
 /** Callbacks through which an updater reports; the manager implements them. */
 export interface PeerUpdaterObserver {
   attempt(peer: PeerConfig): void;
-  /** A new bundle passed policy. The updater waits for this before treating it as current. */
-  accepted(peer: PeerConfig, bundle: TrustBundle, outcome: PeerFetchOutcome): Promise<void>;
+  /**
+   * A new bundle passed policy. The updater waits for this before treating it as current;
+   * `false` means it was not taken (it could not be persisted): the updater forgets its ETag and
+   * retries with backoff.
+   */
+  accepted(peer: PeerConfig, bundle: TrustBundle, outcome: PeerFetchOutcome): Promise<boolean | undefined>;
   /** The peer answered and its bundle is unchanged (304, or identical content). */
   unchanged(peer: PeerConfig, outcome: PeerFetchOutcome): void;
   /** The peer answered with a bundle that policy refused (rollback, key policy, …). */
@@ -211,7 +215,13 @@ export class PeerUpdater {
       this.#deps.observer.unchanged(peer, outcome);
       return this.#successDelay(current);
     }
-    await this.#deps.observer.accepted(peer, outcome.bundle, outcome);
+    if ((await this.#deps.observer.accepted(peer, outcome.bundle, outcome)) === false) {
+      // Not taken (it could not be persisted): fetch it again, with backoff, as after a failure.
+      this.#etag = undefined;
+      this.#longPoll = false;
+      this.#failures++;
+      return this.#failureDelay(current);
+    }
     this.#etag = outcome.etag;
     return this.#successDelay(outcome.bundle);
   }

@@ -44,6 +44,12 @@ export interface PeerBundleInput {
   readonly current?: TrustBundle | undefined;
   /** The freshly fetched and parsed bundle. */
   readonly candidate: TrustBundle;
+  /**
+   * The persisted `spiffe_sequence` high-water mark of this peer (the highest sequence accepted
+   * since the last operator reset), when one is recorded. It guards against rollback even when
+   * no current bundle is held — after a restart that lost the last-known-good file, say.
+   */
+  readonly sequenceFloor?: bigint | undefined;
 }
 
 /** The decision on a candidate bundle. */
@@ -73,7 +79,10 @@ export type PeerBundleDecision =
  *      accepted: it carries no trust;
  *    - when the current bundle has no sequence (0) nothing can be ordered and any candidate
  *      passes this step (Federation §4.2: the most recently fetched bundle is current).
- *    After an operator's deliberate reset use {@link resetSequenceBaseline}.
+ *    - against the persisted high-water mark (`sequenceFloor`), whether or not a current bundle
+ *      is held: lower, or unset after a non-zero mark, is `ERR_POLICY_SEQUENCE_ROLLBACK`. Equal
+ *      to the mark with no current bundle passes (the keys it was accepted with are not known).
+ *    After an operator's deliberate reset use {@link resetSequenceBaseline} and drop the floor.
  * 3. Empty bundle (TDB §4.1.3: it revokes every SVID of the domain): refused unless the entry
  *    sets `allowEmptyBundle`, `ERR_POLICY_EMPTY_BUNDLE_REFUSED`.
  * 4. Key policy ({@link checkKeyPolicy}): count, key types, curves, RSA size.
@@ -86,6 +95,7 @@ export type PeerBundleDecision =
 export function evaluatePeerBundle(input: PeerBundleInput): PeerBundleDecision {
   const { peer, current, candidate } = input;
   const td = peer.trustDomain.name;
+  const floor = input.sequenceFloor ?? 0n;
   if (!candidate.trustDomain.equals(peer.trustDomain)) {
     return refuse(
       'ERR_POLICY_TRUST_DOMAIN_MISMATCH',
@@ -119,6 +129,15 @@ export function evaluatePeerBundle(input: PeerBundleInput): PeerBundleDecision {
         `${td}: authorities changed but spiffe_sequence stayed ${current.sequence}`,
       );
     }
+  }
+  // TDB §4.1.1 across restarts: the persisted mark outlives the bundle it was raised by.
+  if (floor > 0n && (candidate.sequence === 0n || candidate.sequence < floor)) {
+    return refuse(
+      'ERR_POLICY_SEQUENCE_ROLLBACK',
+      candidate.sequence === 0n
+        ? `${td}: bundle has no spiffe_sequence but the persisted high-water mark is ${floor}; refusing a possible rollback (reset the sequence baseline to accept it)`
+        : `${td}: spiffe_sequence ${candidate.sequence} is below the persisted high-water mark ${floor}; refusing a rollback (reset the sequence baseline to accept it)`,
+    );
   }
   if (candidate.isEmpty() && !peer.allowEmptyBundle) {
     return refuse(

@@ -57,6 +57,8 @@ export interface SyncPlan {
   readonly toSet: readonly { readonly bundle: TrustBundle; readonly current?: TrustBundle }[];
   /** Managed bundles no longer desired and still present: to delete (revocation). */
   readonly revoke: readonly string[];
+  /** Allowlisted trust domains with no bundle held: the server's copy is left as it is. */
+  readonly retained: readonly string[];
   /** Managed bundles no longer desired that are already gone. */
   readonly alreadyGone: readonly string[];
   /** Present, not desired, not managed, not SPIRE's own: drift. */
@@ -90,6 +92,11 @@ export interface SpireSyncDeps {
   readonly api: SpireFederationApi;
   /** The bundles this server should hold, by trust domain (peers ACTIVE or STALE aimed at it). */
   readonly desired: () => ReadonlyMap<string, TrustBundle>;
+  /**
+   * Allowlisted trust domains for which no bundle is held yet: whatever the server holds for them
+   * is left as it is — neither revoked nor reported as drift. Default none.
+   */
+  readonly retained?: () => ReadonlySet<string>;
   readonly managed: ManagedSetStore;
   readonly observer?: Partial<SpireSyncObserver>;
   /** Delete drift (federated bundles the allowlist does not name). Default false: report only. */
@@ -290,6 +297,7 @@ export class SpireServerSync {
     const actual = new Map(actualList.map((b) => [b.trustDomain.name, b]));
     const spireOwned = new Set(relationships);
     const desired = this.#deps.desired();
+    const retained = this.#deps.retained?.() ?? new Set<string>();
     // SPIRE's own federation relationships win: report, never fight them.
     const conflicts = [...desired.keys()].filter((td) => spireOwned.has(td)).sort();
     const inSync = new Map<string, TrustBundle>();
@@ -300,10 +308,12 @@ export class SpireServerSync {
       if (have && bundlesEqual(have, bundle)) inSync.set(td, have);
       else toSet.push(have ? { bundle, current: have } : { bundle });
     }
-    const revoked = [...managed].filter((td) => !desired.has(td) && !spireOwned.has(td));
+    // Revocation is for peers that LEFT the allowlist, never for one still allowlisted whose
+    // bundle is not held (a restart that lost its state while the peer is down).
+    const revoked = [...managed].filter((td) => !desired.has(td) && !retained.has(td) && !spireOwned.has(td));
     // Drift: present, not desired, not ours, not SPIRE's own relationship.
     const drift = [...actual.keys()]
-      .filter((td) => !desired.has(td) && !managed.has(td) && !spireOwned.has(td))
+      .filter((td) => !desired.has(td) && !retained.has(td) && !managed.has(td) && !spireOwned.has(td))
       .sort();
     return {
       managed,
@@ -311,6 +321,7 @@ export class SpireServerSync {
       conflicts,
       inSync,
       toSet,
+      retained: [...retained].filter((td) => actual.has(td) && !spireOwned.has(td)).sort(),
       revoke: revoked.filter((td) => actual.has(td)),
       alreadyGone: revoked.filter((td) => !actual.has(td)),
       drift,
