@@ -1,14 +1,21 @@
 import { parseArgs } from 'node:util';
-import { parseBundle } from '../bundle/codec.js';
+import { type BundleFileFormat, detectBundleFormat, parseBundleFile } from '../bundle/bundle-file.js';
+import { parseBundleMap } from '../bundle/bundle-map.js';
 import type { TrustBundle } from '../bundle/trust-bundle.js';
 import { TrustDomain } from '../spiffeid/trust-domain.js';
+import { PEM_BUNDLE_NOTE } from './bundle-file.js';
 import { type CliIo, EXIT_OK } from './io.js';
 import { printJson, readInput, reportFailure, UsageError } from './output.js';
 
-export const BUNDLE_USAGE = `usage: spiffe-broker bundle parse <file> --trust-domain <td> [--json]
+export const BUNDLE_USAGE = `usage: spiffe-broker bundle parse <file> [--trust-domain <td>] [--json]
 
-Parses a SPIFFE bundle document and prints its authorities (SHA-256 fingerprints, key IDs),
-sequence, refresh hint and any entries ignored per the spec.
+Parses a trust bundle file and prints its authorities (SHA-256 fingerprints, key IDs), sequence,
+refresh hint and any entries ignored per the spec. The file may be
+  - a SPIFFE bundle (spire-server bundle show -format spiffe): --trust-domain is required, the
+    document does not name its trust domain;
+  - PEM CA certificates (spire-server bundle show, the bundle.pem of spire-server x509 mint):
+    X.509 authorities only; --trust-domain is required;
+  - a SPIFFE Bundle Map (the broker's /v1/bundles): every bundle, or only --trust-domain's.
 Exit status: 0 accepted, 1 refused, 2 usage error.`;
 
 /** A bundle summarised for output; shared by `bundle parse` and `fetch`. */
@@ -72,6 +79,10 @@ export function renderBundleText(
   return `${lines.join('\n')}\n`;
 }
 
+function formatLine(format: BundleFileFormat): string | undefined {
+  return format === 'pem' ? `format         ${PEM_BUNDLE_NOTE}` : undefined;
+}
+
 /** `spiffe-broker bundle parse`. */
 export async function bundleCommand(args: string[], io: CliIo): Promise<number> {
   let json = args.includes('--json');
@@ -86,21 +97,50 @@ export async function bundleCommand(args: string[], io: CliIo): Promise<number> 
     if (sub !== 'parse') throw new UsageError(`unknown bundle subcommand ${JSON.stringify(sub ?? '')}`);
     if (!file || rest.length > 0) throw new UsageError('bundle parse takes exactly one file');
     const tdName = values['trust-domain'];
-    if (!tdName)
-      throw new UsageError('--trust-domain is required: a bundle document does not name its trust domain');
-    let td: TrustDomain;
-    try {
-      td = TrustDomain.parse(tdName);
-    } catch (err) {
-      throw new UsageError(`--trust-domain: ${(err as Error).message}`);
+    let td: TrustDomain | undefined;
+    if (tdName !== undefined) {
+      try {
+        td = TrustDomain.parse(tdName);
+      } catch (err) {
+        throw new UsageError(`--trust-domain: ${(err as Error).message}`);
+      }
     }
     const bytes = await readInput(io, file, 'bundle file');
-    const { bundle, ignored } = parseBundle(td, bytes);
+    const format = detectBundleFormat(bytes);
+    if (format === 'bundle-map' && td === undefined) {
+      // A Bundle Map names its trust domains: show every bundle (SPIFFE Federation §4.2).
+      const map = parseBundleMap(bytes);
+      const entries = [...map.bundles.values()].map((b) => ({
+        summary: bundleSummary(b),
+        ignored: map.ignored.get(b.trustDomain.name) ?? [],
+      }));
+      if (json) {
+        printJson(io, {
+          ok: true,
+          format,
+          bundles: entries.map((e) => ({ ...e.summary, ignored: e.ignored })),
+        });
+      } else {
+        io.stdout(
+          `Bundle Map: ${entries.length} trust domain${entries.length === 1 ? '' : 's'}\n${entries
+            .map((e) => `\n${renderBundleText(e.summary, e.ignored)}`)
+            .join('')}`,
+        );
+      }
+      return EXIT_OK;
+    }
+    if (td === undefined) {
+      throw new UsageError(
+        `--trust-domain is required: ${format === 'pem' ? 'PEM certificates do' : 'a SPIFFE bundle document does'} not name their trust domain`,
+      );
+    }
+    const { bundle, ignored } = parseBundleFile(td, bytes);
     const summary = bundleSummary(bundle);
     if (json) {
-      printJson(io, { ok: true, ...summary, ignored });
+      printJson(io, { ok: true, format, ...summary, ignored });
     } else {
-      io.stdout(renderBundleText(summary, ignored));
+      const line = formatLine(format);
+      io.stdout(`${line ? `${line}\n` : ''}${renderBundleText(summary, ignored)}`);
     }
     return EXIT_OK;
   } catch (err) {

@@ -1,6 +1,5 @@
+import { type BundleFileFormat, detectBundleFormat, parseBundleFile } from '../bundle/bundle-file.js';
 import { parseBundleMap } from '../bundle/bundle-map.js';
-import { parseBundle } from '../bundle/codec.js';
-import { isJsonObject, parseJson } from '../bundle/json.js';
 import { BundleSet, type BundleSource } from '../bundle/source.js';
 import type { TrustBundle } from '../bundle/trust-bundle.js';
 import { TrustDomain } from '../spiffeid/trust-domain.js';
@@ -14,31 +13,40 @@ export interface LoadedBundles {
    * the SVID under test claims (the operator vouches for the file).
    */
   readonly binding: 'map' | 'explicit' | 'assumed';
+  /** The file's form; `pem` holds X.509 authorities only. */
+  readonly format: BundleFileFormat;
 }
 
+/** What the CLI says about a PEM bundle file wherever it reads one. */
+export const PEM_BUNDLE_NOTE =
+  'PEM: X.509 authorities only (a PEM file carries no JWT authorities, sequence or refresh hint)';
+
 /**
- * Loads a SPIFFE bundle or a Bundle Map from bytes.
+ * Loads a SPIFFE bundle, a Bundle Map or PEM CA certificates (what `spire-server bundle show`
+ * prints by default) from bytes; the format is told apart by {@link detectBundleFormat}, the one
+ * sniffing function every CLI command shares.
  * @throws BundleError / SpiffeIdError on invalid content
  */
 export function loadBundles(bytes: Uint8Array, trustDomain?: string): LoadedBundles {
-  const doc = parseJson(bytes);
-  if (isJsonObject(doc) && doc.trust_domains !== undefined && doc.keys === undefined) {
-    return { source: new BundleSet(parseBundleMap(bytes).bundles.values()), binding: 'map' };
+  const format = detectBundleFormat(bytes);
+  if (format === 'bundle-map') {
+    return { source: new BundleSet(parseBundleMap(bytes).bundles.values()), binding: 'map', format };
   }
   if (trustDomain !== undefined) {
     const td = TrustDomain.parse(trustDomain);
-    return { source: new BundleSet([parseBundle(td, bytes).bundle]), binding: 'explicit' };
+    return { source: new BundleSet([parseBundleFile(td, bytes).bundle]), binding: 'explicit', format };
   }
   // Validate once up front so a bad file fails before any SVID is looked at.
-  parseBundle(TrustDomain.parse('validation.invalid'), bytes);
+  parseBundleFile(TrustDomain.parse('validation.invalid'), bytes);
   const cache = new Map<string, TrustBundle>();
   return {
     binding: 'assumed',
+    format,
     source: {
       getBundleForTrustDomain(td) {
         let b = cache.get(td.name);
         if (!b) {
-          b = parseBundle(td, bytes).bundle;
+          b = parseBundleFile(td, bytes).bundle;
           cache.set(td.name, b);
         }
         return b;

@@ -1,9 +1,7 @@
 import { parseArgs } from 'node:util';
-import { parseBundle } from '../bundle/codec.js';
-import { TrustBundle } from '../bundle/trust-bundle.js';
+import { parseBundleFile } from '../bundle/bundle-file.js';
 import { BrokerError } from '../errors.js';
 import { type FetchDeps, type FetchProfile, fetchPeerBundle } from '../federation/fetch.js';
-import { pemToDerList } from '../pki/pem.js';
 import { systemClock } from '../platform/clock.js';
 import { SpiffeId } from '../spiffeid/spiffe-id.js';
 import { TrustDomain } from '../spiffeid/trust-domain.js';
@@ -23,17 +21,8 @@ Fetches a peer's bundle from its bundle endpoint once and validates it, changing
   --ca                  https_web only: PEM CA certificate(s) to trust instead of the default roots
   --endpoint-spiffe-id  https_spiffe only (required): the SPIFFE ID the server must present
   --bootstrap-bundle    https_spiffe only (required): the endpoint trust domain's bundle, as a
-                        SPIFFE bundle (JSON) or PEM CA certificates
+                        SPIFFE bundle (JSON), a Bundle Map holding it, or PEM CA certificates
 Exit status: 0 accepted, 1 refused, 2 usage error.`;
-
-/** A bootstrap bundle file: SPIFFE bundle JSON, or PEM CA certificates (Federation §5.2.2.2 allows both). */
-function bootstrapBundle(trustDomain: TrustDomain, bytes: Uint8Array): TrustBundle {
-  const text = new TextDecoder().decode(bytes);
-  if (text.trimStart().startsWith('-----BEGIN')) {
-    return TrustBundle.create({ trustDomain, x509Authorities: pemToDerList(text, 'CERTIFICATE') });
-  }
-  return parseBundle(trustDomain, bytes).bundle;
-}
 
 /**
  * What to try after a failed fetch: the flag that most likely fixes it (`--ca`, `--profile`,
@@ -140,10 +129,12 @@ export async function fetchCommand(args: string[], io: CliIo, deps: FetchDeps = 
           `--profile https_spiffe requires --bootstrap-bundle: the bundle of ${endpointSpiffeId.trustDomain.name} that authenticates the endpoint`,
         );
       }
-      const bundles = bootstrapBundle(
+      // Federation §5.2.2.2: the endpoint trust domain's bundle, obtained out of band; as a SPIFFE
+      // bundle, a Bundle Map holding it, or PEM CA certificates.
+      const bundles = parseBundleFile(
         endpointSpiffeId.trustDomain,
         await readInput(io, file, 'bootstrap bundle'),
-      );
+      ).bundle;
       profile = { kind: 'https_spiffe', endpointSpiffeId, bundles };
     } else {
       // Federation §7.2: the profile is configured, never guessed, never tried one after the other.

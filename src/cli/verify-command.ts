@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { pemToDerList } from '../pki/pem.js';
 import { verifyJwtSvid, verifyX509Svid } from '../verify/index.js';
-import { loadBundles } from './bundle-file.js';
+import { loadBundles, PEM_BUNDLE_NOTE } from './bundle-file.js';
 import { type CliIo, EXIT_OK, EXIT_REFUSED } from './io.js';
 import { printJson, readInput, reportFailure, UsageError } from './output.js';
 
@@ -9,10 +9,10 @@ export const VERIFY_USAGE = `usage:
   spiffe-broker verify x509 --chain <pem file> --bundle <file> [--trust-domain <td>] [--json]
   spiffe-broker verify jwt --token <jwt | @file> --audience <aud> --bundle <file> [--trust-domain <td>] [--json]
 
-Verifies an X509-SVID (leaf first, then intermediates, PEM) or a JWT-SVID against a SPIFFE bundle
-or a Bundle Map, at the current time. A Bundle Map binds each bundle to its trust domain; a single
-bundle is bound to --trust-domain, or, without it, to the trust domain the SVID claims (the output
-says so).
+Verifies an X509-SVID (leaf first, then intermediates, PEM) or a JWT-SVID against a SPIFFE bundle,
+a Bundle Map or PEM CA certificates (X.509 authorities only), at the current time. A Bundle Map
+binds each bundle to its trust domain; a single bundle is bound to --trust-domain, or, without it,
+to the trust domain the SVID claims (the output says so).
 Exit status: 0 accepted, 1 refused, 2 usage error.`;
 
 /** `spiffe-broker verify x509|jwt`. */
@@ -37,7 +37,7 @@ export async function verifyCommand(args: string[], io: CliIo): Promise<number> 
     if (kind !== 'x509' && kind !== 'jwt') throw new UsageError('verify takes "x509" or "jwt"');
     if (!values.bundle) throw new UsageError('--bundle is required');
     const bundleBytes = await readInput(io, values.bundle, 'bundle file');
-    const { source, binding } = loadBundles(bundleBytes, values['trust-domain']);
+    const { source, binding, format } = loadBundles(bundleBytes, values['trust-domain']);
     const now = io.now();
 
     let result: Awaited<ReturnType<typeof verifyJwtSvid>> | ReturnType<typeof verifyX509Svid>;
@@ -66,6 +66,7 @@ export async function verifyCommand(args: string[], io: CliIo): Promise<number> 
         id: result.id.toString(),
         trustDomain: result.trustDomain.name,
         bundleBinding: binding,
+        bundleFormat: format,
       };
       if (json) printJson(io, out);
       else {
@@ -78,8 +79,11 @@ export async function verifyCommand(args: string[], io: CliIo): Promise<number> 
       }
       return EXIT_OK;
     }
-    if (json) printJson(io, { ok: false, code: result.code, message: result.message });
-    else io.stderr(`refused: ${result.message} (${result.code})\n`);
+    // A PEM bundle has no JWT authorities: say so rather than leave "no key" unexplained.
+    const note = format === 'pem' ? `the bundle file is ${PEM_BUNDLE_NOTE}` : undefined;
+    if (json) {
+      printJson(io, { ok: false, code: result.code, message: result.message, ...(note ? { note } : {}) });
+    } else io.stderr(`refused: ${result.message} (${result.code})\n${note ? `note: ${note}\n` : ''}`);
     return EXIT_REFUSED;
   } catch (err) {
     return reportFailure(io, json, err, VERIFY_USAGE);

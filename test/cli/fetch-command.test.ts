@@ -1,5 +1,6 @@
 import * as tls from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { marshalBundleMap } from '../../src/bundle/bundle-map.js';
 import { marshalBundle } from '../../src/bundle/codec.js';
 import type { TrustBundle } from '../../src/bundle/trust-bundle.js';
 import { fetchCommand } from '../../src/cli/fetch-command.js';
@@ -81,6 +82,13 @@ describe('spiffe-broker fetch', () => {
     const r = await run(spiffeArgs(ep.url()), { 'boot.json': ca.pem });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`fetched from  ${ep.url()}`);
+    expect(r.stdout).toContain('trust domain   peer.test');
+  });
+
+  it('accepts a Bundle Map holding the endpoint trust domain as bootstrap bundle', async () => {
+    const ep = await serve(marshalBundle(bundle));
+    const r = await run(spiffeArgs(ep.url()), { 'boot.json': marshalBundleMap([bundle]) });
+    expect(r.code).toBe(0);
     expect(r.stdout).toContain('trust domain   peer.test');
   });
 

@@ -62,6 +62,7 @@ describe('spiffe-broker verify x509', () => {
       id: 'spiffe://a.test/web',
       trustDomain: 'a.test',
       bundleBinding: 'map',
+      bundleFormat: 'bundle-map',
     });
   });
 
