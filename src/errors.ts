@@ -200,6 +200,10 @@ export type ApiErrorCode =
   | 'ERR_API_NOT_IMPLEMENTED'
   | 'ERR_API_INTERNAL'
   | 'ERR_API_CONNECT'
+  | 'ERR_API_HOST'
+  | 'ERR_API_CROSS_SITE'
+  | 'ERR_API_UNAUTHORIZED'
+  | 'ERR_API_TOKEN'
   | 'ERR_API_RESPONSE';
 
 /** Sidecar-less mTLS (`spiffe-broker/tls`) and the cross-domain mTLS probe. */

@@ -9,6 +9,7 @@ import type { SpiffeId } from '../spiffeid/spiffe-id.js';
 import { TrustDomain } from '../spiffeid/trust-domain.js';
 import { type SpiffeTls, tlsOptions } from '../tls/spiffe-tls.js';
 import type { SvidSource, X509SvidMaterial } from '../tls/svid.js';
+import { installRequestGuards, type RequestGuardOptions } from './guard.js';
 import {
   ERROR_BODY_SCHEMA,
   installCodedErrors,
@@ -72,6 +73,17 @@ export interface AdminAppOptions {
   readonly mtls?: AdminMtlsOptions;
   /** Called when an mTLS client is refused (audit, logs). */
   readonly onRefused?: (error: Error) => void;
+  /**
+   * The bearer token of mutating routes (`POST /v1/reconcile`, `POST /v1/peers/{td}/reset-sequence`):
+   * they answer 401 `ERR_API_UNAUTHORIZED` without `Authorization: Bearer <adminToken>`, and every
+   * mutating route is refused when it is absent. The daemon makes it with {@link ensureAdminToken}.
+   */
+  readonly adminToken?: string;
+  /**
+   * `Host` values the API answers; default: the loopback names with the bound port on a loopback
+   * listener, no check on a Unix socket or an mTLS listener (see {@link RequestGuardOptions}).
+   */
+  readonly allowedHosts?: RequestGuardOptions['allowedHosts'];
 }
 
 const NO_STORE = 'no-store';
@@ -106,6 +118,10 @@ function adminTls(m: AdminMtlsOptions): SpiffeTls {
  * | `GET /v1/bundles/{trustDomain}` | that SPIFFE bundle, or 404 `ERR_API_NOT_FOUND` |
  * | `GET /v1/diff` | {@link ReconcileDiff}: what a reconcile would change, changing nothing |
  * | `POST /v1/reconcile` | reconciles now; 200 `{"ok":true}` |
+ *
+ * Every request's `Host` must name the listener (421 `ERR_API_HOST`: DNS rebinding); a mutating
+ * request (`POST`) must carry `Authorization: Bearer <adminToken>` (401 `ERR_API_UNAUTHORIZED`)
+ * and no browser `Origin` or cross-site `Sec-Fetch-Site` (403 `ERR_API_CROSS_SITE`).
  *
  * Errors are `{"ok":false,"code","message"}`. With `mtls`, the app serves HTTPS, and a client
  * whose X509-SVID does not verify against the local trust domain's bundle or is not one of the
@@ -164,12 +180,15 @@ function registerHealthRoutes(app: FastifyInstance, opts: Pick<AdminAppOptions, 
  * for kubelet probes and Prometheus when the admin API itself is mTLS-only. It exposes no bundle,
  * status or control route.
  */
-export function buildHealthApp(opts: Pick<AdminAppOptions, 'ready' | 'metrics'>): FastifyInstance {
+export function buildHealthApp(
+  opts: Pick<AdminAppOptions, 'ready' | 'metrics' | 'allowedHosts'>,
+): FastifyInstance {
   if (typeof opts?.ready !== 'function') throw new TypeError('buildHealthApp: ready must be a function');
   if (typeof opts.metrics?.expose !== 'function')
     throw new TypeError('buildHealthApp: metrics.expose is required');
   const app = Fastify({ logger: false, bodyLimit: 1024 }) as FastifyInstance;
   installCodedErrors(app);
+  installRequestGuards(app, opts.allowedHosts ? { allowedHosts: opts.allowedHosts } : {});
   registerHealthRoutes(app, opts);
   return app;
 }
@@ -189,6 +208,15 @@ export function buildAdminApp(opts: AdminAppOptions): FastifyInstance {
   ) as FastifyInstance;
   app.decorate('adminMtls', mtls !== undefined);
   installCodedErrors(app);
+  if (opts.adminToken !== undefined && (typeof opts.adminToken !== 'string' || opts.adminToken.length < 32)) {
+    throw new TypeError('buildAdminApp: adminToken must be a string of at least 32 characters');
+  }
+  // Cross-site requests, DNS rebinding and other local users (issue 16 item 3): see installRequestGuards.
+  installRequestGuards(app, {
+    ...(opts.allowedHosts ? { allowedHosts: opts.allowedHosts } : {}),
+    mutatingToken: opts.adminToken ?? null,
+    refuseCrossSite: true,
+  });
 
   if (mtls) {
     mtls.secure(app.server as unknown as TlsServer, (err) => opts.onRefused?.(err));

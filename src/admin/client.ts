@@ -17,7 +17,12 @@ export interface HttpGetResponse {
 export type HttpGet = (
   target: AdminTarget,
   path: string,
-  opts: { readonly signal?: AbortSignal; readonly method?: 'GET' | 'POST' },
+  opts: {
+    readonly signal?: AbortSignal;
+    readonly method?: 'GET' | 'POST';
+    /** The admin token, sent as `Authorization: Bearer <token>` (mutating routes need it). */
+    readonly token?: string;
+  },
 ) => Promise<HttpGetResponse>;
 
 /** Largest admin answer read, bytes. */
@@ -41,7 +46,10 @@ export const nodeHttpGet: HttpGet = (target, path, opts) =>
         ...where,
         method: opts.method ?? 'GET',
         path: base + path,
-        headers: { accept: 'application/json' },
+        headers: {
+          accept: 'application/json',
+          ...(opts.token !== undefined ? { authorization: `Bearer ${opts.token}` } : {}),
+        },
         timeout: TIMEOUT_MS,
         ...(opts.signal ? { signal: opts.signal } : {}),
       },
@@ -83,14 +91,18 @@ export async function adminGetJson<T>(
   return adminRequestJson<T>(get, target, path, 'GET', signal);
 }
 
-/** POSTs to an admin route (no body) and returns its parsed JSON answer; same errors as {@link adminGetJson}. */
+/**
+ * POSTs to an admin route (no body) with the admin token and returns its parsed JSON answer; same
+ * errors as {@link adminGetJson} (a missing or wrong token is `ERR_API_RESPONSE` carrying the
+ * API's `ERR_API_UNAUTHORIZED`).
+ */
 export function adminPostJson<T>(
   get: HttpGet,
   target: AdminTarget,
   path: string,
-  signal?: AbortSignal,
+  opts: { readonly signal?: AbortSignal; readonly token?: string } = {},
 ): Promise<T> {
-  return adminRequestJson<T>(get, target, path, 'POST', signal);
+  return adminRequestJson<T>(get, target, path, 'POST', opts.signal, opts.token);
 }
 
 async function adminRequestJson<T>(
@@ -99,11 +111,16 @@ async function adminRequestJson<T>(
   path: string,
   method: 'GET' | 'POST',
   signal?: AbortSignal,
+  token?: string,
 ): Promise<T> {
   const where = `${describeTarget(target)}${path}`;
   let res: HttpGetResponse;
   try {
-    res = await get(target, path, { method, ...(signal ? { signal } : {}) });
+    res = await get(target, path, {
+      method,
+      ...(signal ? { signal } : {}),
+      ...(token !== undefined ? { token } : {}),
+    });
   } catch (cause) {
     throw new ApiError(
       'ERR_API_CONNECT',

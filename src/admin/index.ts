@@ -10,6 +10,8 @@ export type { AdminAppOptions, AdminMtlsOptions, Readiness } from './app.js';
 export { buildAdminApp, buildHealthApp, DEFAULT_ADMIN_LISTEN, isLoopbackHost, runAdmin } from './app.js';
 export type { AdminTarget, HttpGet, HttpGetResponse } from './client.js';
 export { adminGetJson, adminPostJson, describeTarget, nodeHttpGet } from './client.js';
+export type { RequestGuardOptions } from './guard.js';
+export { defaultAllowedHosts, installRequestGuards, parseHostHeader } from './guard.js';
 export type { ErrorBody, ListenTarget, RunAppOptions } from './http.js';
 export { installCodedErrors, runApp, sendError, toApiError } from './http.js';
 export type {
@@ -30,3 +32,5 @@ export {
   RECONCILE_DIFF_SCHEMA,
   toRfc3339,
 } from './status.js';
+export type { AdminToken, AdminTokenFs } from './token.js';
+export { ADMIN_TOKEN_FILE, ensureAdminToken, nodeAdminTokenFs, parseAdminToken } from './token.js';

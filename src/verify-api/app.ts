@@ -1,4 +1,5 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import { installRequestGuards, type RequestGuardOptions } from '../admin/guard.js';
 import { ERROR_BODY_SCHEMA, installCodedErrors } from '../admin/http.js';
 import type { BundleSource } from '../bundle/source.js';
 import { ApiError } from '../errors.js';
@@ -47,6 +48,11 @@ export interface VerifyApiOptions {
   readonly bodyLimit?: number;
   /** Clock-skew allowance for JWT `exp`/`nbf`, seconds. Default 0. */
   readonly jwtLeewaySeconds?: number;
+  /**
+   * `Host` values answered (421 `ERR_API_HOST` otherwise). Default: on a loopback listener the
+   * loopback names with the bound port; no check on other binds (see {@link RequestGuardOptions}).
+   */
+  readonly allowedHosts?: RequestGuardOptions['allowedHosts'];
 }
 
 /** The answer to a verification request that verified (HTTP 200). */
@@ -136,6 +142,8 @@ export function buildVerifyApiApp(opts: VerifyApiOptions): FastifyInstance {
 
   const app = Fastify({ logger: false, bodyLimit });
   installCodedErrors(app);
+  // DNS rebinding: on loopback, only requests naming the listener (issue 16 item 3).
+  installRequestGuards(app, opts.allowedHosts ? { allowedHosts: opts.allowedHosts } : {});
   app.addContentTypeParser('application/x-pem-file', { parseAs: 'string' }, (_req, body, done) =>
     done(null, body),
   );

@@ -24,6 +24,7 @@ import { DIFF, STATUS } from './fixtures.js';
 
 let local: TestPki;
 let peer: TestPki;
+const TOKEN = 'admin-token-for-tests-0123456789abcdefghijkl';
 
 beforeAll(async () => {
   [local, peer] = await Promise.all([makePki('a.test'), makePki('b.test', { sequence: 9n })]);
@@ -37,6 +38,7 @@ function options(
     ready: () => ({ ready: true, reasons: [] }),
     metrics: new BrokerMetrics({ registry: createMetricsRegistry(), clock: { now: () => T0 } }),
     bundles: () => [peer.bundle, local.bundle],
+    adminToken: TOKEN,
     ...over,
   };
 }
@@ -95,7 +97,15 @@ describe('admin API', () => {
     const bare = buildAdminApp(options());
     expect((await bare.inject('/v1/diff')).json()).toMatchObject({ code: 'ERR_API_NOT_IMPLEMENTED' });
     expect((await bare.inject('/v1/diff')).statusCode).toBe(501);
-    expect((await bare.inject({ method: 'POST', url: '/v1/reconcile' })).statusCode).toBe(501);
+    expect(
+      (
+        await bare.inject({
+          method: 'POST',
+          url: '/v1/reconcile',
+          headers: { authorization: `Bearer ${TOKEN}` },
+        })
+      ).statusCode,
+    ).toBe(501);
     const diff = DIFF;
     let reconciled = 0;
     const app = buildAdminApp(
@@ -107,7 +117,11 @@ describe('admin API', () => {
       }),
     );
     expect((await app.inject('/v1/diff')).json()).toEqual(diff);
-    const r = await app.inject({ method: 'POST', url: '/v1/reconcile' });
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/reconcile',
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
     expect(r.json()).toEqual({ ok: true });
     expect(reconciled).toBe(1);
   });

@@ -117,6 +117,8 @@ describe('federation lab (SPIRE emulator)', () => {
       'beta.lab',
       '--admin',
       alpha.daemon.adminUrl!,
+      '--state-dir',
+      join(alpha.dir, 'state'),
       '--json',
     ]);
     expect(r.code).toBe(0);
@@ -128,6 +130,8 @@ describe('federation lab (SPIRE emulator)', () => {
       'nope.lab',
       '--admin',
       alpha.daemon.adminUrl!,
+      '--state-dir',
+      join(alpha.dir, 'state'),
       '--json',
     ]);
     expect(unknown.code).toBe(1);
