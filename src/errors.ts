@@ -163,7 +163,8 @@ export type PolicyErrorCode =
   | 'ERR_PEER_REMOVED'
   | 'ERR_PEER_REVOKED_ALL_KEYS'
   | 'ERR_POLICY_TRUST_DOMAIN_MISMATCH'
-  | 'ERR_POLICY_SEQUENCE_REUSED';
+  | 'ERR_POLICY_SEQUENCE_REUSED'
+  | 'ERR_POLICY_BUNDLE_TOO_LARGE';
 
 /** Persistent state, audit trail and the CLI. */
 export type RuntimeErrorCode =

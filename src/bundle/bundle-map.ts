@@ -10,6 +10,33 @@ import {
 import { isJsonObject, jsonTypeName, parseJson } from './json.js';
 import type { TrustBundle } from './trust-bundle.js';
 
+/**
+ * Largest bundle, in bytes as a Bundle Map serves it, that the broker accepts from one peer by
+ * default (policy `maxBundleBytes`). SPIRE's bundles are a few KiB; 64 KiB holds some twenty RSA-4096
+ * X.509 authorities or hundreds of EC keys.
+ */
+export const DEFAULT_PEER_BUNDLE_BYTES = 64 * 1024;
+
+/**
+ * The number of trust domains the documented maximum Bundle Map holds, each at
+ * {@link DEFAULT_PEER_BUNDLE_BYTES}: the map consumers' default limit is sized for it, so no single
+ * peer — and no set of up to this many peers at their default cap — can make a broker's
+ * `/v1/bundles` too large for its consumers.
+ */
+export const MAX_BUNDLE_MAP_TRUST_DOMAINS = 1024;
+
+/** Per-entry framing in a Bundle Map beyond the bundle itself: a quoted trust domain name (≤ 255), `:` and `,`. */
+const MAP_ENTRY_OVERHEAD_BYTES = 260;
+
+/**
+ * Default size limit of a parsed Bundle Map ({@link parseBundleMap}, `PolledBundleMapSource`):
+ * the documented maximum map, {@link MAX_BUNDLE_MAP_TRUST_DOMAINS} bundles of
+ * {@link DEFAULT_PEER_BUNDLE_BYTES} each plus framing — about 64.3 MiB. Real maps are far smaller
+ * (1,000 SPIRE peers ≈ 5 MiB); this bound only stops a runaway document.
+ */
+export const DEFAULT_MAX_BUNDLE_MAP_BYTES =
+  MAX_BUNDLE_MAP_TRUST_DOMAINS * (DEFAULT_PEER_BUNDLE_BYTES + MAP_ENTRY_OVERHEAD_BYTES) + 64;
+
 /** A parsed Bundle Map: one bundle per trust domain, never merged (SPIFFE Federation §4.2). */
 export interface ParsedBundleMap {
   /** By trust domain name, in document order. */
@@ -25,7 +52,8 @@ export interface ParsedBundleMap {
  * (a `spiffe://` form is accepted and normalised); a trust domain that appears twice — literally
  * or after normalisation — is refused, as the spec asks consumers to do where they can detect it.
  * Per-bundle refresh hints are kept on the bundles but callers must not let them drive map
- * refreshes. The size cap applies to the whole document; the key cap to each bundle.
+ * refreshes. The size cap (`maxBytes`, default {@link DEFAULT_MAX_BUNDLE_MAP_BYTES}) applies to
+ * the whole document; the key cap to each bundle.
  * @throws BundleError
  */
 export function parseBundleMap(bytes: Uint8Array | string, opts: BundleParseOptions = {}): ParsedBundleMap {
@@ -37,7 +65,7 @@ export function parseBundleMap(bytes: Uint8Array | string, opts: BundleParseOpti
 }
 
 function parseMap(bytes: Uint8Array | string, opts: BundleParseOptions): ParsedBundleMap {
-  const maxBytes = opts.maxBytes ?? 1024 * 1024;
+  const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BUNDLE_MAP_BYTES;
   const size = typeof bytes === 'string' ? Buffer.byteLength(bytes) : bytes.byteLength;
   if (size > maxBytes) {
     throw new BundleError('ERR_BUNDLE_TOO_LARGE', `bundle map is ${size} bytes; the limit is ${maxBytes}`);

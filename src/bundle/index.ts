@@ -5,7 +5,13 @@
  * @module
  */
 export type { ParsedBundleMap } from './bundle-map.js';
-export { marshalBundleMap, parseBundleMap } from './bundle-map.js';
+export {
+  DEFAULT_MAX_BUNDLE_MAP_BYTES,
+  DEFAULT_PEER_BUNDLE_BYTES,
+  MAX_BUNDLE_MAP_TRUST_DOMAINS,
+  marshalBundleMap,
+  parseBundleMap,
+} from './bundle-map.js';
 export type { BundleParseOptions, IgnoredEntry, MarshalOptions, ParsedBundle } from './codec.js';
 export {
   DEFAULT_MAX_BUNDLE_BYTES,
@@ -21,6 +27,7 @@ export { JsonNumber, parseJson } from './json.js';
 export type { RefreshPolicy } from './refresh.js';
 export {
   backoffDelay,
+  DEFAULT_MAX_REFRESH_HINT_SECONDS,
   effectiveRefreshHint,
   FEDERATION_REFRESH_POLICY,
   nextRefreshDelay,

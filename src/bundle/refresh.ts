@@ -14,6 +14,12 @@ export interface RefreshPolicy {
   readonly divisor?: number;
   /** Floor applied to the effective hint, in seconds. Default 60 (SPIRE's MinimumRefreshHint). */
   readonly minHintSeconds?: number;
+  /**
+   * Cap applied to the effective hint, in seconds. Default {@link DEFAULT_MAX_REFRESH_HINT_SECONDS}
+   * (one day). A peer's hint is its own claim: uncapped, a huge one would stretch the stale window
+   * (3 × hint) until the peer is never reported STALE however long it stays silent.
+   */
+  readonly maxHintSeconds?: number;
   /** Used when there is no bundle and no hint can be derived, in seconds. Default 60. */
   readonly defaultHintSeconds?: number;
   /** Clamp of the resulting interval, in seconds. Default [0, ∞). */
@@ -26,6 +32,9 @@ export interface RefreshPolicy {
    */
   readonly jitter?: number;
 }
+
+/** Default {@link RefreshPolicy.maxHintSeconds}: one day. */
+export const DEFAULT_MAX_REFRESH_HINT_SECONDS = 86_400;
 
 /** Policy for the federation scheduler: hint/4 clamped to [1 s, 5 min], 10 % jitter. */
 export const FEDERATION_REFRESH_POLICY: RefreshPolicy = Object.freeze({
@@ -40,7 +49,9 @@ export const FEDERATION_REFRESH_POLICY: RefreshPolicy = Object.freeze({
 /**
  * The hint a client should use, in seconds: the bundle's own hint when set, else a tenth of the
  * shortest X.509 authority lifetime (SPIFFE Trust Domain and Bundle §6.2 lets clients derive it
- * from validity periods), else `defaultHintSeconds`; floored at `minHintSeconds`.
+ * from validity periods), else `defaultHintSeconds`; floored at `minHintSeconds` and capped at
+ * `maxHintSeconds` (one day by default; the cap wins over the floor). SPIFFE Federation §4.1
+ * leaves the poll frequency to the client: the hint is advice, never a licence to go silent.
  */
 export function effectiveRefreshHint(bundle: TrustBundle | undefined, policy: RefreshPolicy = {}): number {
   const floor = policy.minHintSeconds ?? 60;
@@ -54,7 +65,9 @@ export function effectiveRefreshHint(bundle: TrustBundle | undefined, policy: Re
     hint = Math.floor(shortest / 10);
   }
   if (hint <= 0) hint = policy.defaultHintSeconds ?? 60;
-  return Math.max(hint, floor);
+  const cap = policy.maxHintSeconds ?? DEFAULT_MAX_REFRESH_HINT_SECONDS;
+  if (!(cap > 0)) throw new TypeError('RefreshPolicy.maxHintSeconds must be > 0');
+  return Math.min(Math.max(hint, floor), cap);
 }
 
 /**

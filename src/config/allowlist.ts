@@ -29,7 +29,19 @@ const PEER_KEYS = [
   'probe',
 ] as const;
 const ENDPOINT_KEYS = ['urls', 'profile', 'caFile', 'endpointSPIFFEID', 'bootstrapBundleFile'] as const;
-const KEY_POLICY_KEYS = ['maxKeys', 'allowedKeyTypes', 'allowedCurves', 'minRSABits'] as const;
+const KEY_POLICY_KEYS = [
+  'maxKeys',
+  'allowedKeyTypes',
+  'allowedCurves',
+  'minRSABits',
+  'maxBundleBytes',
+] as const;
+
+/** Bounds accepted for `keyPolicy.maxBundleBytes`: 1 KiB to 16 MiB. */
+const MAX_BUNDLE_BYTES_BOUNDS = [1024, 16 * 1024 * 1024] as const;
+
+/** Bounds accepted for `refresh.maxHint`: one minute (SPIRE's hint floor) to 30 days. */
+const MAX_HINT_BOUNDS_MS = [60_000, 30 * 86_400_000] as const;
 
 /** Context an allowlist is validated against. */
 export interface AllowlistParseOptions {
@@ -357,8 +369,23 @@ function readRefresh(reader: YamlReader, f: Field | undefined): PeerConfig['refr
     maxIntervalSeconds: DEFAULT_REFRESH_MAX_SECONDS,
   };
   if (!f || reader.isNull(f)) return defaults;
-  const m = reader.map(f, ['minInterval', 'maxInterval'], 'a mapping (minInterval, maxInterval)');
+  const m = reader.map(
+    f,
+    ['minInterval', 'maxInterval', 'maxHint'],
+    'a mapping (minInterval, maxInterval, maxHint)',
+  );
   if (!m) return undefined;
+  const hintF = m.get('maxHint');
+  let maxHintSeconds: number | undefined;
+  if (hintF && !reader.isNull(hintF)) {
+    const ms = reader.duration(hintF, MAX_HINT_BOUNDS_MS[0], MAX_HINT_BOUNDS_MS[1]);
+    if (ms === undefined) return undefined;
+    if (ms % 1000 !== 0) {
+      reader.report(hintF, 'maxHint is compared with refresh hints, which are whole seconds');
+      return undefined;
+    }
+    maxHintSeconds = ms / 1000;
+  }
   const [lo, hi] = REFRESH_BOUNDS_MS;
   const minF = m.get('minInterval');
   const maxF = m.get('maxInterval');
@@ -374,7 +401,11 @@ function readRefresh(reader: YamlReader, f: Field | undefined): PeerConfig['refr
     );
     return undefined;
   }
-  return { minIntervalSeconds: minMs / 1000, maxIntervalSeconds: maxMs / 1000 };
+  return {
+    minIntervalSeconds: minMs / 1000,
+    maxIntervalSeconds: maxMs / 1000,
+    ...(maxHintSeconds !== undefined ? { maxHintSeconds } : {}),
+  };
 }
 
 function readKeyPolicy(reader: YamlReader, f: Field | undefined): KeyPolicyConfig | undefined {
@@ -387,6 +418,7 @@ function readKeyPolicy(reader: YamlReader, f: Field | undefined): KeyPolicyConfi
     allowedKeyTypes?: readonly ('EC' | 'RSA' | 'OKP')[];
     allowedCurves?: readonly string[];
     minRsaBits?: number;
+    maxBundleBytes?: number;
   } = {};
   const mk = present(reader, m, 'maxKeys');
   if (mk) {
@@ -407,6 +439,11 @@ function readKeyPolicy(reader: YamlReader, f: Field | undefined): KeyPolicyConfi
   if (rb) {
     const v = reader.integer(rb, 1024, 16_384);
     if (v !== undefined) out.minRsaBits = v;
+  }
+  const bb = present(reader, m, 'maxBundleBytes');
+  if (bb) {
+    const v = reader.integer(bb, MAX_BUNDLE_BYTES_BOUNDS[0], MAX_BUNDLE_BYTES_BOUNDS[1]);
+    if (v !== undefined) out.maxBundleBytes = v;
   }
   return reader.issues.length > before ? undefined : Object.freeze(out);
 }

@@ -37,6 +37,8 @@ export interface KeyPolicyConfig {
   readonly allowedCurves?: readonly string[];
   /** Minimum RSA modulus size in bits. Default 2048. */
   readonly minRsaBits?: number;
+  /** Largest accepted bundle, bytes as served in the broker's Bundle Map. Default 64 KiB. */
+  readonly maxBundleBytes?: number;
 }
 
 /** One allowlist entry: a trust domain the local domain explicitly chose to trust. */
@@ -45,8 +47,15 @@ export interface PeerConfig {
   /** One or more https URLs, tried in order (failover). Never used to infer the trust domain. */
   readonly urls: readonly URL[];
   readonly profile: EndpointProfileConfig;
-  /** Clamp of the poll interval, seconds. Defaults [1, 300]. */
-  readonly refresh: { readonly minIntervalSeconds: number; readonly maxIntervalSeconds: number };
+  /**
+   * Clamp of the poll interval, seconds. Defaults [1, 300]. `maxHintSeconds` caps the peer's
+   * refresh hint wherever it is used (stale window, schedule); default one day when absent.
+   */
+  readonly refresh: {
+    readonly minIntervalSeconds: number;
+    readonly maxIntervalSeconds: number;
+    readonly maxHintSeconds?: number;
+  };
   readonly keyPolicy: KeyPolicyConfig;
   /** Names of local SPIRE servers that receive this bundle, or 'all'. */
   readonly targetServers: 'all' | readonly string[];

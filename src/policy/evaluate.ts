@@ -1,4 +1,6 @@
 import type { KeyObject } from 'node:crypto';
+import { DEFAULT_PEER_BUNDLE_BYTES } from '../bundle/bundle-map.js';
+import { DEFAULT_MAX_BUNDLE_KEYS, marshalBundle } from '../bundle/codec.js';
 import { type BundleDiff, bundlesEqual, diffBundles } from '../bundle/diff.js';
 import type { TrustBundle } from '../bundle/trust-bundle.js';
 import { PolicyError } from '../errors.js';
@@ -20,7 +22,20 @@ export interface KeyPolicy {
   readonly allowedCurves?: readonly string[];
   /** Minimum RSA modulus length in bits. Default 2048. */
   readonly minRsaBits?: number;
+  /**
+   * Largest accepted bundle, in bytes as the broker serves it in a Bundle Map (`/v1/bundles`).
+   * Default {@link DEFAULT_PEER_BUNDLE_BYTES} (64 KiB): the map consumers' default limit is sized
+   * for 1,024 peers at this cap, so one peer cannot make the map too large for them.
+   */
+  readonly maxBundleBytes?: number;
 }
+
+/**
+ * Most authorities one accepted bundle may hold whatever the key policy says: the per-bundle key
+ * cap every Bundle Map consumer applies by default, so an accepted bundle never makes the map
+ * unreadable.
+ */
+export const MAX_ACCEPTED_BUNDLE_KEYS = DEFAULT_MAX_BUNDLE_KEYS;
 
 /** What policy needs to know about a peer: the subset of an allowlist entry (`PeerConfig`). */
 export interface PeerPolicy {
@@ -35,6 +50,7 @@ export const DEFAULT_KEY_POLICY: Required<Omit<KeyPolicy, 'maxKeys'>> = Object.f
   allowedKeyTypes: Object.freeze(['EC', 'RSA', 'OKP'] as const),
   allowedCurves: Object.freeze(['P-256', 'P-384', 'P-521', 'Ed25519']),
   minRsaBits: 2048,
+  maxBundleBytes: DEFAULT_PEER_BUNDLE_BYTES,
 });
 
 /** The input of {@link evaluatePeerBundle}. */
@@ -85,7 +101,7 @@ export type PeerBundleDecision =
  *    After an operator's deliberate reset use {@link resetSequenceBaseline} and drop the floor.
  * 3. Empty bundle (TDB §4.1.3: it revokes every SVID of the domain): refused unless the entry
  *    sets `allowEmptyBundle`, `ERR_POLICY_EMPTY_BUNDLE_REFUSED`.
- * 4. Key policy ({@link checkKeyPolicy}): count, key types, curves, RSA size.
+ * 4. Key policy ({@link checkKeyPolicy}): count, size as served, key types, curves, RSA size.
  *
  * @example
  * const d = evaluatePeerBundle({ peer, current, candidate });
@@ -226,17 +242,29 @@ export function describePublicKey(key: KeyObject): KeyDescription {
 }
 
 /**
- * Checks a bundle against a key policy: number of authorities, key type, curve and RSA size of
+ * Checks a bundle against a key policy: number of authorities (never above
+ * {@link MAX_ACCEPTED_BUNDLE_KEYS}), its size as served in a Bundle Map (`maxBundleBytes`,
+ * `ERR_POLICY_BUNDLE_TOO_LARGE`), key type, curve and RSA size of
  * every X.509 authority's public key and every JWT authority. Returns the first violation, naming
  * the authority (X.509 by SHA-256 prefix, JWT by kid), or undefined when the bundle complies.
  */
 export function checkKeyPolicy(bundle: TrustBundle, policy: KeyPolicy): PolicyError | undefined {
   const td = bundle.trustDomain.name;
   const total = bundle.x509Authorities.length + bundle.jwtAuthorities.size;
-  if (policy.maxKeys !== undefined && total > policy.maxKeys) {
+  const maxKeys = Math.min(policy.maxKeys ?? MAX_ACCEPTED_BUNDLE_KEYS, MAX_ACCEPTED_BUNDLE_KEYS);
+  if (total > maxKeys) {
     return new PolicyError(
       'ERR_POLICY_TOO_MANY_KEYS',
-      `${td}: bundle has ${total} authorities; the key policy allows at most ${policy.maxKeys}`,
+      `${td}: bundle has ${total} authorities; the key policy allows at most ${maxKeys}`,
+    );
+  }
+  // The size the bundle takes in the broker's Bundle Map (per-bundle hints are omitted there).
+  const maxBytes = policy.maxBundleBytes ?? DEFAULT_KEY_POLICY.maxBundleBytes;
+  const bytes = Buffer.byteLength(marshalBundle(bundle, { refreshHint: 0 }));
+  if (bytes > maxBytes) {
+    return new PolicyError(
+      'ERR_POLICY_BUNDLE_TOO_LARGE',
+      `${td}: bundle is ${bytes} bytes as served; the key policy allows at most ${maxBytes} (maxBundleBytes)`,
     );
   }
   const types = policy.allowedKeyTypes ?? DEFAULT_KEY_POLICY.allowedKeyTypes;

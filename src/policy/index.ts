@@ -19,6 +19,7 @@ export {
   DEFAULT_KEY_POLICY,
   describePublicKey,
   evaluatePeerBundle,
+  MAX_ACCEPTED_BUNDLE_KEYS,
   requireAllowlisted,
   resetSequenceBaseline,
 } from './evaluate.js';

@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_REFRESH_HINT_SECONDS } from '../bundle/refresh.js';
 import type { ErrorCode } from '../errors.js';
 
 /**
@@ -77,6 +78,12 @@ export interface PeerStateOptions {
   readonly staleAfterHints?: number;
   /** FAILING after this many consecutive failures (outside the fresh window). Default 3. */
   readonly failingAfter?: number;
+  /**
+   * Cap on the hint that sizes the stale window, seconds. Default
+   * {@link DEFAULT_MAX_REFRESH_HINT_SECONDS} (one day): whatever hint a peer advertises, it is
+   * STALE after at most `staleAfterHints` days of silence.
+   */
+  readonly maxHintSeconds?: number;
 }
 
 /** Hint assumed before any bundle is accepted, seconds (SPIFFE Federation §6.2's suggested 5 min). */
@@ -177,7 +184,8 @@ function derive(
         }
       : { status: 'PENDING', reason: s.lastError };
   }
-  const windowMs = staleAfter * s.hintSeconds * 1000;
+  const hint = Math.min(s.hintSeconds, options.maxHintSeconds ?? DEFAULT_MAX_REFRESH_HINT_SECONDS);
+  const windowMs = staleAfter * hint * 1000;
   if (now - s.lastSuccessAt < windowMs) {
     // Fresh bundle; FAILING says the peer is not answering right now (its bundle is still current).
     return failing
@@ -195,7 +203,7 @@ function derive(
     status: 'STALE',
     reason: {
       code: 'ERR_PEER_STALE',
-      message: `no successful fetch for ${age} s (stale after ${staleAfter} × ${s.hintSeconds} s)${last}`,
+      message: `no successful fetch for ${age} s (stale after ${staleAfter} × ${hint} s)${last}`,
     },
   };
 }

@@ -1,7 +1,7 @@
-import { parseBundleMap } from '../bundle/bundle-map.js';
+import { DEFAULT_MAX_BUNDLE_MAP_BYTES, parseBundleMap } from '../bundle/bundle-map.js';
 import type { BundleSource } from '../bundle/source.js';
 import type { TrustBundle } from '../bundle/trust-bundle.js';
-import { ApiError, BrokerError } from '../errors.js';
+import { ApiError, BrokerError, BundleError } from '../errors.js';
 import { type Clock, isAbort, systemClock } from '../platform/clock.js';
 import type { TrustDomain } from '../spiffeid/trust-domain.js';
 
@@ -17,6 +17,12 @@ export interface PolledBundleMapSourceOptions {
   /** Injected fetch (default the global one). */
   readonly fetch?: (url: string, init: { signal: AbortSignal }) => Promise<Response>;
   readonly clock?: Clock;
+  /**
+   * Largest map accepted, bytes. Default {@link DEFAULT_MAX_BUNDLE_MAP_BYTES}: the documented
+   * maximum map a broker serves (1,024 trust domains at the per-peer default cap of 64 KiB), so a
+   * broker's `/v1/bundles` always fits unless its operator raised per-peer caps past that total.
+   */
+  readonly maxBytes?: number;
   /** Hears every failed poll (the last good bundles stay in force). */
   readonly onError?: (error: BrokerError) => void;
 }
@@ -37,6 +43,7 @@ export class PolledBundleMapSource implements BundleSource {
   readonly #fetch: NonNullable<PolledBundleMapSourceOptions['fetch']>;
   readonly #clock: Clock;
   readonly #onError: ((error: BrokerError) => void) | undefined;
+  readonly #maxBytes: number;
   #bundles: ReadonlyMap<string, TrustBundle> = new Map();
   #loaded = false;
   #waiters: (() => void)[] = [];
@@ -47,6 +54,10 @@ export class PolledBundleMapSource implements BundleSource {
     this.#fetch = opts.fetch ?? ((url, init) => fetch(url, init));
     this.#clock = opts.clock ?? systemClock;
     this.#onError = opts.onError;
+    this.#maxBytes = opts.maxBytes ?? DEFAULT_MAX_BUNDLE_MAP_BYTES;
+    if (!Number.isSafeInteger(this.#maxBytes) || this.#maxBytes < 1) {
+      throw new TypeError(`PolledBundleMapSource: maxBytes must be a positive integer, got ${opts.maxBytes}`);
+    }
   }
 
   getBundleForTrustDomain(trustDomain: TrustDomain): TrustBundle | undefined {
@@ -78,7 +89,15 @@ export class PolledBundleMapSource implements BundleSource {
     if (res.status !== 200) {
       throw new ApiError('ERR_API_RESPONSE', `GET ${this.#url}: HTTP ${res.status}`);
     }
-    const parsed = parseBundleMap(new Uint8Array(await res.arrayBuffer()));
+    const declared = Number(res.headers.get('content-length') ?? Number.NaN);
+    if (declared > this.#maxBytes) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new BundleError(
+        'ERR_BUNDLE_TOO_LARGE',
+        `GET ${this.#url}: bundle map is ${declared} bytes; the limit is ${this.#maxBytes}`,
+      );
+    }
+    const parsed = parseBundleMap(new Uint8Array(await res.arrayBuffer()), { maxBytes: this.#maxBytes });
     this.#bundles = parsed.bundles;
     if (!this.#loaded) {
       this.#loaded = true;

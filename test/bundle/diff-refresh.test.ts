@@ -4,6 +4,7 @@ import {
   authoritiesUnchanged,
   backoffDelay,
   bundlesEqual,
+  DEFAULT_MAX_REFRESH_HINT_SECONDS,
   diffBundles,
   effectiveRefreshHint,
   FEDERATION_REFRESH_POLICY,
@@ -163,6 +164,19 @@ describe('refresh schedule', () => {
       22_500,
     );
     expect(nextRefreshDelay(undefined, p, () => 1)).toBe(75_000);
+  });
+
+  it('caps the hint at one day by default, so a huge hint cannot stretch the schedule or the stale window', () => {
+    expect(DEFAULT_MAX_REFRESH_HINT_SECONDS).toBe(86_400);
+    const huge = TrustBundle.create({ trustDomain: td, refreshHint: Number.MAX_SAFE_INTEGER });
+    expect(effectiveRefreshHint(huge)).toBe(86_400);
+    expect(effectiveRefreshHint(huge, { minHintSeconds: 1, defaultHintSeconds: 300 })).toBe(86_400);
+    expect(nextRefreshDelay(huge)).toBe(21_600_000);
+    expect(effectiveRefreshHint(huge, { maxHintSeconds: 3600 })).toBe(3600);
+    // The cap wins over the floor; hints under it are untouched.
+    expect(effectiveRefreshHint(huge, { maxHintSeconds: 30, minHintSeconds: 60 })).toBe(30);
+    expect(effectiveRefreshHint(TrustBundle.create({ trustDomain: td, refreshHint: 86_399 }))).toBe(86_399);
+    expect(() => effectiveRefreshHint(huge, { maxHintSeconds: 0 })).toThrow(TypeError);
   });
 
   it('backoff doubles up to its cap', () => {

@@ -79,6 +79,32 @@ describe('parseAllowlist', () => {
     expect(q!.line).toBe(18);
   });
 
+  it('reads refresh.maxHint and keyPolicy.maxBundleBytes, within bounds', () => {
+    const entry = (extra: string) =>
+      `apiVersion: spiffe-broker.dev/v1
+kind: Allowlist
+peers:
+  - trustDomain: partner.example
+    bundleEndpoint: { urls: [https://p.example], profile: https_web }
+${extra}`;
+    const [p] = parseAllowlist(
+      entry('    refresh: { maxHint: 6h }\n    keyPolicy: { maxBundleBytes: 131072 }\n'),
+    ).peers;
+    expect(p!.refresh).toEqual({ minIntervalSeconds: 1, maxIntervalSeconds: 300, maxHintSeconds: 21_600 });
+    expect(p!.keyPolicy).toEqual({ maxBundleBytes: 131_072 });
+    for (const bad of [
+      '    refresh: { maxHint: 59s }\n',
+      '    refresh: { maxHint: 90500ms }\n',
+      '    refresh: { maxHint: 800h }\n',
+      '    keyPolicy: { maxBundleBytes: 1023 }\n',
+      '    keyPolicy: { maxBundleBytes: 16777217 }\n',
+    ]) {
+      expect(() => parseAllowlist(entry(bad)), bad).toThrow(
+        expect.objectContaining({ code: 'ERR_CONFIG_SCHEMA' }),
+      );
+    }
+  });
+
   it('accepts an empty peer list', () => {
     expect(parseAllowlist(peerDoc('  []\n').replace('peers:\n  []', 'peers: []')).peers).toEqual([]);
   });

@@ -79,6 +79,13 @@ const allowlistSamples: { name: string; text: string; valid: boolean }[] = [
   { name: 'empty curve list', text: web('    keyPolicy: { allowedCurves: [] }\n'), valid: false },
   { name: 'tiny RSA minimum', text: web('    keyPolicy: { minRSABits: 512 }\n'), valid: false },
   { name: 'zero maxKeys', text: web('    keyPolicy: { maxKeys: 0 }\n'), valid: false },
+  {
+    name: 'maxBundleBytes and maxHint',
+    text: web('    refresh: { maxHint: 6h }\n    keyPolicy: { maxBundleBytes: 131072 }\n'),
+    valid: true,
+  },
+  { name: 'tiny maxBundleBytes', text: web('    keyPolicy: { maxBundleBytes: 100 }\n'), valid: false },
+  { name: 'huge maxBundleBytes', text: web('    keyPolicy: { maxBundleBytes: 33554432 }\n'), valid: false },
   { name: 'empty spireServers', text: web('    spireServers: []\n'), valid: false },
   { name: 'string boolean', text: web('    allowEmptyBundle: "true"\n'), valid: false },
 ];
@@ -93,6 +100,7 @@ const semanticOnlyAllowlists: { name: string; text: string }[] = [
     text: web('    refresh: { minInterval: 10m, maxInterval: 1m }\n'),
   },
   { name: 'interval below 100ms', text: web('    refresh: { minInterval: 1ms }\n') },
+  { name: 'maxHint below one minute', text: web('    refresh: { maxHint: 30s }\n') },
   {
     name: 'self-serving https_spiffe without bootstrap bundle',
     text: spiffe().replace('      bootstrapBundleFile: /b.json\n', ''),
@@ -107,7 +115,7 @@ const brokerSamples: { name: string; text: string; valid: boolean }[] = [
   { name: 'minimal', text: BC_MIN, valid: true },
   {
     name: 'full',
-    text: `${BC_MIN}endpoint: { listen: 0.0.0.0:8443, profile: https_web, certFile: /c, keyFile: /k, refreshHint: 5m, pollInterval: 250ms, bundleMapPath: /map, serveFederatedInMap: true, maxHeldRequests: 10 }
+    text: `${BC_MIN}endpoint: { listen: 0.0.0.0:8443, profile: https_web, certFile: /c, keyFile: /k, refreshHint: 5m, pollInterval: 250ms, bundleMapPath: /map, serveFederatedInMap: true, maxHeldRequests: 10, handshakeTimeout: 5s, maxConnectionsPerAddress: 64 }
 admin: { socket: /run/admin.sock }
 verify: { listen: 127.0.0.1:9, maxBodyBytes: 64KiB }
 fetch: { connectTimeout: 1s, timeout: 5s, maxBodyBytes: 1048576 }

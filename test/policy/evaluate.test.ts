@@ -1,6 +1,15 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { jwtAuthority, TrustBundle } from '../../src/bundle/index.js';
+import {
+  DEFAULT_MAX_BUNDLE_BYTES,
+  DEFAULT_MAX_BUNDLE_KEYS,
+  DEFAULT_MAX_BUNDLE_MAP_BYTES,
+  DEFAULT_PEER_BUNDLE_BYTES,
+  jwtAuthority,
+  MAX_BUNDLE_MAP_TRUST_DOMAINS,
+  marshalBundle,
+  TrustBundle,
+} from '../../src/bundle/index.js';
 import { parseAllowlist } from '../../src/config/index.js';
 import { PolicyError } from '../../src/errors.js';
 import { createCa } from '../../src/pki/index.js';
@@ -8,6 +17,7 @@ import {
   checkKeyPolicy,
   describePublicKey,
   evaluatePeerBundle,
+  MAX_ACCEPTED_BUNDLE_KEYS,
   type PeerPolicy,
   requireAllowlisted,
   resetSequenceBaseline,
@@ -186,6 +196,71 @@ peers:
     expect(() => requireAllowlisted(allowlist.peers, TrustDomain.parse('x.example'))).toThrow(
       expect.objectContaining({ code: 'ERR_POLICY_NOT_ALLOWLISTED' }),
     );
+  });
+});
+
+describe('per-peer bundle size and key count (the Bundle Map consumers must always hold them)', () => {
+  const shared = pub('ec', { namedCurve: 'P-256' });
+  /** A bundle of `n` JWT authorities with `kidLength`-byte key IDs (one key, many kids: cheap). */
+  const wide = (n: number, kidLength = 200) =>
+    bundle({
+      x509: [],
+      jwt: Array.from({ length: n }, (_, i) => jwtAuthority(`${i}-`.padEnd(kidLength, 'k'), shared)),
+      seq: 1n,
+    });
+  const served = (b: TrustBundle) => Buffer.byteLength(marshalBundle(b, { refreshHint: 0 }));
+
+  it('refuses a bundle larger than maxBundleBytes as served, 64 KiB by default', () => {
+    const small = wide(100);
+    const big = wide(250);
+    expect(served(small)).toBeLessThan(DEFAULT_PEER_BUNDLE_BYTES);
+    expect(served(big)).toBeGreaterThan(DEFAULT_PEER_BUNDLE_BYTES);
+    expect(evaluatePeerBundle({ peer, candidate: small }).accepted).toBe(true);
+    const d = evaluatePeerBundle({ peer, candidate: big });
+    expect(refusedCode(d)).toBe('ERR_POLICY_BUNDLE_TOO_LARGE');
+    if (!d.accepted) {
+      expect(d.error.message).toBe(
+        `partner.example: bundle is ${served(big)} bytes as served; the key policy allows at most 65536 (maxBundleBytes)`,
+      );
+    }
+    const roomy: PeerPolicy = { ...peer, keyPolicy: { maxBundleBytes: 128 * 1024 } };
+    expect(evaluatePeerBundle({ peer: roomy, candidate: big }).accepted).toBe(true);
+    const tight: PeerPolicy = { ...peer, keyPolicy: { maxBundleBytes: served(small) - 1 } };
+    expect(refusedCode(evaluatePeerBundle({ peer: tight, candidate: small }))).toBe(
+      'ERR_POLICY_BUNDLE_TOO_LARGE',
+    );
+  });
+
+  it('refuses a bundle just under the 1 MiB fetch cap (it would have cut off every map consumer)', () => {
+    const huge = wide(2500, 256);
+    expect(served(huge)).toBeGreaterThan(950 * 1024);
+    expect(served(huge)).toBeLessThan(DEFAULT_MAX_BUNDLE_BYTES);
+    expect(refusedCode(evaluatePeerBundle({ peer, candidate: huge }))).toBe('ERR_POLICY_TOO_MANY_KEYS');
+    const fewerKeys = wide(900, 256);
+    expect(served(fewerKeys)).toBeGreaterThan(4 * DEFAULT_PEER_BUNDLE_BYTES);
+    expect(refusedCode(evaluatePeerBundle({ peer, candidate: fewerKeys }))).toBe(
+      'ERR_POLICY_BUNDLE_TOO_LARGE',
+    );
+  });
+
+  it('never accepts more authorities than a Bundle Map consumer takes per bundle, whatever maxKeys says', () => {
+    const lax: PeerPolicy = { ...peer, keyPolicy: { maxKeys: 10_000, maxBundleBytes: 16 * 1024 * 1024 } };
+    expect(MAX_ACCEPTED_BUNDLE_KEYS).toBe(DEFAULT_MAX_BUNDLE_KEYS);
+    expect(evaluatePeerBundle({ peer: lax, candidate: wide(MAX_ACCEPTED_BUNDLE_KEYS, 8) }).accepted).toBe(
+      true,
+    );
+    const d = evaluatePeerBundle({ peer: lax, candidate: wide(MAX_ACCEPTED_BUNDLE_KEYS + 1, 8) });
+    expect(refusedCode(d)).toBe('ERR_POLICY_TOO_MANY_KEYS');
+  });
+
+  it('the map consumers default limit holds the documented maximum map', () => {
+    // 1,024 trust domains of the longest name (255), each bundle at the per-peer default cap.
+    const entry = 2 + 255 + 1 + DEFAULT_PEER_BUNDLE_BYTES + 1;
+    const envelope = '{"trust_domains":{}}'.length;
+    expect(DEFAULT_MAX_BUNDLE_MAP_BYTES).toBeGreaterThanOrEqual(
+      MAX_BUNDLE_MAP_TRUST_DOMAINS * entry + envelope,
+    );
+    expect(MAX_BUNDLE_MAP_TRUST_DOMAINS).toBeGreaterThanOrEqual(1024);
   });
 });
 

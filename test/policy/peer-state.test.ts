@@ -257,3 +257,28 @@ describe('nextPeerState', () => {
     expect(() => nextPeerState(initialPeerState(0), ok(0), 1)).toThrow(TypeError);
   });
 });
+
+describe('the stale window is capped whatever hint the peer advertises', () => {
+  it('a peer with a ten-year hint is STALE after 3 days of silence by default', () => {
+    const tenYears = 10 * 365 * 86_400;
+    const [, fresh, stale] = run([
+      [0, ok(tenYears)],
+      [3 * 86_400 - 1, tick],
+      [3 * 86_400, tick],
+    ]);
+    expect(fresh!.status).toBe('ACTIVE');
+    expect(stale!.status).toBe('STALE');
+    expect(stale!.reason?.message).toBe('no successful fetch for 259200 s (stale after 3 × 86400 s)');
+  });
+
+  it('maxHintSeconds configures the cap', () => {
+    const [, stale] = run(
+      [
+        [0, ok(86_400)],
+        [3 * 3600, tick],
+      ],
+      { maxHintSeconds: 3600 },
+    );
+    expect(stale!.status).toBe('STALE');
+  });
+});

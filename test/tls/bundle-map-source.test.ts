@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { marshalBundleMap } from '../../src/bundle/bundle-map.js';
+import { DEFAULT_PEER_BUNDLE_BYTES, marshalBundleMap } from '../../src/bundle/bundle-map.js';
+import { marshalBundle } from '../../src/bundle/codec.js';
+import { jwtAuthority, TrustBundle } from '../../src/bundle/trust-bundle.js';
 import type { BrokerError } from '../../src/errors.js';
 import { TrustDomain } from '../../src/spiffeid/index.js';
 import { PolledBundleMapSource } from '../../src/tls/index.js';
@@ -50,5 +52,49 @@ describe('PolledBundleMapSource', () => {
     stop.abort();
     await running;
     expect(urls.every((u) => u === 'http://127.0.0.1:8089/v1/bundles')).toBe(true);
+  });
+});
+
+describe('PolledBundleMapSource size limit', () => {
+  it('by default takes a map larger than 1 MiB: the documented maximum map, not one peer, sets the limit', async () => {
+    const pki = await makePki('base.test');
+    const shared = pki.jwtKeys['ec-p256'].publicKey;
+    // 24 peers, each bundle near the 64 KiB per-peer cap: ~1.5 MiB in all (the old 1 MiB default refused it).
+    const bundles = Array.from({ length: 24 }, (_, d) =>
+      TrustBundle.create({
+        trustDomain: TrustDomain.parse(`peer-${d}.test`),
+        jwtAuthorities: Array.from({ length: 150 }, (_, i) => jwtAuthority(`${i}-`.padEnd(250, 'k'), shared)),
+        sequence: 1n,
+      }),
+    );
+    for (const b of bundles) {
+      expect(Buffer.byteLength(marshalBundle(b, { refreshHint: 0 }))).toBeLessThan(DEFAULT_PEER_BUNDLE_BYTES);
+    }
+    const body = marshalBundleMap(bundles);
+    expect(body.length).toBeGreaterThan(1024 * 1024);
+    const source = new PolledBundleMapSource({
+      url: 'http://127.0.0.1:8089/v1/bundles',
+      fetch: async () => new Response(body),
+    });
+    await source.refresh();
+    expect(source.bundles()).toHaveLength(24);
+
+    // An explicit limit still applies, from the declared length or from the body.
+    const errors: string[] = [];
+    for (const headers of [{ 'content-length': String(body.length) }, {}]) {
+      const small = new PolledBundleMapSource({
+        url: 'http://127.0.0.1:8089/v1/bundles',
+        maxBytes: 1024 * 1024,
+        fetch: async () => new Response(body, { headers }),
+      });
+      await small
+        .refresh()
+        .catch((e: BrokerError) => errors.push(`${e.code}: ${e.message.replace(/^GET \S+: /, '')}`));
+    }
+    expect(errors).toEqual([
+      `ERR_BUNDLE_TOO_LARGE: bundle map is ${body.length} bytes; the limit is 1048576`,
+      `ERR_BUNDLE_TOO_LARGE: bundle map is ${body.length} bytes; the limit is 1048576`,
+    ]);
+    expect(() => new PolledBundleMapSource({ url: 'http://x', maxBytes: 0 })).toThrow(TypeError);
   });
 });
