@@ -17,12 +17,17 @@ beforeAll(async () => {
 
 type Options = Parameters<typeof buildAdminApp>[0];
 
+/** Mutating routes need the admin bearer token (issue 16 item 3); these tests present it. */
+const TOKEN = 't'.repeat(43);
+const AUTH = { authorization: `Bearer ${TOKEN}` };
+
 function app(over: Partial<Options> = {}) {
   return buildAdminApp({
     status: () => STATUS,
     ready: () => ({ ready: true, reasons: [] }),
     metrics: new BrokerMetrics({ registry: createMetricsRegistry(), clock: { now: () => T0 } }),
     bundles: () => [peer.bundle],
+    adminToken: TOKEN,
     ...over,
   });
 }
@@ -39,7 +44,7 @@ function resetter(calls: string[]): NonNullable<Options['resetSequence']> {
 }
 
 const post = (a: ReturnType<typeof app>, td: string) =>
-  a.inject({ method: 'POST', url: `/v1/peers/${encodeURIComponent(td)}/reset-sequence` });
+  a.inject({ method: 'POST', url: `/v1/peers/${encodeURIComponent(td)}/reset-sequence`, headers: AUTH });
 
 describe('POST /v1/peers/{trustDomain}/reset-sequence', () => {
   it('resets an allowlisted peer and says what the sequence was', async () => {
@@ -91,6 +96,7 @@ describe('POST /v1/peers/{trustDomain}/reset-sequence', () => {
     const res = await app({ resetSequence: resetter(calls) }).inject({
       method: 'GET',
       url: '/v1/peers/b.test/reset-sequence',
+      headers: AUTH,
     });
     expect(res.statusCode).toBe(404);
     expect(calls).toEqual([]);
