@@ -23,6 +23,9 @@ export const BROKER_DEFAULTS = Object.freeze({
   endpointRefreshHintSeconds: 300,
   endpointPollIntervalMs: 250,
   endpointMaxHeldRequests: 10_000,
+  /** 10 s: a TLS handshake takes milliseconds; Node's 120 s lets silent connections fill the cap. */
+  endpointHandshakeTimeoutMs: 10_000,
+  endpointMaxConnectionsPerAddress: 256,
   endpointSpiffeIdPath: '/spiffe-broker',
   adminListen: '127.0.0.1:8089',
   verifyListen: '127.0.0.1:8090',
@@ -316,6 +319,8 @@ const ENDPOINT_KEYS = [
   'bundleMapPath',
   'serveFederatedInMap',
   'maxHeldRequests',
+  'handshakeTimeout',
+  'maxConnectionsPerAddress',
 ] as const;
 
 function readEndpoint(
@@ -390,6 +395,14 @@ function readEndpoint(
   const serveFederatedInMap = sfF ? reader.boolean(sfF) : false;
   const mhF = opt(reader, m, 'maxHeldRequests');
   const maxHeldRequests = mhF ? reader.integer(mhF, 0, 1_000_000) : BROKER_DEFAULTS.endpointMaxHeldRequests;
+  const htF = opt(reader, m, 'handshakeTimeout');
+  const handshakeTimeoutMs = htF
+    ? reader.duration(htF, 100, 120_000)
+    : BROKER_DEFAULTS.endpointHandshakeTimeoutMs;
+  const mcF = opt(reader, m, 'maxConnectionsPerAddress');
+  const maxConnectionsPerAddress = mcF
+    ? reader.integer(mcF, 1, 1_000_000)
+    : BROKER_DEFAULTS.endpointMaxConnectionsPerAddress;
   if (
     reader.issues.length > before ||
     !addr ||
@@ -397,7 +410,9 @@ function readEndpoint(
     hintMs === undefined ||
     pollIntervalMs === undefined ||
     serveFederatedInMap === undefined ||
-    maxHeldRequests === undefined
+    maxHeldRequests === undefined ||
+    handshakeTimeoutMs === undefined ||
+    maxConnectionsPerAddress === undefined
   ) {
     return undefined;
   }
@@ -413,6 +428,8 @@ function readEndpoint(
     ...(bundleMapPath !== undefined ? { bundleMapPath } : {}),
     serveFederatedInMap,
     maxHeldRequests,
+    handshakeTimeoutMs,
+    maxConnectionsPerAddress,
   };
 }
 

@@ -131,6 +131,10 @@ export interface BundleEndpointConfig {
   readonly serveFederatedInMap: boolean;
   /** Upper bound on requests held open waiting for a change (long poll). Default 1000. */
   readonly maxHeldRequests: number;
+  /** A connection must finish its TLS handshake within this time, milliseconds. Default 10 000. */
+  readonly handshakeTimeoutMs: number;
+  /** Most open connections from one source address. Default 256. */
+  readonly maxConnectionsPerAddress: number;
 }
 
 /** The admin API: loopback TCP or a Unix socket; mTLS with `adminIds` otherwise. */

@@ -47,7 +47,13 @@ export {
   MIN_RECOMMENDED_REFRESH_HINT_SECONDS,
 } from './local-bundle.js';
 export type { BundleEndpointServerOptions, RunningBundleEndpoint } from './server.js';
-export { INTERMEDIATE_TLS12_CIPHERS, runBundleEndpoint, startBundleEndpoint } from './server.js';
+export {
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+  INTERMEDIATE_TLS12_CIPHERS,
+  runBundleEndpoint,
+  startBundleEndpoint,
+} from './server.js';
 export type { MintedSvidCredentialsOptions, X509SvidMinter } from './svid-credentials.js';
 export {
   DEFAULT_ENDPOINT_ID_PATH,

@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import { createServer, type ServerOptions } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import { EndpointError } from '../errors.js';
 import { type BundleEndpointApp, type BundleEndpointOptions, buildBundleEndpointApp } from './app.js';
@@ -43,6 +43,56 @@ export interface BundleEndpointServerOptions extends BundleEndpointOptions {
   readonly headersTimeoutMs?: number;
   /** Most open connections (held long-polls included); more are refused at accept. Default 20,000. */
   readonly maxConnections?: number;
+  /**
+   * A connection must complete its TLS handshake within this time, ms, or it is closed. Default
+   * 10 s (Node's own default, 120 s, lets ~167 silent connections a second hold the whole
+   * connection cap).
+   */
+  readonly handshakeTimeoutMs?: number;
+  /**
+   * Most open connections from one source address (IPv4-mapped IPv6 counted as IPv4); more are
+   * closed at accept, before TLS. Default 256.
+   */
+  readonly maxConnectionsPerAddress?: number;
+}
+
+/** Default {@link BundleEndpointServerOptions.handshakeTimeoutMs}. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Default {@link BundleEndpointServerOptions.maxConnectionsPerAddress}. */
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256;
+
+/** The source address a connection is counted under: `::ffff:1.2.3.4` is `1.2.3.4`. */
+function sourceOf(socket: Socket): string {
+  const a = socket.remoteAddress ?? '';
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+}
+
+/**
+ * Caps the open connections of each source address: a connection past `limit` is destroyed as it
+ * is accepted, before any TLS work. The count drops when a connection closes.
+ */
+function limitPerAddress(server: Server, limit: number): void {
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const source = sourceOf(socket);
+    const n = open.get(source) ?? 0;
+    if (n >= limit) {
+      socket.destroy();
+      return;
+    }
+    open.set(source, n + 1);
+    socket.once('close', () => {
+      const left = (open.get(source) ?? 1) - 1;
+      if (left <= 0) open.delete(source);
+      else open.set(source, left);
+    });
+  });
+}
+
+function positiveInteger(name: string, v: number): number {
+  if (!Number.isSafeInteger(v) || v < 1)
+    throw new TypeError(`startBundleEndpoint: ${name} must be a positive integer`);
+  return v;
 }
 
 /** A listening bundle endpoint. */
@@ -93,8 +143,19 @@ export async function startBundleEndpoint(
   // expected (GET only) and a held long-poll lasts at most 60 s. Node checks these timeouts every
   // connectionsCheckingInterval, so that follows the header timeout.
   const headersTimeout = opts.headersTimeoutMs ?? 10_000;
+  // Bound silent connections too: one that never starts (or finishes) its TLS handshake is closed
+  // after handshakeTimeout, and no source address holds more than its share of the connection cap.
+  const handshakeTimeout = positiveInteger(
+    'handshakeTimeoutMs',
+    opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  );
+  const perAddress = positiveInteger(
+    'maxConnectionsPerAddress',
+    opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+  );
   const serverOptions: ServerOptions = {
     ...contextOptions(first),
+    handshakeTimeout,
     requestCert: false,
     ALPNProtocols: ['http/1.1'],
     headersTimeout,
@@ -106,6 +167,9 @@ export async function startBundleEndpoint(
     serverFactory: (handler) => {
       server = createServer(serverOptions, handler as never) as unknown as Server;
       server.maxConnections = opts.maxConnections ?? 20_000;
+      limitPerAddress(server, perAddress);
+      // A handshake that timed out or failed is the client's problem; the socket is already closed.
+      server.on('tlsClientError', () => undefined);
       return server;
     },
   });

@@ -48,6 +48,8 @@ endpoint:
   bundleMapPath: /bundle-map
   serveFederatedInMap: true
   maxHeldRequests: 50
+  handshakeTimeout: 3s
+  maxConnectionsPerAddress: 32
 admin:
   listen: "[::]:9443"
   adminIds: [spiffe://example.org/ops/admin]
@@ -110,6 +112,8 @@ describe('parseBrokerConfig', () => {
     expect(e.bundleMapPath).toBe('/bundle-map');
     expect(e.serveFederatedInMap).toBe(true);
     expect(e.maxHeldRequests).toBe(50);
+    expect(e.handshakeTimeoutMs).toBe(3000);
+    expect(e.maxConnectionsPerAddress).toBe(32);
     expect(c.admin.listen).toEqual({ host: '::', port: 9443 });
     expect(c.admin.adminIds.map(String)).toEqual(['spiffe://example.org/ops/admin']);
     expect(c.verify.maxBodyBytes).toBe(131_072);
@@ -136,7 +140,18 @@ describe('parseBrokerConfig', () => {
       pollIntervalMs: 250,
       serveFederatedInMap: false,
       maxHeldRequests: 10_000,
+      handshakeTimeoutMs: 10_000,
+      maxConnectionsPerAddress: 256,
     });
+  });
+
+  it('endpoint: refuses a handshake timeout outside 100ms–2m and a per-address cap below 1 (issue 16 item 6)', () => {
+    const ep = (extra: string) =>
+      `${MINIMAL}endpoint: { listen: localhost:8443, profile: https_web, certFile: /c.pem, keyFile: /k.pem, ${extra} }\n`;
+    for (const bad of ['handshakeTimeout: 0s', 'handshakeTimeout: 10m', 'maxConnectionsPerAddress: 0']) {
+      expect(() => parseBrokerConfig(ep(bad)), bad).toThrow(ConfigValidationError);
+    }
+    expect(parseBrokerConfig(ep('handshakeTimeout: 100ms')).endpoint?.handshakeTimeoutMs).toBe(100);
   });
 
   it('collects every problem with its position', () => {

@@ -350,3 +350,86 @@ describe('slow clients', () => {
     expect((await get(`https://localhost:${ep.port}/`, { ca: ca.pem })).status).toBe(200);
   });
 });
+
+describe('silent connections (issue 16 item 6)', () => {
+  /** Opens `n` TCP connections from `localAddress` that never start TLS; resolves once all are open. */
+  async function silent(port: number, localAddress: string, n: number): Promise<{ closed: Promise<void>[] }> {
+    const { connect } = await import('node:net');
+    const closed: Promise<void>[] = [];
+    const opened: Promise<void>[] = [];
+    for (let i = 0; i < n; i++) {
+      const s = connect({ host: '127.0.0.1', port, localAddress });
+      s.on('error', () => undefined);
+      opened.push(new Promise<void>((r) => s.once('connect', () => r()).once('close', () => r())));
+      closed.push(new Promise<void>((r) => s.once('close', () => r())));
+      stop.signal.addEventListener('abort', () => s.destroy(), { once: true });
+    }
+    await Promise.all(opened);
+    return { closed };
+  }
+
+  /** Settles true when every promise settled within `ms`, false otherwise. */
+  function within(ms: number, all: Promise<unknown>[]): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), ms);
+      void Promise.all(all).then(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  async function webEndpoint(over: Record<string, number>) {
+    const clock = new FakeClock(wholeSecondNow());
+    const ca = await makeCa();
+    const cert = await webCert(ca);
+    const certFile = join(dir, 'silent.crt');
+    const keyFile = join(dir, 'silent.key');
+    await writeFile(certFile, cert.pem);
+    await writeFile(keyFile, cert.privateKeyPem!);
+    const credentials = new FileTlsCredentials({ certFile, keyFile, deps: { clock } });
+    const { local } = await localBundle();
+    const ep = await startBundleEndpoint(
+      { host: '127.0.0.1', port: 0, local, credentials, ...over },
+      stop.signal,
+    );
+    return { ep, ca };
+  }
+
+  it('closes connections that never start TLS after the handshake timeout; a client then gets its bundle', async () => {
+    // The whole connection cap (16) is held by silent connections from four other loopback addresses.
+    const { ep, ca } = await webEndpoint({ maxConnections: 16, handshakeTimeoutMs: 300 });
+    const flood = await Promise.all(
+      ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5'].map((a) => silent(ep.port, a, 4)),
+    );
+    // Node's default (120 s) would keep them all; the short handshake timeout frees every slot.
+    expect(
+      await within(
+        5_000,
+        flood.flatMap((f) => f.closed),
+      ),
+    ).toBe(true);
+    const got = await get(`https://localhost:${ep.port}/`, { ca: ca.pem });
+    expect(got.status).toBe(200);
+    expect(parseBundle(LOCAL_TD, got.body).bundle.sequence).toBe(4n);
+  });
+
+  it('caps the connections of one source address; other addresses are still served', async () => {
+    const { ep, ca } = await webEndpoint({ maxConnectionsPerAddress: 8, handshakeTimeoutMs: 60_000 });
+    const flood = await silent(ep.port, '127.0.0.2', 40);
+    // 32 of the 40 are closed at accept, long before any handshake timeout could act.
+    let closedSoon = 0;
+    for (const c of flood.closed) void c.then(() => closedSoon++);
+    await eventually(() => closedSoon >= 32, '32 connections over the per-address cap to be closed');
+    expect(closedSoon).toBe(32);
+    // A legitimate client from another address is served while the 8 stay open.
+    const got = await get(`https://localhost:${ep.port}/`, { ca: ca.pem });
+    expect(got.status).toBe(200);
+    expect(closedSoon).toBe(32);
+  });
+
+  it('refuses nonsense limits with TypeError', async () => {
+    await expect(webEndpoint({ handshakeTimeoutMs: 0 })).rejects.toThrow(TypeError);
+    await expect(webEndpoint({ maxConnectionsPerAddress: 1.5 })).rejects.toThrow(TypeError);
+  });
+});
