@@ -214,7 +214,8 @@ export type MtlsErrorCode =
   | 'ERR_MTLS_TIMEOUT'
   | 'ERR_MTLS_HANDSHAKE'
   | 'ERR_MTLS_PROBE_PROTOCOL'
-  | 'ERR_MTLS_PROBE_BUNDLES';
+  | 'ERR_MTLS_PROBE_BUNDLES'
+  | 'ERR_MTLS_PROBE_RATE_LIMITED';
 
 /** Every error code the broker can produce. */
 export type ErrorCode =

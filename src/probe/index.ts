@@ -15,9 +15,12 @@ export type {
   SpireHeldBundle,
 } from './mtls-probe.js';
 export {
+  DEFAULT_INBOUND_SPIRE_READS,
   DEFAULT_PROBE_INTERVAL_MS,
   DEFAULT_PROBE_TIMEOUT_MS,
   MAX_VERDICT_BYTES,
   MtlsProbe,
   parseVerdict,
 } from './mtls-probe.js';
+export type { BucketRate } from './rate-limit.js';
+export { KeyedRateLimiter } from './rate-limit.js';

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type TLSSocket, connect as tlsConnect } from 'node:tls';
-import { BundleSet } from '../bundle/source.js';
+import { BundleSet, type BundleSource } from '../bundle/source.js';
 import type { TrustBundle } from '../bundle/trust-bundle.js';
 import { BrokerError, MtlsError } from '../errors.js';
 import { type Clock, isAbort } from '../platform/clock.js';
@@ -11,6 +11,7 @@ import type { TrustDomain } from '../spiffeid/trust-domain.js';
 import { claimedSpiffeId, connectError, peerChain } from '../tls/spiffe-tls.js';
 import { type SvidSource, toSvidSource, type X509SvidMaterial } from '../tls/svid.js';
 import { verifyX509Svid } from '../verify/x509-svid.js';
+import { type BucketRate, KeyedRateLimiter } from './rate-limit.js';
 
 /** Default {@link MtlsProbeOptions.intervalMs}. */
 export const DEFAULT_PROBE_INTERVAL_MS = 30_000;
@@ -92,7 +93,28 @@ export interface MtlsProbeOptions {
   readonly authorizeClient?: SpiffeIdMatcher;
   /** Hears every result (logs, status). */
   readonly onResult?: (result: ProbeResult) => void;
+  /**
+   * The bundles the broker itself holds (federated and local). An inbound client's chain must
+   * verify against its trust domain's bundle here BEFORE the SPIRE servers are read: a client that
+   * merely claims an allowlisted trust domain (a self-signed certificate) triggers no SPIRE read.
+   * The daemon passes its bundle source; without it, only the rate limit bounds SPIRE reads.
+   */
+  readonly heldBundles?: BundleSource;
+  /**
+   * SPIRE reads on behalf of inbound clients, as token buckets per source address and overall.
+   * Default {@link DEFAULT_INBOUND_SPIRE_READS}. A client past it gets `ERR_MTLS_PROBE_RATE_LIMITED`.
+   */
+  readonly inboundSpireReads?: { readonly perAddress: BucketRate; readonly overall: BucketRate };
 }
+
+/**
+ * Default {@link MtlsProbeOptions.inboundSpireReads}: per source address a burst of 6, then one
+ * every 5 s (a peer broker probes once per interval, 10–30 s); overall a burst of 60, then 2 a second.
+ */
+export const DEFAULT_INBOUND_SPIRE_READS = Object.freeze({
+  perAddress: Object.freeze({ burst: 6, perSecond: 0.2 }),
+  overall: Object.freeze({ burst: 60, perSecond: 2 }),
+});
 
 function refusal(code: string, message: string): ProbeVerdict {
   return { ok: false, code, message };
@@ -125,6 +147,7 @@ export class MtlsProbe {
   readonly #timer: () => number;
   readonly #timeoutMs: number;
   readonly #results = new Map<string, ProbeResult>();
+  readonly #limiter: KeyedRateLimiter;
   #server: Server | undefined;
   #unsubscribe: (() => void) | undefined;
 
@@ -136,6 +159,12 @@ export class MtlsProbe {
     this.#svid = toSvidSource(opts.svid);
     this.#timer = opts.timer ?? (() => performance.now());
     this.#timeoutMs = opts.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
+    const reads = opts.inboundSpireReads ?? DEFAULT_INBOUND_SPIRE_READS;
+    this.#limiter = new KeyedRateLimiter({
+      perKey: reads.perAddress,
+      overall: reads.overall,
+      now: () => opts.clock.now(),
+    });
   }
 
   /** The last result per peer trust domain. */
@@ -204,17 +233,54 @@ export class MtlsProbe {
   async #answer(socket: TLSSocket): Promise<void> {
     socket.setTimeout(this.#timeoutMs, () => socket.destroy());
     socket.on('error', () => undefined);
-    const verdict = await this.#judgeSafely(peerChain(socket), this.#authorizeClient());
+    const source = socket.remoteAddress ?? 'unknown';
+    const verdict = await this.#judgeSafely(() =>
+      this.judgeInbound(peerChain(socket), this.#authorizeClient(), source),
+    );
     socket.end(`${JSON.stringify(verdict)}\n`);
   }
 
-  async #judgeSafely(chain: readonly Uint8Array[], authorize: SpiffeIdMatcher): Promise<ProbeVerdict> {
+  async #judgeSafely(judge: () => Promise<ProbeVerdict>): Promise<ProbeVerdict> {
     try {
-      return await this.judge(chain, authorize);
+      return await judge();
     } catch (err) {
       const { code, message } = codeOf(err);
       return refusal(code, message);
     }
+  }
+
+  /**
+   * Judges an inbound client (issue 16 item 10): first its claimed ID against `authorize` and its
+   * chain against the bundle the broker holds for the claimed trust domain (`heldBundles`), then
+   * the per-address and overall rate limit — and only then the SPIRE servers ({@link judge}). A
+   * client that does not verify costs no SPIRE read.
+   */
+  async judgeInbound(
+    chain: readonly Uint8Array[],
+    authorize: SpiffeIdMatcher,
+    source: string,
+  ): Promise<ProbeVerdict> {
+    const claimed = claimedSpiffeId(chain);
+    if (chain.length === 0) return refusal('ERR_VERIFY_INPUT', 'no certificate was presented');
+    if (!claimed)
+      return refusal('ERR_VERIFY_X509_NO_SPIFFE_ID', 'the leaf certificate carries no single SPIFFE ID');
+    if (!authorize(claimed)) {
+      return refusal('ERR_VERIFY_ID_NOT_AUTHORIZED', `${claimed.toString()} is not ${authorize.description}`);
+    }
+    const held = this.#o.heldBundles;
+    if (held) {
+      const r = verifyX509Svid(chain, held, { now: this.#o.clock.now(), authorize });
+      if (!r.ok) {
+        return refusal(r.code, `not verified with the bundle this broker holds: ${r.message}`);
+      }
+    }
+    if (!this.#limiter.take(source)) {
+      return refusal(
+        'ERR_MTLS_PROBE_RATE_LIMITED',
+        `too many probes from ${source}: the SPIRE servers are read at a bounded rate; try again later`,
+      );
+    }
+    return this.judge(chain, authorize);
   }
 
   /** Starts the probe port (no-op without `listen`); resolves once it listens. */
@@ -229,6 +295,8 @@ export class MtlsProbe {
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
+      // A connection that does not finish its handshake is not held for Node's default 120 s.
+      handshakeTimeout: this.#timeoutMs,
     });
     server.on('secureConnection', (socket: TLSSocket) => void this.#answer(socket));
     server.on('tlsClientError', () => undefined);

@@ -1,7 +1,17 @@
+import type { ConnectionOptions } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { BundleSet } from '../../src/bundle/source.js';
 import type { TrustBundle } from '../../src/bundle/trust-bundle.js';
 import { BrokerMetrics, createMetricsRegistry } from '../../src/metrics/index.js';
-import { MtlsProbe, type ProbePeer, type ProbeResult, parseVerdict } from '../../src/probe/index.js';
+import {
+  KeyedRateLimiter,
+  MtlsProbe,
+  type MtlsProbeOptions,
+  type ProbePeer,
+  type ProbeResult,
+  type ProbeVerdict,
+  parseVerdict,
+} from '../../src/probe/index.js';
 import { SvidHolder, type X509SvidMaterial } from '../../src/tls/index.js';
 import { FakeClock } from '../fakes/fake-clock.js';
 import { makePki, T0, type TestPki } from '../support/fixtures.js';
@@ -33,9 +43,16 @@ interface Broker {
   peers: ProbePeer[];
   clock: FakeClock;
   metrics: BrokerMetrics;
+  /** Every SPIRE read, by trust domain name. */
+  reads: string[];
 }
 
-async function broker(pki: TestPki, spire: Spire, opts: { fail?: boolean } = {}): Promise<Broker> {
+async function broker(
+  pki: TestPki,
+  spire: Spire,
+  opts: { fail?: boolean } & Pick<MtlsProbeOptions, 'heldBundles' | 'inboundSpireReads'> = {},
+): Promise<Broker> {
+  const reads: string[] = [];
   const svid = new SvidHolder(await material(pki));
   const peers: ProbePeer[] = [];
   const clock = new FakeClock(T0);
@@ -49,14 +66,17 @@ async function broker(pki: TestPki, spire: Spire, opts: { fail?: boolean } = {})
     listen: { host: '127.0.0.1', port: 0 },
     intervalMs: 10_000,
     timeoutMs: 5_000,
+    ...(opts.heldBundles ? { heldBundles: opts.heldBundles } : {}),
+    ...(opts.inboundSpireReads ? { inboundSpireReads: opts.inboundSpireReads } : {}),
     bundlesAsSpireHolds: async (td) => {
+      reads.push(td.name);
       if (opts.fail) throw new Error('SPIRE unavailable');
       return Object.entries(spire).map(([server, held]) => ({ server, bundle: held.get(td.name) }));
     },
   });
   probes.push(probe);
   await probe.listen();
-  return { probe, svid, spire, peers, clock, metrics };
+  return { probe, svid, spire, peers, clock, metrics, reads };
 }
 
 function pointAt(from: Broker, to: Broker, pki: TestPki): void {
@@ -210,5 +230,117 @@ describe('MtlsProbe', () => {
     expect(parseVerdict('{"ok":true}')).toBeUndefined();
     expect(parseVerdict('null')).toBeUndefined();
     expect(parseVerdict('HTTP/1.1 400')).toBeUndefined();
+  });
+});
+
+/** Connects to a probe port as a client presenting `m` from `localAddress`; resolves with its verdict. */
+async function ask(probe: MtlsProbe, m: X509SvidMaterial, localAddress = '127.0.0.1'): Promise<ProbeVerdict> {
+  const { connect } = await import('node:tls');
+  const addr = probe.address()!;
+  return new Promise((resolve, reject) => {
+    // localAddress reaches net.connect (the TLS options type does not list it).
+    const options: ConnectionOptions & { localAddress: string } = {
+      host: addr.host,
+      port: addr.port,
+      localAddress,
+      key: m.privateKeyPem,
+      cert: m.certChainPem,
+      rejectUnauthorized: false,
+    };
+    const socket = connect(options);
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => {
+      text += d;
+    });
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const v = parseVerdict(text.split('\n')[0] ?? '');
+      if (v) resolve(v);
+      else reject(new Error(`no verdict: ${JSON.stringify(text)}`));
+    });
+  });
+}
+
+describe('the probe port reads SPIRE only for authenticated clients (issue 16 item 10)', () => {
+  it('a client claiming an allowlisted trust domain with a certificate of its own making triggers no SPIRE read', async () => {
+    const forger = await makePki('b.test'); // same trust domain name, the attacker's own CA
+    const ba = await broker(
+      a,
+      { main: new Map([['b.test', b.bundle]]) },
+      { heldBundles: new BundleSet([b.bundle]) },
+    );
+    ba.peers.push({ trustDomain: b.td, host: '127.0.0.1', port: 1 });
+    for (let i = 0; i < 3; i++) {
+      const v = await ask(ba.probe, await material(forger));
+      expect(v).toMatchObject({ ok: false, code: 'ERR_VERIFY_X509_UNTRUSTED' });
+      expect((v as { message: string }).message).toMatch(/^not verified with the bundle this broker holds: /);
+    }
+    expect(ba.reads).toEqual([]);
+    // The real peer broker is judged with SPIRE's copy, as before.
+    expect(await ask(ba.probe, await material(b))).toEqual({ ok: true, id: 'spiffe://b.test/spiffe-broker' });
+    expect(ba.reads).toEqual(['b.test']);
+  });
+
+  it('a client whose trust domain the broker holds no bundle for triggers no SPIRE read', async () => {
+    const ba = await broker(a, { main: new Map([['b.test', b.bundle]]) }, { heldBundles: new BundleSet([]) });
+    ba.peers.push({ trustDomain: b.td, host: '127.0.0.1', port: 1 });
+    expect(await ask(ba.probe, await material(b))).toMatchObject({ ok: false, code: 'ERR_VERIFY_NO_BUNDLE' });
+    expect(ba.reads).toEqual([]);
+  });
+
+  it('rate-limits SPIRE reads per source address, on the injected clock', async () => {
+    const ba = await broker(
+      a,
+      { main: new Map([['b.test', b.bundle]]) },
+      {
+        heldBundles: new BundleSet([b.bundle]),
+        inboundSpireReads: {
+          perAddress: { burst: 2, perSecond: 0.1 },
+          overall: { burst: 100, perSecond: 10 },
+        },
+      },
+    );
+    ba.peers.push({ trustDomain: b.td, host: '127.0.0.1', port: 1 });
+    const peer = await material(b);
+    expect((await ask(ba.probe, peer)).ok).toBe(true);
+    expect((await ask(ba.probe, peer)).ok).toBe(true);
+    expect(await ask(ba.probe, peer)).toMatchObject({ ok: false, code: 'ERR_MTLS_PROBE_RATE_LIMITED' });
+    expect(ba.reads).toHaveLength(2);
+    // Another source address has its own bucket.
+    expect((await ask(ba.probe, peer, '127.0.0.2')).ok).toBe(true);
+    // One token back after 10 s.
+    await ba.clock.advance(10_000);
+    expect((await ask(ba.probe, peer)).ok).toBe(true);
+    expect(await ask(ba.probe, peer)).toMatchObject({ ok: false, code: 'ERR_MTLS_PROBE_RATE_LIMITED' });
+    expect(ba.reads).toHaveLength(4);
+  });
+});
+
+describe('KeyedRateLimiter', () => {
+  it('spends from the key and the overall bucket together, refills over time, bounds its memory', () => {
+    let now = 0;
+    const l = new KeyedRateLimiter({
+      perKey: { burst: 2, perSecond: 1 },
+      overall: { burst: 3, perSecond: 1 },
+      now: () => now,
+    });
+    expect([l.take('x'), l.take('x'), l.take('x')]).toEqual([true, true, false]);
+    expect([l.take('y'), l.take('y')]).toEqual([true, false]); // the overall bucket is empty now
+    now += 1000;
+    expect([l.take('z'), l.take('z')]).toEqual([true, false]);
+    now += 60_000;
+    for (let i = 0; i < 5000; i++) {
+      now += 1000;
+      expect(l.take(`k${i}`), `k${i}`).toBe(true);
+    }
+    expect(
+      () =>
+        new KeyedRateLimiter({
+          perKey: { burst: 0, perSecond: 1 },
+          overall: { burst: 1, perSecond: 1 },
+          now: () => 0,
+        }),
+    ).toThrow(TypeError);
   });
 });
