@@ -1,4 +1,4 @@
-import { open, readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, stat, writeFile } from 'node:fs/promises';
 
 /** An append-only handle on the audit file. */
 export interface AuditAppendHandle {
@@ -17,6 +17,14 @@ export interface AuditFs {
   createExclusive(path: string, data: string, mode: number): Promise<void>;
   /** Opens (creating with mode 0600 if needed) for appending. */
   openAppend(path: string): Promise<AuditAppendHandle>;
+  /**
+   * The file's size in bytes, or undefined when it does not exist. With {@link readRange}, lets
+   * the writer resume from the file's tail instead of reading it whole; without them it falls back
+   * to {@link readFile}.
+   */
+  size?(path: string): Promise<number | undefined>;
+  /** Up to `length` bytes from byte `position` (fewer at the end of the file). */
+  readRange?(path: string, position: number, length: number): Promise<Uint8Array>;
 }
 
 function isNotFound(err: unknown): boolean {
@@ -31,6 +39,29 @@ export const nodeAuditFs: AuditFs = {
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
+    }
+  },
+  async size(path) {
+    try {
+      return (await stat(path)).size;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  },
+  async readRange(path, position, length) {
+    const fh = await open(path, 'r');
+    try {
+      const buf = new Uint8Array(length);
+      let off = 0;
+      while (off < length) {
+        const { bytesRead } = await fh.read(buf, off, length - off, position + off);
+        if (bytesRead === 0) break;
+        off += bytesRead;
+      }
+      return buf.subarray(0, off);
+    } finally {
+      await fh.close();
     }
   },
   async createExclusive(path, data, mode) {

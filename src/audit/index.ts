@@ -17,4 +17,4 @@ export { AUDIT_GENESIS, auditKeyId, decodeRecordLine, encodePublicKey, encodeRec
 export type { AuditVerification } from './verify.js';
 export { declaredKey, verifyAuditLog } from './verify.js';
 export type { AuditResume, AuditWriterDeps, AuditWriterOptions } from './writer.js';
-export { AuditWriter } from './writer.js';
+export { AUDIT_TAIL_MAX_BYTES, AUDIT_TAIL_WINDOW_BYTES, AuditWriter } from './writer.js';

@@ -110,9 +110,9 @@ export class AuditWriter {
     const fs = deps.fs ?? nodeAuditFs;
     const now = deps.now ?? Date.now;
     const key = await loadOrCreateAuditKey(options.keyFile, fs);
-    let bytes: Uint8Array | undefined;
+    let tail: Tail;
     try {
-      bytes = await fs.readFile(options.file);
+      tail = await resumePoint(fs, options.file, key.publicKey);
     } catch (cause) {
       throw new RuntimeError(
         'ERR_AUDIT_WRITE',
@@ -122,7 +122,6 @@ export class AuditWriter {
         },
       );
     }
-    const tail = inspectTail(bytes ?? new Uint8Array(), key.publicKey);
     let handle: AuditAppendHandle;
     try {
       handle = await fs.openAppend(options.file);
@@ -217,23 +216,119 @@ export class AuditWriter {
   }
 }
 
-/** Where to continue the chain, from the file's last line(s). */
+/**
+ * Bytes read from the end of the audit file at open, at first. The writer needs only the last
+ * record and the one before it (and, after a broken tail, the last record that still verifies), so
+ * it reads this window and widens it fourfold while that is not enough — never the whole file
+ * unless the records it needs span it. A record is a few hundred bytes (peer strings in it are
+ * bounded, untrusted-text.ts); the window holds hundreds.
+ */
+export const AUDIT_TAIL_WINDOW_BYTES = 64 * 1024;
+
+/**
+ * Widest tail window, bytes. Past it the writer stops looking further back: after a broken tail
+ * with no verifying record in the last 16 MiB (e.g. the key file was replaced), numbering restarts
+ * at 1 in the new segment, as it would for a file with no verifying record at all.
+ */
+export const AUDIT_TAIL_MAX_BYTES = 16 * 1024 * 1024;
+
+/** Chunk size when counting the lines before a window (only after a broken tail). */
+const COUNT_CHUNK_BYTES = 1024 * 1024;
+
+interface Tail {
+  seq: number;
+  prev: string;
+  resume: AuditResume;
+  needsNewline: boolean;
+}
+
+/** A window of the file: `bytes` from byte `start` of a file of `size` bytes. */
+interface Window {
+  readonly bytes: Uint8Array;
+  readonly start: number;
+  readonly size: number;
+}
+
+async function readWindow(fs: AuditFs, file: string, length: number): Promise<Window | undefined> {
+  if (!fs.size || !fs.readRange) {
+    const all = await fs.readFile(file);
+    return all && { bytes: all, start: 0, size: all.length };
+  }
+  const size = await fs.size(file);
+  if (size === undefined) return undefined;
+  const start = Math.max(0, size - length);
+  return { bytes: await fs.readRange(file, start, size - start), start, size };
+}
+
+/** Newlines in the first `end` bytes of the file, read in bounded chunks. */
+async function countNewlines(fs: AuditFs, file: string, end: number): Promise<number> {
+  let n = 0;
+  for (let pos = 0; pos < end; pos += COUNT_CHUNK_BYTES) {
+    const chunk = await fs.readRange!(file, pos, Math.min(COUNT_CHUNK_BYTES, end - pos));
+    for (const b of chunk) if (b === 0x0a) n++;
+    if (chunk.length === 0) break;
+  }
+  return n;
+}
+
+/** Where to continue the chain: reads tail windows until {@link inspectTail} can decide. */
+async function resumePoint(fs: AuditFs, file: string, publicKey: KeyObject): Promise<Tail> {
+  for (let length = AUDIT_TAIL_WINDOW_BYTES; ; length *= 4) {
+    const w = await readWindow(fs, file, length);
+    if (w === undefined) return { seq: 0, prev: AUDIT_GENESIS, resume: { kind: 'new' }, needsNewline: false };
+    const atStart = w.start === 0;
+    // Outside the window only the line count matters, for the broken-tail record's line number.
+    const linesBefore = async () => (atStart ? 0 : 1 + (await countNewlines(fs, file, w.start)));
+    const tail = inspectTail(w.bytes, publicKey, atStart ? 0 : undefined, length >= AUDIT_TAIL_MAX_BYTES);
+    if (tail === 'need-more') continue;
+    if (tail.resume.kind === 'broken-tail' && !atStart) {
+      const before = await linesBefore();
+      return { ...tail, resume: { ...tail.resume, brokenAtLine: tail.resume.brokenAtLine + before } };
+    }
+    return tail;
+  }
+}
+
+/**
+ * Where to continue the chain, from the last line(s) of `bytes`. `linesBefore` is 0 when `bytes`
+ * is the whole file; undefined for a tail window, whose first line may be cut (it is dropped, and
+ * line numbers are then relative to the window's second line). `'need-more'` when the window does
+ * not hold what the decision needs.
+ */
 function inspectTail(
   bytes: Uint8Array,
   publicKey: KeyObject,
-): { seq: number; prev: string; resume: AuditResume; needsNewline: boolean } {
-  if (bytes.length === 0)
+  linesBefore: 0 | undefined,
+  final = false,
+): Tail | 'need-more' {
+  const whole = linesBefore === 0;
+  if (bytes.length === 0 && whole)
     return { seq: 0, prev: AUDIT_GENESIS, resume: { kind: 'new' }, needsNewline: false };
-  const { lines, complete } = splitLines(bytes);
+  const split = splitLines(bytes);
+  const complete = split.complete;
+  // A window's first line may have begun before it: never decode it.
+  let lines = whole ? split.lines : split.lines.slice(1);
+  if (!whole && lines.length < 2) {
+    if (!final) return 'need-more';
+    // A last line wider than the widest window: take what the window holds of it.
+    lines = split.lines;
+  }
   const lastIndex = lines.length - 1;
   const last = lines[lastIndex]!;
-  const brokenTail = (code: LineProblem['code'] | 'ERR_AUDIT_CHAIN_BROKEN', message: string) => ({
+  const brokenTail = (
+    code: LineProblem['code'] | 'ERR_AUDIT_CHAIN_BROKEN',
+    message: string,
+  ): Tail | 'need-more' => {
     // Continue numbering after the last record that still verifies, so seq stays meaningful.
-    seq: lastGoodSeq(lines, publicKey),
-    prev: sha256Hex(last),
-    resume: { kind: 'broken-tail' as const, brokenAtLine: lastIndex + 1, code, message },
-    needsNewline: !complete,
-  });
+    const seq = lastGoodSeq(lines, publicKey);
+    if (seq === 0 && !whole && !final) return 'need-more';
+    return {
+      seq,
+      prev: sha256Hex(last),
+      resume: { kind: 'broken-tail' as const, brokenAtLine: lastIndex + 1, code, message },
+      needsNewline: !complete,
+    };
+  };
   if (!complete) return brokenTail('ERR_AUDIT_RECORD', 'the last record is truncated (no newline)');
   const r = decode(last, publicKey);
   if (isLineProblem(r)) return brokenTail(r.code, r.message);

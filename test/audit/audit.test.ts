@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   AUDIT_GENESIS,
+  AUDIT_TAIL_WINDOW_BYTES,
   AuditTrail,
   AuditWriter,
   encodeRecord,
@@ -298,6 +299,67 @@ describe('AuditWriter + verifyAuditLog', () => {
       expect(JSON.parse(lines[4]!)).toMatchObject({ seq: 4, type: 'drift' });
       // The break stays visible to verification.
       expect(verifyAuditLog(fs.text(FILE), key)).toMatchObject({ ok: false, brokenAt: 3 });
+    });
+
+    it('reads only the tail of a large log to resume, and the chain continues', async () => {
+      const { fs, key } = await makeLog(1500);
+      const size = fs.files.get(FILE)!.length;
+      expect(size).toBeGreaterThan(4 * AUDIT_TAIL_WINDOW_BYTES);
+      fs.bytesRead = 0;
+      const w = await writerWith(fs);
+      // The whole file was read into memory before (bytesRead === size).
+      expect(fs.bytesRead).toBeLessThanOrEqual(AUDIT_TAIL_WINDOW_BYTES + 1024); // + the key file
+      expect(w.resume).toEqual({ kind: 'resumed', lastSeq: 1501 });
+      expect((await w.append('drift', { after: true })).seq).toBe(1502);
+      await w.close();
+      expect(verifyAuditLog(fs.text(FILE), key)).toMatchObject({ ok: true });
+    });
+
+    it('after a broken tail of a large log, names the right line and continues after the last good record', async () => {
+      const { fs, key } = await makeLog(1200);
+      const whole = fs.text(FILE);
+      fs.setText(FILE, whole.slice(0, -15));
+      fs.bytesRead = 0;
+      const w = await writerWith(fs);
+      expect(w.resume).toMatchObject({ kind: 'broken-tail', brokenAtLine: 1201, code: 'ERR_AUDIT_RECORD' });
+      // Counting the lines before the window streams the file; it is never held whole.
+      await w.append('drift', {});
+      await w.close();
+      const lines = fs.text(FILE).split('\n');
+      expect(JSON.parse(lines[1201]!)).toMatchObject({
+        seq: 1201,
+        type: 'segment-start',
+        data: { brokenAtLine: 1201 },
+      });
+      expect(verifyAuditLog(fs.text(FILE), key)).toMatchObject({ ok: false, brokenAt: 1201 });
+    });
+
+    it('widens the window past a garbage tail line longer than it', async () => {
+      const { fs } = await makeLog(500);
+      const junk = `${'x'.repeat(3 * AUDIT_TAIL_WINDOW_BYTES)}\n`;
+      fs.setText(FILE, fs.text(FILE) + junk);
+      const w = await writerWith(fs);
+      expect(w.resume).toMatchObject({ kind: 'broken-tail', brokenAtLine: 502, code: 'ERR_AUDIT_RECORD' });
+      expect((await w.append('drift', {})).seq).toBe(503);
+      await w.close();
+    });
+
+    it('resumes a real file through nodeAuditFs (size, readRange)', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'audit-tail-'));
+      try {
+        const opts = { file: join(dir, 'audit.log'), keyFile: join(dir, 'k.pem') };
+        const w1 = await AuditWriter.open(opts);
+        for (let i = 0; i < 400; i++) await w1.append('drift', { i });
+        await w1.close();
+        const w2 = await AuditWriter.open(opts);
+        expect(w2.resume).toEqual({ kind: 'resumed', lastSeq: 401 });
+        await w2.close();
+        expect(await nodeAuditFs.size!(join(dir, 'missing'))).toBeUndefined();
+        const head = await nodeAuditFs.readRange!(opts.file, 0, 8);
+        expect(new TextDecoder().decode(head)).toBe('{"seq":1');
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     });
 
     it('starts a new segment when the key file was replaced', async () => {

@@ -6,6 +6,8 @@ export class MemoryAuditFs implements AuditFs {
   readonly modes = new Map<string, number>();
   syncs = 0;
   failWrites = false;
+  /** Bytes handed out by readFile and readRange, to prove the writer reads only a file's tail. */
+  bytesRead = 0;
 
   text(path: string): string {
     return new TextDecoder().decode(this.files.get(path) ?? new Uint8Array());
@@ -17,7 +19,20 @@ export class MemoryAuditFs implements AuditFs {
 
   async readFile(path: string): Promise<Uint8Array | undefined> {
     const f = this.files.get(path);
+    this.bytesRead += f?.length ?? 0;
     return f ? Uint8Array.from(f) : undefined;
+  }
+
+  async size(path: string): Promise<number | undefined> {
+    return this.files.get(path)?.length;
+  }
+
+  async readRange(path: string, position: number, length: number): Promise<Uint8Array> {
+    const f = this.files.get(path);
+    if (!f) throw Object.assign(new Error(`ENOENT: ${path}`), { code: 'ENOENT' });
+    const out = Uint8Array.from(f.subarray(position, position + length));
+    this.bytesRead += out.length;
+    return out;
   }
 
   async createExclusive(path: string, data: string, mode: number): Promise<void> {
