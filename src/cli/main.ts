@@ -9,6 +9,9 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 runCli(process.argv.slice(2), processIo(controller.signal)).then(
   (code) => {
     process.exitCode = code;
+    // A failed daemon has stopped every part it runs; should some handle still hold the event
+    // loop, never linger half-alive: a supervisor must see the exit.
+    if (code !== 0) setTimeout(() => process.exit(code), 3000).unref();
   },
   (err: unknown) => {
     process.stderr.write(

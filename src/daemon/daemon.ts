@@ -2,7 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { buildAdminApp, buildHealthApp, runAdmin } from '../admin/app.js';
 import { runApp } from '../admin/http.js';
 import { type BrokerStatus, brokerStatusFrom, type ReconcileDiff, toRfc3339 } from '../admin/status.js';
+import { ensureAdminToken } from '../admin/token.js';
 import { AuditTrail } from '../audit/audit-trail.js';
+import type { AuditFs } from '../audit/fs.js';
 import { AuditWriter } from '../audit/writer.js';
 import { parseBundle } from '../bundle/codec.js';
 import { diffBundles } from '../bundle/diff.js';
@@ -15,7 +17,7 @@ import { LocalBundle } from '../endpoint/local-bundle.js';
 import { type RunningBundleEndpoint, startBundleEndpoint } from '../endpoint/server.js';
 import { MintedSvidCredentials } from '../endpoint/svid-credentials.js';
 import { FileTlsCredentials, type TlsCredentialSource } from '../endpoint/tls-credentials.js';
-import { BrokerError, FetchError } from '../errors.js';
+import { BrokerError, FetchError, RuntimeError } from '../errors.js';
 import { FederatedBundleStore } from '../federation/bundle-store.js';
 import { type FetchDeps, type FetchProfile, fetchPeerBundle } from '../federation/fetch.js';
 import {
@@ -29,9 +31,17 @@ import { nodeStateFs, type StateFs, StateStore } from '../federation/state-store
 import type { KubeApi } from '../k8s/kube-api.js';
 import { parseKubernetesSettings } from '../k8s/settings.js';
 import { BrokerMetrics, createMetricsRegistry, PropagationTracker } from '../metrics/broker-metrics.js';
-import { type Clock, isAbort, systemClock } from '../platform/clock.js';
+import { type Clock, systemClock } from '../platform/clock.js';
 import { type Logger, nullLogger } from '../platform/logger.js';
 import { composeObservers } from '../platform/observers.js';
+import {
+  lockStateDir,
+  PRIVATE_FILE_FORBIDDEN,
+  STATE_DIR_FORBIDDEN,
+  type StateDirLock,
+  securePath,
+} from '../platform/state-dir.js';
+import { runTasks, type Task } from '../platform/tasks.js';
 import { requireAllowlisted } from '../policy/evaluate.js';
 import { MtlsProbe, type ProbePeer } from '../probe/mtls-probe.js';
 import { spireFederationApi } from '../publish/spire-client-api.js';
@@ -68,6 +78,8 @@ export interface DaemonDeps {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Kubernetes API (tests); default from `kubernetes.credentials`. */
   readonly kubeApi?: KubeApi;
+  /** File operations of the audit writer; default node:fs. */
+  readonly auditFs?: AuditFs;
 }
 
 /** Readiness and the reasons it is not ready. */
@@ -123,6 +135,8 @@ export class BrokerDaemon {
   #k8s: KubernetesIntegration | undefined;
   readonly #env: Readonly<Record<string, string | undefined>>;
   readonly #kubeApi: KubeApi | undefined;
+  readonly #auditFs: AuditFs | undefined;
+  #adminToken: string | undefined;
   /** The broker's metrics (a fresh registry per daemon). */
   readonly metrics: BrokerMetrics;
   readonly #propagation: PropagationTracker;
@@ -142,6 +156,7 @@ export class BrokerDaemon {
     this.#read = deps.readFile ?? (async (p) => new Uint8Array(await readFile(p)));
     this.#env = deps.env ?? process.env;
     this.#kubeApi = deps.kubeApi;
+    this.#auditFs = deps.auditFs;
     this.clients = clients;
     // Stored bundles are re-parsed with the same limits as fetched ones: a default-sized parser
     // would quarantine every bundle accepted under a raised fetch.maxBodyBytes at each restart.
@@ -571,6 +586,7 @@ export class BrokerDaemon {
       diff: () => this.diff(),
       reconcile: () => this.reconcileNow(),
       resetSequence: (td) => this.resetSequence(td, 'admin API'),
+      ...(this.#adminToken ? { adminToken: this.#adminToken } : {}),
     });
     await runAdmin(app, {
       listen: a.socket ? { path: a.socket } : (a.listen ?? { host: '127.0.0.1', port: 8089 }),
@@ -647,6 +663,8 @@ export class BrokerDaemon {
       metrics: this.metrics,
       listen,
       intervalMs: this.config.mtlsProbe.intervalMs,
+      // Inbound probe clients are verified against the bundles the broker holds before SPIRE is read.
+      heldBundles: this.bundleSource(),
       peers: () =>
         this.manager.peers().flatMap((p): ProbePeer[] => {
           if (!p.probe) return [];
@@ -750,11 +768,16 @@ export class BrokerDaemon {
   }
 
   /**
-   * Loads the allowlist and the last-known-good bundles, then runs the federation manager, the
-   * SPIRE syncs and the allowlist watcher until `signal` aborts. Last-known-good bundles are in
-   * the store — and so on their way to SPIRE — before the first fetch completes.
+   * Takes the state directory (permissions, exclusive lock), loads the allowlist and the
+   * last-known-good bundles, then runs every part — bundle endpoint, admin, verify and health
+   * listeners, federation manager, SPIRE syncs, allowlist watcher, Kubernetes — as one task group
+   * until `signal` aborts. When any part fails (a listener that cannot bind, a sync that throws)
+   * the others are stopped and awaited, the audit trail is closed last, and the error is rethrown
+   * with its code: the broker never runs half-dead. Last-known-good bundles are in the store — and
+   * so on their way to SPIRE — before the first fetch completes.
    */
   async run(signal: AbortSignal): Promise<void> {
+    const lock = await this.#takeStateDir();
     // Kubernetes: the allowlist from FederationPeer objects, leader election, ConfigMaps, status.
     const k8s = this.config.kubernetes
       ? new KubernetesIntegration({
@@ -769,6 +792,59 @@ export class BrokerDaemon {
         })
       : undefined;
     this.#k8s = k8s;
+    const tasks: Task[] = [
+      { name: 'state lock', run: (sig) => lock.hold(sig) },
+      ...(k8s
+        ? [
+            {
+              name: 'kubernetes',
+              run: async (sig: AbortSignal) => void (await Promise.all(k8s.runShared(sig))),
+            },
+          ]
+        : []),
+      { name: 'broker', run: (sig) => this.#runBroker(sig, k8s) },
+    ];
+    try {
+      await runTasks(tasks, signal, (f) => {
+        const code = f.error instanceof BrokerError ? f.error.code : undefined;
+        this.logger.error('broker stopping: a part failed', { task: f.task, code, error: f.message });
+      });
+    } finally {
+      for (const c of this.clients.values()) c.close();
+      await lock.release();
+    }
+  }
+
+  /** Creates the state directory, checks its and the audit key's permissions, takes its lock. */
+  async #takeStateDir(): Promise<StateDirLock> {
+    const dir = this.config.stateDir;
+    const fixed = (what: string, path: string, r: { fixed: number }) => {
+      if (r.fixed)
+        this.logger.warn(`${what} was too open; fixed`, { path, removedModeBits: `0${r.fixed.toString(8)}` });
+    };
+    fixed('state directory', dir, await securePath(dir, STATE_DIR_FORBIDDEN, 'state directory'));
+    await this.stateStore.ensureDir();
+    const lock = await lockStateDir(dir);
+    try {
+      // The credential of the admin API's mutating routes, read by the CLI (docs/security.md).
+      const token = await ensureAdminToken(dir);
+      this.#adminToken = token.token;
+      if (token.fixedMode !== undefined)
+        this.logger.warn('admin token file was too open; fixed', { path: token.path });
+      fixed(
+        'audit key',
+        this.config.audit.keyFile,
+        await securePath(this.config.audit.keyFile, PRIVATE_FILE_FORBIDDEN, 'audit key'),
+      );
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+    return lock;
+  }
+
+  /** Loads allowlist and state, then runs every part of the broker as one task group. */
+  async #runBroker(signal: AbortSignal, k8s: KubernetesIntegration | undefined): Promise<void> {
     const watcher = new AllowlistWatcher(
       {
         path: this.config.allowlist.file,
@@ -788,7 +864,6 @@ export class BrokerDaemon {
         sleep: (ms, sig) => this.clock.sleep(ms, sig).catch(() => undefined),
       },
     );
-    const shared = k8s?.runShared(signal) ?? [];
     let allowlist: Allowlist;
     if (k8s?.source) {
       allowlist = await k8s.waitForAllowlist(signal);
@@ -799,9 +874,56 @@ export class BrokerDaemon {
     await this.stateStore.init();
     this.#auditWriter = await AuditWriter.open(
       { file: this.config.audit.file, keyFile: this.config.audit.keyFile, fsync: this.config.audit.fsync },
-      { now: () => this.clock.now() },
+      { now: () => this.clock.now(), ...(this.#auditFs ? { fs: this.#auditFs } : {}) },
     );
-    this.#audit = new AuditTrail(this.#auditWriter);
+    try {
+      this.#audit = new AuditTrail(this.#auditWriter);
+      await this.#restoreState(allowlist, signal);
+      const initial = await this.manager.apply(allowlist);
+      for (const td of initial.added) this.metrics.setPeerState(td, 'PENDING');
+      this.metrics.allowlistReloaded({ ok: true, peers: allowlist.peers.length });
+      await this.#audit.allowlistChanged({ version: allowlist.version, ...initial });
+      this.#allowlistLoaded = true;
+      await runTasks(
+        [
+          { name: 'local bundle', run: (sig) => this.localBundle.run(sig) },
+          listener('bundle endpoint', async (sig) => {
+            const running = await this.#startEndpoint(sig);
+            await running?.closed;
+          }),
+          listener('admin API', (sig) => this.#runAdmin(sig)),
+          listener('verify API', (sig) => this.#runVerifyApi(sig)),
+          listener('mTLS probe', (sig) => this.#runProbe(sig)),
+          listener('health listener', (sig) => this.#runHealth(sig)),
+          { name: 'federation', run: (sig) => this.manager.run(sig) },
+          ...(k8s?.source
+            ? []
+            : [{ name: 'allowlist watcher', run: (sig: AbortSignal) => watcher.run(sig) }]),
+          {
+            name: 'SPIRE sync',
+            // Only the leader writes to SPIRE (and, on Kubernetes, to ConfigMaps and status).
+            run: (sig) =>
+              k8s
+                ? k8s.runLeaderTasks(sig, {
+                    feed: this.store,
+                    snapshot: () =>
+                      statusSnapshot(this.manager.status(), this.serverStatus(), (td) => this.targetsOf(td)),
+                    task: (leader) => this.#runSyncs(leader),
+                  })
+                : this.#runSyncs(sig),
+          },
+        ],
+        signal,
+      );
+    } finally {
+      // Every part has returned: nothing can be accepted (or audited) after this point.
+      this.#audit = undefined;
+      await this.#auditWriter.close().catch(() => undefined);
+    }
+  }
+
+  /** Seeds the manager with last-known-good bundles and high-water marks (re-read from SPIRE where lost). */
+  async #restoreState(allowlist: Allowlist, signal: AbortSignal): Promise<void> {
     const loaded = await this.stateStore.loadAll();
     for (const p of loaded.problems)
       this.logger.error('state file problem', { code: p.code, error: p.message });
@@ -828,46 +950,6 @@ export class BrokerDaemon {
       restored.push({ ...r, ...(floor !== undefined ? { sequenceFloor: floor } : {}) });
     }
     this.manager.restore(restored);
-    const initial = await this.manager.apply(allowlist);
-    for (const td of initial.added) this.metrics.setPeerState(td, 'PENDING');
-    this.metrics.allowlistReloaded({ ok: true, peers: allowlist.peers.length });
-    await this.#audit.allowlistChanged({ version: allowlist.version, ...initial });
-    this.#allowlistLoaded = true;
-
-    const localRun = this.localBundle.run(signal);
-    const running = await this.#startEndpoint(signal);
-    const tasks: Promise<void>[] = [
-      this.#runAdmin(signal),
-      this.#runVerifyApi(signal),
-      this.#runProbe(signal),
-      this.#runHealth(signal),
-      localRun,
-      ...(running ? [running.closed] : []),
-      this.manager.run(signal),
-      ...shared,
-      ...(k8s?.source ? [] : [watcher.run(signal)]),
-      // Only the leader writes to SPIRE (and, on Kubernetes, to ConfigMaps and status).
-      k8s
-        ? k8s.runLeaderTasks(signal, {
-            feed: this.store,
-            snapshot: () =>
-              statusSnapshot(this.manager.status(), this.serverStatus(), (td) => this.targetsOf(td)),
-            task: (leader) => this.#runSyncs(leader),
-          })
-        : this.#runSyncs(signal),
-    ];
-    try {
-      await Promise.all(
-        tasks.map((t) =>
-          t.catch((err: unknown) => {
-            if (!isAbort(err, signal)) throw err;
-          }),
-        ),
-      );
-    } finally {
-      for (const c of this.clients.values()) c.close();
-      await this.#auditWriter?.close().catch(() => undefined);
-    }
   }
 
   /**
@@ -1037,6 +1119,29 @@ export class BrokerDaemon {
     }
     return b;
   }
+}
+
+/** Socket errors that mean a listener could not bind its address. */
+const BIND_ERRORS = new Set(['EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL', 'EPERM', 'ENOENT', 'EINVAL']);
+
+/** A listener task whose bind failure becomes a coded `ERR_LISTEN` naming the listener. */
+function listener(name: string, run: (signal: AbortSignal) => Promise<void>): Task {
+  return {
+    name,
+    run: (signal) =>
+      run(signal).catch((err: unknown) => {
+        const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+        if (
+          typeof code === 'string' &&
+          BIND_ERRORS.has(code) &&
+          (err as { syscall?: string }).syscall !== 'open'
+        )
+          throw new RuntimeError('ERR_LISTEN', `${name} cannot listen: ${(err as Error).message}`, {
+            cause: err,
+          });
+        throw err;
+      }),
+  };
 }
 
 /** The effective refresh hint of a bundle (seconds), as status reports it. */

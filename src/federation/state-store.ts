@@ -253,6 +253,17 @@ export class StateStore {
     this.#random = deps.randomSuffix ?? (() => randomBytes(4).toString('hex'));
   }
 
+  /** Creates the directory (mode 0700) if needed, touching nothing in it. @throws RuntimeError `ERR_STATE_WRITE` */
+  async ensureDir(): Promise<void> {
+    try {
+      await this.#fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw new RuntimeError('ERR_STATE_WRITE', `state directory ${this.dir}: ${describe(err)}`, {
+        cause: err,
+      });
+    }
+  }
+
   /**
    * Creates the directory (mode 0700) if needed and removes temp files left by a crash mid-write
    * (`*.tmp-*`: never a state file, so never last-known-good).
