@@ -3,7 +3,7 @@
  * users must not be able to use the loopback admin API; the health listener and the verify API
  * answer only their own Host names on loopback.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -365,7 +365,21 @@ describe('spiffe-broker reset-sequence with the token file', () => {
     expect(
       await resetSequenceCommand(['b.test', ...admin, '--token-file', join(stateDir, 'admin.token')], io),
     ).toBe(0);
-    expect(calls.resets).toEqual(['b.test', 'b.test']);
+    const config = join(dir, 'broker.yaml');
+    await writeFile(
+      config,
+      `apiVersion: spiffe-broker.dev/v1\nkind: BrokerConfig\ntrustDomain: a.test\nstateDir: ${stateDir}\nspire:\n  servers:\n    - name: main\n      address: unix:///run/spire.sock\nallowlist:\n  file: /etc/allowlist.yaml\n`,
+    );
+    expect(await resetSequenceCommand(['b.test', ...admin, '--config', config], io)).toBe(0);
+    expect(calls.resets).toEqual(['b.test', 'b.test', 'b.test']);
+    out.length = 0;
+    expect(
+      await resetSequenceCommand(['b.test', ...admin], {
+        ...io,
+        env: { SPIFFE_BROKER_ADMIN_TOKEN_FILE: join(stateDir, 'admin.token') },
+      }),
+    ).toBe(0);
+    expect(calls.resets).toHaveLength(4);
     out.length = 0;
     expect(await resetSequenceCommand(['b.test', ...admin, '--token-file', join(dir, 'missing')], io)).toBe(
       1,
