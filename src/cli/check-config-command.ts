@@ -3,6 +3,7 @@ import type { AllowlistParseOptions } from '../config/allowlist.js';
 import { parseBrokerConfig } from '../config/broker-config.js';
 import { ConfigValidationError } from '../config/config-error.js';
 import { parseConfigFile } from '../config/config-file.js';
+import { checkReferencedFiles } from '../config/referenced-files.js';
 import type { ConfigIssue } from '../config/types.js';
 import { type CliIo, EXIT_OK, EXIT_REFUSED } from './io.js';
 import { printJson, readInput, reportFailure, UsageError } from './output.js';
@@ -10,7 +11,10 @@ import { printJson, readInput, reportFailure, UsageError } from './output.js';
 export const CHECK_CONFIG_USAGE = `usage: spiffe-broker check-config <file> [--broker-config <file>] [--json]
 
 Validates an allowlist (kind: Allowlist) or a broker config (kind: BrokerConfig) without
-running anything, and prints every problem as file:line:column: message.
+running anything, and prints every problem as file:line:column: message. Every file the
+configuration names is opened and parsed as the daemon would (CA and bootstrap bundle files,
+certificates and keys, a broker config's allowlist file and the files it names); relative paths
+are relative to the current directory, as they are for the daemon.
 --broker-config checks an allowlist against that broker config too (its own trust domain is
 refused as a peer; spireServers must name configured servers).
 Exit status: 0 valid, 1 invalid, 2 usage error.`;
@@ -26,7 +30,7 @@ function decode(bytes: Uint8Array, file: string): string {
 }
 
 function issueLine(file: string, i: ConfigIssue): string {
-  return `${file}:${i.line}:${i.column}: ${i.path ? `${i.path}: ` : ''}${i.message} (${i.code})`;
+  return `${i.file ?? file}:${i.line}:${i.column}: ${i.path ? `${i.path}: ` : ''}${i.message} (${i.code})`;
 }
 
 /**
@@ -56,7 +60,11 @@ export async function checkConfigCommand(args: string[], io: CliIo): Promise<num
       };
     }
     current = file;
-    const parsed = parseConfigFile(decode(await readInput(io, file, 'config file'), file), context);
+    const text = decode(await readInput(io, file, 'config file'), file);
+    const parsed = parseConfigFile(text, context);
+    // Open and parse every file the configuration names, as the daemon will (ERR_CONFIG_FILE).
+    const fileIssues = await checkReferencedFiles(parsed, { readFile: io.readFile }, { text });
+    if (fileIssues.length > 0) throw new ConfigValidationError(file, fileIssues);
     if (parsed.kind === 'Allowlist') {
       const { peers, version } = parsed.allowlist;
       if (json) {

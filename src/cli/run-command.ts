@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { parseBrokerConfig } from '../config/broker-config.js';
+import { assertReferencedFiles } from '../config/referenced-files.js';
 import { BrokerDaemon } from '../daemon/daemon.js';
 import { jsonLogger, type LogLevel } from '../platform/logger.js';
 import { type CliIo, EXIT_OK } from './io.js';
@@ -24,6 +25,9 @@ export async function runCommand(args: string[], io: CliIo): Promise<number> {
       throw new UsageError(`unknown log level ${level}`);
     const text = Buffer.from(await readInput(io, values.config, 'config file')).toString('utf8');
     const config = parseBrokerConfig(text);
+    // Every file the config (and its allowlist) names, opened and parsed before anything starts:
+    // a missing or unusable file is ERR_CONFIG_FILE at its key's line, exit 1, as check-config says.
+    await assertReferencedFiles({ kind: 'BrokerConfig', config }, { readFile: io.readFile }, { text });
     const logger = jsonLogger(io.stderr, {
       level,
       now: io.now,

@@ -37,8 +37,11 @@ export class ConfigValidationError extends ConfigError {
   }
 }
 
-/** `line:column: path: message` (path omitted for the document root). */
+/**
+ * `line:column: path: message` (path omitted for the document root), prefixed with `file:` when
+ * the issue is in another file than the one being read.
+ */
 export function formatIssue(issue: ConfigIssue): string {
   const at = issue.path === '' ? '' : `${issue.path}: `;
-  return `${issue.line}:${issue.column}: ${at}${issue.message}`;
+  return `${issue.file !== undefined ? `${issue.file}:` : ''}${issue.line}:${issue.column}: ${at}${issue.message}`;
 }

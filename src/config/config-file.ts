@@ -1,8 +1,10 @@
 import { isMap, isScalar, parseDocument } from 'yaml';
 import { type AllowlistParseOptions, parseAllowlist } from './allowlist.js';
 import { parseBrokerConfig } from './broker-config.js';
-import type { ConfigKind } from './header.js';
+import { ConfigValidationError } from './config-error.js';
+import { type ConfigKind, reportNotAConfig } from './header.js';
 import type { Allowlist, BrokerConfig } from './types.js';
+import { loadYaml } from './yaml-reader.js';
 
 /** Either kind of configuration file, parsed. */
 export type ParsedConfigFile =
@@ -36,8 +38,16 @@ export function parseConfigFile(
   text: string,
   allowlistOptions: AllowlistParseOptions = {},
 ): ParsedConfigFile {
-  if (detectConfigKind(text) === 'BrokerConfig') {
+  const kind = detectConfigKind(text);
+  if (kind === 'BrokerConfig') {
     return { kind: 'BrokerConfig', config: parseBrokerConfig(text) };
+  }
+  if (kind !== 'Allowlist') {
+    // Not recognisably either kind: say so for both, not as if an Allowlist had been asked for.
+    const { reader, root } = loadYaml(text);
+    if (reader.issues.length === 0 && reportNotAConfig(reader, root, CONFIG_KINDS)) {
+      throw new ConfigValidationError('config file', reader.issues);
+    }
   }
   return { kind: 'Allowlist', allowlist: parseAllowlist(text, allowlistOptions) };
 }

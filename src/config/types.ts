@@ -86,6 +86,11 @@ export interface ConfigIssue {
   readonly message: string;
   /** The most specific code for this problem (`ERR_CONFIG_SCHEMA` for plain structure problems). */
   readonly code: ConfigErrorCode;
+  /**
+   * The file the problem is in, when it is not the file being read (a broker config's allowlist
+   * file, checked by `checkReferencedFiles`). Absent: the file being read.
+   */
+  readonly file?: string;
 }
 
 /** A `host:port` listen address. IPv6 hosts are written `[::1]:8443` and stored without brackets. */

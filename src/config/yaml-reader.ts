@@ -53,6 +53,47 @@ export function loadYaml(text: string): LoadedYaml {
   return { reader, doc, root: { node: doc.contents ?? undefined, path: '', offset: 0 } };
 }
 
+/**
+ * Where the value at `path` (a JSON pointer as {@link ConfigIssue.path} writes it, e.g.
+ * `/peers/0/bundleEndpoint/caFile`) sits in `text`: 1-based line and column of the value (of the
+ * key when it has no value), or undefined when the path is not in the document. Used to point at a
+ * key after the text was parsed into typed values, which keep no positions.
+ */
+export function locateField(text: string, path: string): { line: number; column: number } | undefined {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  const segments =
+    path === ''
+      ? []
+      : path
+          .slice(1)
+          .split('/')
+          .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  let node: unknown = doc.contents;
+  let offset = (doc.contents as Node | null)?.range?.[0];
+  for (const seg of segments) {
+    if (isMap(node)) {
+      const pair = (node.items as Pair<unknown, unknown>[]).find(
+        (p) => isScalar(p.key) && String(p.key.value) === seg,
+      );
+      if (!pair) return undefined;
+      const key = pair.key as Node;
+      node = pair.value;
+      offset = (pair.value as Node | null)?.range?.[0] ?? key.range?.[0];
+    } else if (isSeq(node)) {
+      const item = (node.items as unknown[])[Number(seg)];
+      if (!/^\d+$/.test(seg) || item === undefined) return undefined;
+      node = item;
+      offset = (item as Node | null)?.range?.[0] ?? offset;
+    } else {
+      return undefined;
+    }
+  }
+  if (offset === undefined) return undefined;
+  const { line, col } = lineCounter.linePos(offset);
+  return { line, column: col };
+}
+
 /** A YAML mapping whose keys were checked against an allowlist of names. */
 export interface MapView {
   readonly field: Field;

@@ -38,7 +38,7 @@ describe('spiffe-broker check-config', () => {
   });
 
   it('accepts a valid broker config, deciding by kind', async () => {
-    const r = await run(['b.yaml', '--json'], { 'b.yaml': BROKER });
+    const r = await run(['b.yaml', '--json'], { 'b.yaml': BROKER, '/etc/al.yaml': ALLOWLIST });
     expect(r.code).toBe(0);
     expect(r.json()).toEqual({
       ok: true,

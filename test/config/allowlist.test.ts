@@ -381,7 +381,9 @@ ${extra}`);
 
   it('refuses aliases, wrong header, and non-mapping documents', () => {
     expect(issuesOf('').issues[0]!.message).toContain('empty');
-    expect(issuesOf('- a\n').issues[0]!.message).toContain('must be a Allowlist mapping');
+    expect(issuesOf('- a\n').issues[0]!.message).toBe(
+      'this is not an Allowlist: expected a YAML mapping with apiVersion: spiffe-broker.dev/v1 and kind: Allowlist',
+    );
     const h = issuesOf('apiVersion: v2\nkind: Thing\npeers: []\n');
     expect(h.issues.map((i) => [i.line, i.path])).toEqual([
       [1, '/apiVersion'],
