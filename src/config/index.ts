@@ -3,7 +3,9 @@
  * to validated, typed values. The parsers are pure (text in, typed config or a
  * {@link ConfigValidationError} listing every issue with line and column out). The
  * {@link AllowlistWatcher} is the one part that reads files, through injected fs and clock, to
- * hot-reload the allowlist. Reference: docs/configuration.md; editor schemas: deploy/schema/.
+ * hot-reload the allowlist, and {@link checkReferencedFiles} opens the files a configuration
+ * names (through an injected fs) so `check-config` and start-up catch a missing or unusable file.
+ * Reference: docs/configuration.md; editor schemas: deploy/schema/.
  * @module
  */
 
@@ -38,6 +40,8 @@ export { CONFIG_KINDS, detectConfigKind, parseConfigFile } from './config-file.j
 export { parseByteSize, parseDuration } from './duration.js';
 export type { ConfigKind } from './header.js';
 export { CONFIG_API_VERSION } from './header.js';
+export type { ReferencedFileCheckOptions, ReferencedFileFs } from './referenced-files.js';
+export { assertReferencedFiles, checkReferencedFiles } from './referenced-files.js';
 export type {
   AdminConfig,
   Allowlist,
