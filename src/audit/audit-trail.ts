@@ -1,9 +1,15 @@
 import type { BundleDiff } from '../bundle/diff.js';
+import { MAX_LOGGED_MESSAGE_CHARS, untrustedText } from '../untrusted-text.js';
 import type { AuditData, AuditRecord, AuditRecordType } from './record.js';
 
 /** Where records go: an {@link AuditWriter} in the daemon, an array in tests. */
 export interface AuditSink {
   append(type: AuditRecordType, data: AuditData): Promise<AuditRecord | undefined>;
+}
+
+/** Bounds and escapes a message that may quote what a peer or a server sent (untrusted-text.ts). */
+function safe(message: string): string {
+  return untrustedText(message, MAX_LOGGED_MESSAGE_CHARS);
 }
 
 /** A trust domain as records name it (a TrustDomain or its name). */
@@ -42,12 +48,21 @@ export class AuditTrail {
     });
   }
 
-  /** A peer's bundle (or fetch) was refused, with the coded reason. */
-  bundleRefused(e: { trustDomain: TdName; code: string; message: string }): Promise<AuditRecord | undefined> {
+  /**
+   * A peer's bundle (or fetch) was refused, with the coded reason; `suppressed` counts identical
+   * refusals not recorded since the last record (repeat-limiter.ts), written only when non-zero.
+   */
+  bundleRefused(e: {
+    trustDomain: TdName;
+    code: string;
+    message: string;
+    suppressed?: number;
+  }): Promise<AuditRecord | undefined> {
     return this.#sink.append('bundle-refused', {
       trustDomain: tdName(e.trustDomain),
       code: e.code,
-      message: e.message,
+      message: safe(e.message),
+      ...(e.suppressed ? { suppressed: e.suppressed } : {}),
     });
   }
 
@@ -66,7 +81,7 @@ export class AuditTrail {
       operation: e.operation,
       result: e.result,
       ...(e.code !== undefined ? { code: e.code } : {}),
-      ...(e.message !== undefined ? { message: e.message } : {}),
+      ...(e.message !== undefined ? { message: safe(e.message) } : {}),
     });
   }
 
@@ -80,7 +95,7 @@ export class AuditTrail {
     return this.#sink.append('drift', {
       server: e.server,
       trustDomain: tdName(e.trustDomain),
-      detail: e.detail,
+      detail: safe(e.detail),
       repaired: e.repaired,
     });
   }
@@ -90,7 +105,7 @@ export class AuditTrail {
     return this.#sink.append('revocation', {
       trustDomain: tdName(e.trustDomain),
       code: e.code,
-      message: e.message,
+      message: safe(e.message),
     });
   }
 

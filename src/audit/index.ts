@@ -14,6 +14,13 @@ export type { AuditKey } from './key.js';
 export { AUDIT_KEY_MODE, loadOrCreateAuditKey, parseAuditPublicKey } from './key.js';
 export type { AuditData, AuditRecord, AuditRecordType, LineProblem } from './record.js';
 export { AUDIT_GENESIS, auditKeyId, decodeRecordLine, encodePublicKey, encodeRecord } from './record.js';
+export type { RepeatDecision, RepeatedReports, RepeatLimiterOptions } from './repeat-limiter.js';
+export {
+  DEFAULT_REPEAT_INTERVAL_MS,
+  DEFAULT_REPEAT_MAX_KEYS,
+  limitRepeatedReports,
+  RepeatLimiter,
+} from './repeat-limiter.js';
 export type { AuditVerification } from './verify.js';
 export { declaredKey, verifyAuditLog } from './verify.js';
 export type { AuditResume, AuditWriterDeps, AuditWriterOptions } from './writer.js';

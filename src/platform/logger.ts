@@ -1,3 +1,5 @@
+import { untrustedText } from '../untrusted-text.js';
+
 /** Structured logging as an injected capability; every method may be a no-op. */
 export interface Logger {
   debug(message: string, fields?: Readonly<Record<string, unknown>>): void;
@@ -17,9 +19,15 @@ export const nullLogger: Logger = Object.freeze({
 const LEVELS = { debug: 10, info: 20, warn: 30, error: 40 } as const;
 export type LogLevel = keyof typeof LEVELS;
 
+/** Longest string field value written by {@link jsonLogger}, characters (before escaping). */
+export const MAX_LOG_FIELD_CHARS = 2048;
+
 /**
  * One JSON object per line: `{"time","level","msg",...fields}`. bigint fields are written as
- * decimal strings, Errors as their message and code.
+ * decimal strings, Errors as their message and code. Every string value (Error messages included)
+ * goes through {@link untrustedText}: at most {@link MAX_LOG_FIELD_CHARS} characters, control and
+ * bidi characters escaped — fields often quote what a peer sent, and a peer must not be able to
+ * fill the disk or forge lines through them.
  */
 export function jsonLogger(
   write: (line: string) => void,
@@ -32,10 +40,11 @@ export function jsonLogger(
     const record = { time: new Date(now()).toISOString(), level, msg, ...opts.base, ...fields };
     write(
       `${JSON.stringify(record, (_k, v: unknown) => {
+        if (typeof v === 'string') return untrustedText(v, MAX_LOG_FIELD_CHARS);
         if (typeof v === 'bigint') return v.toString();
         if (v instanceof Error)
           return {
-            message: v.message,
+            message: untrustedText(v.message, MAX_LOG_FIELD_CHARS),
             ...((v as { code?: string }).code ? { code: (v as { code?: string }).code } : {}),
           };
         return v;
