@@ -1,7 +1,7 @@
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { bundleFromPem, detectBundleFormat, parseBundleFile } from '../../src/bundle/bundle-file.js';
+import { parseBundleFile } from '../../src/bundle/bundle-file.js';
 import { jwtAuthority, marshalBundle, marshalBundleMap, TrustBundle } from '../../src/bundle/index.js';
 import { createCa, createX509Svid, type IssuedCert } from '../../src/pki/index.js';
 import { SpiffeId, TrustDomain } from '../../src/spiffeid/index.js';
@@ -52,37 +52,6 @@ beforeAll(async () => {
     'token.jwt': token,
     'key.pem': '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n',
   };
-});
-
-describe('detectBundleFormat / parseBundleFile (src/bundle/bundle-file.ts)', () => {
-  it('tells PEM, Bundle Map and SPIFFE bundle apart, and garbage goes to the SPIFFE parser for its error', () => {
-    expect(detectBundleFormat(files['show.pem']!)).toBe('pem');
-    expect(detectBundleFormat(files['mint-bundle.pem']!)).toBe('pem');
-    expect(detectBundleFormat(files['map.json']!)).toBe('bundle-map');
-    expect(detectBundleFormat(files['a.json']!)).toBe('spiffe-bundle');
-    expect(detectBundleFormat('garbage')).toBe('spiffe-bundle');
-    expect(() => parseBundleFile(tdA, 'garbage')).toThrow(
-      expect.objectContaining({ code: 'ERR_BUNDLE_JSON_SYNTAX' }),
-    );
-  });
-
-  it('PEM gives X.509 authorities only; a Bundle Map gives the asked trust domain or says which it holds', () => {
-    const pem = parseBundleFile(tdA, files['show.pem']!);
-    expect(pem.format).toBe('pem');
-    expect(pem.bundle.x509Authorities).toHaveLength(2);
-    expect(pem.bundle.jwtAuthorities.size).toBe(0);
-    expect(pem.bundle.sequence).toBe(0n);
-    expect(bundleFromPem(tdA, files['mint-bundle.pem']!).x509Authorities).toHaveLength(1);
-    const fromMap = parseBundleFile(tdB, files['map.json']!);
-    expect(fromMap.format).toBe('bundle-map');
-    expect(fromMap.bundle.trustDomain.name).toBe('b.test');
-    expect(() => parseBundleFile(TrustDomain.parse('c.test'), files['map.json']!)).toThrow(
-      /no bundle for c\.test \(it holds a\.test, b\.test\)/,
-    );
-    expect(() => parseBundleFile(tdA, files['key.pem']!)).toThrow(
-      expect.objectContaining({ code: 'ERR_BUNDLE_PEM_INVALID' }),
-    );
-  });
 });
 
 describe('the CLI reads the bundle formats SPIRE prints', () => {
