@@ -4,6 +4,7 @@ import { setTimeout as sleepTimer } from 'node:timers/promises';
 import { ConfigError } from '../errors.js';
 import { type AllowlistParseOptions, parseAllowlist } from './allowlist.js';
 import { type AllowlistDiff, diffAllowlists } from './allowlist-diff.js';
+import { assertReferencedFiles, type ReferencedFileFs } from './referenced-files.js';
 import type { Allowlist } from './types.js';
 
 /** A new allowlist took effect. */
@@ -38,6 +39,15 @@ export interface AllowlistWatcherOptions {
   readonly parseOptions?: AllowlistParseOptions;
   /** Poll interval, milliseconds. Default 2000. */
   readonly intervalMs?: number;
+  /**
+   * When given, every allowlist is also checked with {@link checkReferencedFiles} through this fs
+   * (each peer's `caFile` and `bootstrapBundleFile` opened and parsed) before it takes effect: a
+   * missing or unusable file refuses the allowlist (`ERR_CONFIG_FILE` at the key's line) at
+   * {@link AllowlistWatcher.load} and on reload, where the previous allowlist stays in force. A
+   * refusal for a file is retried on every poll (the allowlist text need not change when the file
+   * is fixed) and reported once per distinct problem.
+   */
+  readonly referencedFiles?: ReferencedFileFs;
   /** An allowlist already loaded (e.g. by {@link AllowlistWatcher.load}); changes are diffed against it. */
   readonly initial?: Allowlist;
   /** Called, and awaited, when a changed file parsed cleanly. Updates are delivered one at a time. */
@@ -89,6 +99,8 @@ export class AllowlistWatcher {
   #current: Allowlist | undefined;
   /** Hash of the last text seen (valid or not), or the last read error, to report each failure once. */
   #lastSeen: string | undefined;
+  /** The last referenced-file refusal reported (content key and message), so it is reported once. */
+  #lastFileProblem: string | undefined;
   #wake: (() => void) | undefined;
 
   constructor(options: AllowlistWatcherOptions, deps: AllowlistWatcherDeps = {}) {
@@ -114,6 +126,7 @@ export class AllowlistWatcher {
   async load(): Promise<Allowlist> {
     const text = await this.#read();
     const allowlist = parseAllowlist(text, this.#opts.parseOptions);
+    await this.#checkFiles(allowlist, text);
     this.#current = allowlist;
     this.#lastSeen = `text:${allowlist.version}`;
     return allowlist;
@@ -144,6 +157,19 @@ export class AllowlistWatcher {
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       this.#report(err);
+      return 'failed';
+    }
+    try {
+      await this.#checkFiles(allowlist, text);
+      this.#lastFileProblem = undefined;
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      // Not "seen": the next poll checks the files again, though the text is the same.
+      this.#lastSeen = undefined;
+      if (this.#lastFileProblem !== `${key}\n${err.message}`) {
+        this.#lastFileProblem = `${key}\n${err.message}`;
+        this.#report(err);
+      }
       return 'failed';
     }
     const previous = this.#current;
@@ -187,6 +213,12 @@ export class AllowlistWatcher {
       if (signal.aborted) break;
       await this.check();
     }
+  }
+
+  /** @throws ConfigValidationError `ERR_CONFIG_FILE` when a file the allowlist names is unusable. */
+  async #checkFiles(allowlist: Allowlist, text: string): Promise<void> {
+    const fs = this.#opts.referencedFiles;
+    if (fs) await assertReferencedFiles({ kind: 'Allowlist', allowlist }, fs, { text });
   }
 
   async #read(): Promise<string> {
