@@ -459,6 +459,20 @@ describe('fetchPeerBundle: limits', () => {
     expect(closedAt ?? written).toBeLessThan(16 * 1024 * 1024);
   });
 
+  it('a ~5 MB x5c under a raised cap is a coded bundle error, never ERR_FETCH_CONNECT', async () => {
+    // It used to overflow a regular expression (an uncoded RangeError, reported as a connect failure).
+    const body = JSON.stringify({
+      keys: [
+        { use: 'x509-svid', kty: 'EC', crv: 'P-256', x: 'AA', y: 'AA', x5c: ['A'.repeat(5 * 1024 * 1024)] },
+      ],
+    });
+    const ep = await endpoint(serverSvid, serveJson(body));
+    const err = await failure(
+      fetchPeerBundle(spiffeReq([ep.url()], { limits: { maxBodyBytes: 8 * 1024 * 1024 } })),
+    );
+    expect(err.code).toBe('ERR_BUNDLE_X5C_CERTIFICATE');
+  });
+
   it('the default cap is 1 MiB, also for a body exactly one byte over', async () => {
     const body = `${peerJson}${' '.repeat(1024 * 1024 + 1 - peerJson.length)}`;
     const ep = await endpoint(serverSvid, serveJson(body));
