@@ -15,6 +15,7 @@ import { BundleSet } from '../../src/bundle/source.js';
 import { TrustBundle } from '../../src/bundle/trust-bundle.js';
 import { createCa, createX509Svid, generateKeyPair, type IssuedCert } from '../../src/pki/index.js';
 import { matchId, matchMemberOf, SpiffeId } from '../../src/spiffeid/index.js';
+import { parseCertificateDer } from '../../src/verify/der.js';
 import {
   DEFAULT_MAX_X509_CHAIN_LENGTH,
   verifyFailureToError,
@@ -752,6 +753,39 @@ describe('verifyX509Svid: signature algorithm and key policy on every certificat
       'ERR_VERIFY_X509_SIGNATURE_ALGORITHM',
       /ecdsa-with-SHA1/,
     );
+  });
+
+  it('accepts RSASSA-PSS with SHA-256 (hash read from the parameters)', async () => {
+    const pssCa = (await webcrypto.subtle.generateKey(
+      { name: 'RSA-PSS', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
+      true,
+      ['sign', 'verify'],
+    )) as webcrypto.CryptoKeyPair;
+    const inter = await customCert({
+      issuer: {
+        subject: new PeculiarCertificate(Uint8Array.from(a.root.der)).subject,
+        key: a.root.keys!.privateKey as webcrypto.CryptoKey,
+        signing: { name: 'ECDSA', hash: 'SHA-256' } as webcrypto.Algorithm,
+      },
+      publicKey: pssCa.publicKey,
+      ca: true,
+      uri: 'spiffe://a.test',
+      subject: 'O=pss intermediate',
+    });
+    const l = await customCert({
+      issuer: {
+        subject: 'O=pss intermediate',
+        key: pssCa.privateKey,
+        signing: { name: 'RSA-PSS', saltLength: 32 } as webcrypto.Algorithm,
+      },
+      publicKey: (await generateKeyPair()).publicKey as webcrypto.CryptoKey,
+      ca: false,
+      uri: 'spiffe://a.test/pss',
+      subject: 'O=pss leaf',
+    });
+    expect(parseCertificateDer(l).signatureAlgorithm).toBe('RSASSA-PSS(sha256)');
+    const r = verifyX509Svid([l, inter], bundles, { now: T0 });
+    expect(r.ok ? r.id.toString() : `${r.code}: ${r.message}`).toBe('spiffe://a.test/pss');
   });
 
   it('refuses an RSA-512 intermediate, and an RSA-1024 leaf', async () => {
