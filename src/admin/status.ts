@@ -36,10 +36,19 @@ export interface ServerPeerStatus {
   readonly error: StatusReason | null;
 }
 
+/**
+ * A peer's state as status reports it: the lifecycle states, plus, for a peer removed from the
+ * allowlist, `REVOKING` (a SPIRE server still holds its bundle: deletion pending, or refused —
+ * the reason says which server and why) and `REMOVED` (no bundle of it was ever held, so nothing
+ * was revoked). `REVOKED` is said only once every server's deletion was confirmed by reading it
+ * back.
+ */
+export type StatusState = PeerStateName | 'REVOKING' | 'REMOVED';
+
 /** One allowlisted (or just revoked) peer. */
 export interface PeerStatus {
   readonly trustDomain: string;
-  readonly state: PeerStateName;
+  readonly state: StatusState;
   /** The coded reason behind a state other than ACTIVE (or the last refusal), or null. */
   readonly reason: StatusReason | null;
   /** Sequence of the held bundle (decimal), or null when none is held. */
@@ -280,6 +289,56 @@ export interface BrokerStatusInputs {
 }
 
 /**
+ * What status says of a peer removed from the allowlist (undefined for any other): `REVOKING`
+ * while any SPIRE server still answers for its bundle (the sync's managed set keeps it until a
+ * read-back confirmed the deletion; a refusal carries `ERR_SPIRE_REVOCATION_BLOCKED` with the
+ * server, the number of registration entries and the fix), `REVOKED` once none does, `REMOVED`
+ * when no bundle of it was ever held.
+ */
+export function removedPeerState(
+  peer: Pick<ManagerPeerStatus, 'trustDomain' | 'state' | 'reason' | 'hadBundle'>,
+  servers: readonly ServerSyncStatus[],
+): { state: StatusState; reason: StatusReason; servers: string[] } | undefined {
+  if (peer.state !== 'REVOKED' || peer.reason?.code !== 'ERR_PEER_REMOVED') return undefined;
+  const td = peer.trustDomain;
+  const holding = servers.filter(
+    (s) => s.managed?.includes(td) || s.trustDomains.get(td)?.error?.code === 'ERR_SPIRE_REVOCATION_BLOCKED',
+  );
+  const names = holding.map((s) => s.name);
+  if (holding.length > 0) {
+    const blocked = holding.map((s) => s.trustDomains.get(td)?.error).find((e) => e !== undefined);
+    return {
+      state: 'REVOKING',
+      reason: blocked
+        ? { code: blocked.code, message: blocked.message }
+        : {
+            code: 'ERR_PEER_REVOKING',
+            message: `removed from the allowlist; waiting for ${names.join(', ')} to confirm the deletion of its bundle`,
+          },
+      servers: names,
+    };
+  }
+  if (peer.hadBundle === false) {
+    return {
+      state: 'REMOVED',
+      reason: {
+        code: 'ERR_PEER_REMOVED',
+        message: 'removed from the allowlist; no bundle of it was held: nothing to revoke',
+      },
+      servers: [],
+    };
+  }
+  return {
+    state: 'REVOKED',
+    reason: {
+      code: 'ERR_PEER_REMOVED',
+      message: 'removed from the allowlist; its bundle was deleted from every SPIRE server (read back)',
+    },
+    servers: [],
+  };
+}
+
+/**
  * Builds the `/v1/status` document from the manager's and the SPIRE syncs' own status, so the
  * document's conventions (RFC 3339, decimal sequences, nulls) live in one place. A server that
  * could not be reached reports its last error on every peer it targets.
@@ -290,10 +349,12 @@ export function brokerStatusFrom(inputs: BrokerStatusInputs): BrokerStatus {
     .sort((a, b) => (a.trustDomain < b.trustDomain ? -1 : a.trustDomain > b.trustDomain ? 1 : 0))
     .map((p): PeerStatus => {
       const td = p.trustDomain;
+      const removed = removedPeerState(p, inputs.servers);
+      const reason = removed?.reason ?? p.reason;
       return {
         trustDomain: td,
-        state: p.state,
-        reason: p.reason ? { code: p.reason.code, message: p.reason.message } : null,
+        state: removed?.state ?? p.state,
+        reason: reason ? { code: reason.code, message: reason.message } : null,
         sequence: p.sequence?.toString() ?? null,
         refreshHint: p.refreshHint ?? null,
         lastAttempt: toRfc3339(p.lastAttempt),
@@ -303,7 +364,7 @@ export function brokerStatusFrom(inputs: BrokerStatusInputs): BrokerStatus {
         bundleOrigin: p.bundleOrigin,
         sequenceFloor: p.sequenceFloor?.toString() ?? null,
         authorityExpiresIn: authorityExpiresIn(inputs.bundle(td), inputs.now),
-        servers: inputs.targetServers(td).map((name): ServerPeerStatus => {
+        servers: (removed ? removed.servers : inputs.targetServers(td)).map((name): ServerPeerStatus => {
           const server = byName.get(name);
           const state = server?.trustDomains.get(td);
           const unreachable = server && !server.reachable ? (server.lastError ?? null) : null;

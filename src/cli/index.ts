@@ -11,6 +11,7 @@ import { FETCH_USAGE, fetchCommand } from './fetch-command.js';
 import { type CliIo, EXIT_OK, EXIT_USAGE } from './io.js';
 import { LAB_USAGE, labCommand } from './lab-command.js';
 import { terminalSafeIo } from './output.js';
+import { RECONCILE_USAGE, reconcileCommand } from './reconcile-command.js';
 import { RESET_SEQUENCE_USAGE, resetSequenceCommand } from './reset-sequence-command.js';
 import { RUN_USAGE, runCommand } from './run-command.js';
 import { STATUS_USAGE, statusCommand } from './status-command.js';
@@ -37,6 +38,11 @@ const COMMANDS: Record<string, Command> = {
     summary: 'print what a reconcile would change in SPIRE, changing nothing',
     usage: DIFF_USAGE,
     run: diffCommand,
+  },
+  reconcile: {
+    summary: 'reconcile every SPIRE server now and print what is still unsynced or blocked',
+    usage: RECONCILE_USAGE,
+    run: reconcileCommand,
   },
   'reset-sequence': {
     summary: "reset a peer's spiffe_sequence baseline on a running broker (audited)",

@@ -45,7 +45,12 @@ import { runTasks, type Task } from '../platform/tasks.js';
 import { requireAllowlisted } from '../policy/evaluate.js';
 import { MtlsProbe, type ProbePeer } from '../probe/mtls-probe.js';
 import { spireFederationApi } from '../publish/spire-client-api.js';
-import { type ServerSyncStatus, SpireServerSync, type SpireSyncObserver } from '../publish/spire-sync.js';
+import {
+  blockingEntryCount,
+  type ServerSyncStatus,
+  SpireServerSync,
+  type SpireSyncObserver,
+} from '../publish/spire-sync.js';
 import { SpiffeId } from '../spiffeid/spiffe-id.js';
 import { TrustDomain } from '../spiffeid/trust-domain.js';
 import { SpireServerClient } from '../spire/client.js';
@@ -319,13 +324,17 @@ export class BrokerDaemon {
                   });
                 },
                 deleted: (server, td, reason, r) =>
-                  log.warn('deleted federated bundle from SPIRE', {
-                    server,
-                    trustDomain: td,
-                    reason,
-                    ok: r.ok,
-                    message: r.message,
-                  }),
+                  r.ok
+                    ? log.warn('deleted federated bundle from SPIRE', { server, trustDomain: td, reason })
+                    : log.error('SPIRE refused to delete a federated bundle; it stays trusted there', {
+                        server,
+                        trustDomain: td,
+                        reason,
+                        code: 'ERR_SPIRE_REVOCATION_BLOCKED',
+                        grpcCode: r.code,
+                        entries: blockingEntryCount(r.message),
+                        message: r.message,
+                      }),
                 drift: (server, tds) =>
                   log.warn('drift: federated bundles not in the allowlist', { server, trustDomains: tds }),
                 conflict: (server, tds) =>
@@ -353,6 +362,7 @@ export class BrokerDaemon {
                       trustDomain: td,
                       operation: 'delete',
                       result: r.ok ? 'ok' : 'error',
+                      ...(r.ok ? {} : { code: 'ERR_SPIRE_REVOCATION_BLOCKED' }),
                       message: `${reason}: ${r.message}`,
                     }),
                     'spire-write',
@@ -565,12 +575,11 @@ export class BrokerDaemon {
     return { previousSequence: previous === undefined ? null : previous.toString() };
   }
 
-  /** Reconciles every SPIRE server now; resolves when each has converged or failed once. */
+  /** Reconciles every SPIRE server now; resolves when each has finished one fresh pass (30 s at most). */
   async reconcileNow(): Promise<void> {
     await Promise.all(
       [...this.syncs.values()].map(async (s) => {
-        s.trigger();
-        await Promise.race([s.whenIdle(), this.clock.sleep(30_000)]);
+        await Promise.race([s.reconcileSoon(), this.clock.sleep(30_000)]);
       }),
     );
   }
@@ -1028,6 +1037,13 @@ export class BrokerDaemon {
     const reasons: string[] = [];
     if (!this.#allowlistLoaded) reasons.push('allowlist not loaded yet');
     if (!this.isLeader()) return { ready: reasons.length === 0, reasons };
+    // A revocation SPIRE refused: the peer's keys are still trusted there (docs/operations.md).
+    for (const server of this.serverStatus()) {
+      for (const [td, st] of server.trustDomains) {
+        if (st.error?.code === 'ERR_SPIRE_REVOCATION_BLOCKED')
+          reasons.push(`revocation of ${td} blocked on SPIRE server ${server.name}: ${st.error.message}`);
+      }
+    }
     for (const key of this.#mustPush) {
       const [server, td] = key.split('/') as [string, string];
       const target = this.manager.peers().find((p) => p.trustDomain.name === td)?.targetServers;

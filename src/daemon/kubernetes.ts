@@ -33,6 +33,8 @@ const STATE: Record<PeerStatus['state'], PeerStatusSnapshot['state']> = {
   ACTIVE: 'Ready',
   STALE: 'Stale',
   FAILING: 'Failing',
+  // The FederationPeer CRD has no separate state for it: Failing, with the reason's code.
+  UNAVAILABLE: 'Failing',
   REVOKED: 'Revoked',
 };
 

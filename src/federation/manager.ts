@@ -43,6 +43,8 @@ export interface PeerStatus {
   readonly bundleOrigin: BundleOrigin;
   /** The persisted `spiffe_sequence` high-water mark in force for this peer (decimal). */
   readonly sequenceFloor?: bigint;
+  /** For a peer removed from the allowlist: whether the broker held a bundle of it then. */
+  readonly hadBundle?: boolean;
 }
 
 /** Where a held bundle came from (see {@link PeerStatus.bundleOrigin}). */
@@ -161,7 +163,7 @@ export class FederationManager {
   readonly #deps: FederationManagerDeps;
   readonly #fetcher: PeerFetcher;
   readonly #peers = new Map<string, Tracked>();
-  readonly #revoked = new Map<string, { at: number }>();
+  readonly #revoked = new Map<string, { at: number; hadBundle: boolean }>();
   /** Persisted sequence high-water marks, raised by every accepted bundle. */
   readonly #floors = new Map<string, bigint>();
   /** Peers whose sequence baseline an operator reset, until their next accepted bundle. */
@@ -221,11 +223,12 @@ export class FederationManager {
       this.#peers.delete(td);
       removed.push(td);
       // SPIFFE Federation §6.3: ending a relationship deletes the stored bundle and propagates it.
+      const hadBundle = this.#deps.store.get(td) !== undefined;
       this.#deps.store.delete(td);
       this.#floors.delete(td);
       this.#resets.delete(td);
       this.#origins.delete(td);
-      this.#revoked.set(td, { at: this.#deps.clock.now() });
+      this.#revoked.set(td, { at: this.#deps.clock.now(), hadBundle });
       this.#deps.observer?.stateChanged?.(td, t.lifecycle.status, 'REVOKED');
       this.#deps.observer?.revoked?.(td, 'allowlist-removed');
       await this.#deps.forget(td).catch((err: unknown) =>
@@ -288,14 +291,20 @@ export class FederationManager {
     const now = this.#deps.clock.now();
     const out: PeerStatus[] = [];
     for (const [td, t] of this.#peers) out.push(this.#statusOf(td, t, now));
-    for (const [td] of this.#revoked) {
+    for (const [td, r] of this.#revoked) {
       out.push({
         trustDomain: td,
         state: 'REVOKED',
-        reason: { code: 'ERR_PEER_REMOVED', message: 'removed from the allowlist: its bundle was revoked' },
+        reason: {
+          code: 'ERR_PEER_REMOVED',
+          message: r.hadBundle
+            ? 'removed from the allowlist: its bundle left the broker and is deleted from the SPIRE servers'
+            : 'removed from the allowlist: no bundle of it was held',
+        },
         consecutiveFailures: 0,
         longPoll: false,
         bundleOrigin: 'none',
+        hadBundle: r.hadBundle,
       });
     }
     return out.sort((a, b) => (a.trustDomain < b.trustDomain ? -1 : 1));

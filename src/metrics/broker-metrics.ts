@@ -24,6 +24,11 @@ export interface SyncDriftStatus {
   readonly name: string;
   readonly drift: readonly string[];
   readonly conflicts: readonly string[];
+  /** Per trust domain sync state; entries whose error is a blocked revocation are exported. */
+  readonly trustDomains?: ReadonlyMap<
+    string,
+    { readonly error?: { readonly code: string }; readonly blockingEntries?: number }
+  >;
 }
 
 /** Options of {@link BrokerMetrics}. */
@@ -196,6 +201,21 @@ export class BrokerMetrics {
     );
     this.#conflicts = gauge(r, METRICS.conflictBundles);
     conflictsGauge = this.#conflicts;
+    gauge(
+      r,
+      METRICS.revocationBlocked,
+      syncStatus
+        ? function collect() {
+            this.reset();
+            for (const s of syncStatus()) {
+              for (const [td, st] of s.trustDomains ?? []) {
+                if (st.error?.code === 'ERR_SPIRE_REVOCATION_BLOCKED')
+                  this.set({ server: s.name, trust_domain: td }, st.blockingEntries ?? 1);
+              }
+            }
+          }
+        : undefined,
+    );
     this.#verifyTotal = counter(r, METRICS.verifyTotal);
     this.#verifyDuration = histogram(r, METRICS.verifyDuration);
     this.#probeSuccess = gauge(r, METRICS.mtlsProbeSuccess);

@@ -105,7 +105,7 @@ export const METRICS = {
     'spiffe_broker_peer_state',
     'gauge',
     ['trust_domain', 'state'],
-    'Peer state: 1 for the current state (ACTIVE, STALE, FAILING, PENDING, REVOKED), 0 for the others.',
+    'Peer state: 1 for the current state (ACTIVE, STALE, FAILING, PENDING, UNAVAILABLE, REVOKED), 0 for the others.',
   ),
   spireSyncTotal: def(
     'spiffe_broker_spire_sync_total',
@@ -144,6 +144,12 @@ export const METRICS = {
     'gauge',
     ['server'],
     'Allowlisted trust domains a SPIRE server also federates with through its own relationships (left alone).',
+  ),
+  revocationBlocked: def(
+    'spiffe_broker_revocation_blocked',
+    'gauge',
+    ['server', 'trust_domain'],
+    'A revoked peer whose bundle a SPIRE server refused to delete (restrict mode: registration entries federate with it); the value is the number of those entries SPIRE named (1 when it named none). Absent once the deletion is confirmed.',
   ),
   verifyTotal: def(
     'spiffe_broker_verify_total',
@@ -210,7 +216,7 @@ export const METRIC_DEFS: readonly MetricDef[] = Object.values(METRICS);
  * The values of `spiffe_broker_peer_state`'s `state` label: every lifecycle state of a peer
  * (docs/design.md). Each peer has one series per state; the current one is 1.
  */
-export const PEER_STATES = ['PENDING', 'ACTIVE', 'STALE', 'FAILING', 'REVOKED'] as const;
+export const PEER_STATES = ['PENDING', 'ACTIVE', 'STALE', 'FAILING', 'UNAVAILABLE', 'REVOKED'] as const;
 
 /** A peer's lifecycle state. */
 export type PeerStateName = (typeof PEER_STATES)[number];

@@ -16,13 +16,16 @@ import type { ErrorCode } from '../errors.js';
  *   whatever the cause (peer down, refusing, hanging). The last accepted bundle stays in force:
  *   the peer is still trusted, with an aging bundle.
  * - `FAILING`: at least `failingAfter` consecutive failures (fetch errors or policy refusals)
- *   while the held bundle is still fresh, or before any bundle was ever accepted. Fewer failures
- *   while fresh stay ACTIVE.
+ *   while the held bundle is still fresh. Fewer failures while fresh stay ACTIVE.
+ * - `UNAVAILABLE`: no bundle was ever accepted and at least `failingAfter` consecutive attempts
+ *   failed or were refused: nothing of this trust domain is trusted.
  * - `REVOKED`: removed from the allowlist (terminal: the relationship ended, SPIFFE Federation
  *   §6.3), or the last accepted bundle was empty (TDB §4.1.3: every SVID of the domain is
- *   invalid) until a non-empty bundle is accepted.
+ *   invalid) until a non-empty bundle is accepted. Status reports a removed peer as `REVOKING`
+ *   while a SPIRE server still holds its bundle, and as `REMOVED` when no bundle of it was ever
+ *   held (see src/admin/status.ts).
  */
-export type PeerStatus = 'PENDING' | 'ACTIVE' | 'STALE' | 'FAILING' | 'REVOKED';
+export type PeerStatus = 'PENDING' | 'ACTIVE' | 'STALE' | 'FAILING' | 'UNAVAILABLE' | 'REVOKED';
 
 /** Why a peer is in its state: a documented code and a readable message. */
 export interface PeerStateReason {
@@ -179,7 +182,7 @@ function derive(
   if (s.lastSuccessAt === undefined) {
     return failing
       ? {
-          status: 'FAILING',
+          status: 'UNAVAILABLE',
           reason: s.lastError ?? { code: 'ERR_PEER_STALE', message: 'consecutive failures' },
         }
       : { status: 'PENDING', reason: s.lastError };

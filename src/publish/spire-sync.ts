@@ -41,6 +41,11 @@ export interface TrustDomainSyncState {
   /** The sequence the server holds for this trust domain (decimal), when known. */
   readonly sequence?: string;
   readonly error?: { readonly code: string; readonly message: string };
+  /**
+   * For a revocation SPIRE refused in `restrict` mode: how many registration entries federate
+   * with the trust domain (from SPIRE's answer), when it said.
+   */
+  readonly blockingEntries?: number;
 }
 
 /** What a reconcile would do to one server (see {@link SpireServerSync.plan}). */
@@ -76,6 +81,12 @@ export interface ServerSyncStatus {
   readonly drift: readonly string[];
   /** Allowlisted trust domains SPIRE also federates with itself: left alone. */
   readonly conflicts: readonly string[];
+  /**
+   * Trust domains whose bundles the broker wrote to this server and still answers for (sorted);
+   * undefined before the first reconcile. A revoked peer stays here until its deletion was
+   * confirmed by reading the server back — status says REVOKED only then.
+   */
+  readonly managed?: readonly string[];
 }
 
 /** What a sync reports as it works (metrics, audit, propagation tracking). */
@@ -124,6 +135,42 @@ export interface SpireSyncDeps {
 }
 
 const GRPC_NOT_FOUND = 5;
+const GRPC_FAILED_PRECONDITION = 9;
+
+/**
+ * The number of registration entries SPIRE names when `restrict` mode refuses a delete
+ * ("cannot delete bundle; federated with 2 registration entries"), if it does.
+ */
+export function blockingEntryCount(message: string): number | undefined {
+  const m = /federated with (\d+) registration entr/i.exec(message);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The operator-facing explanation of a revocation SPIRE refused. */
+function blockedRevocation(
+  server: string,
+  td: string,
+  r: BatchItemResult,
+  mode: DeleteMode,
+): TrustDomainSyncState {
+  const entries = blockingEntryCount(r.message);
+  const who =
+    entries === undefined
+      ? 'registration entries federate with it'
+      : `${entries} registration ${entries === 1 ? 'entry federates' : 'entries federate'} with it`;
+  const fix =
+    r.code === GRPC_FAILED_PRECONDITION || entries !== undefined
+      ? `; remove ${td} from those entries' federatesWith, or set reconcile.deleteMode to dissociate or delete`
+      : '';
+  return {
+    synced: false,
+    error: {
+      code: 'ERR_SPIRE_REVOCATION_BLOCKED',
+      message: `SPIRE server ${server} refused to delete the bundle of ${td} (${mode} mode): ${who}${fix} (SPIRE: ${r.message}, gRPC code ${r.code})`,
+    },
+    ...(entries !== undefined ? { blockingEntries: entries } : {}),
+  };
+}
 
 /**
  * Largest estimated BatchSetFederatedBundle request, bytes: SPIRE's gRPC server (like grpc-js and
@@ -191,6 +238,9 @@ export class SpireServerSync {
   #drift: readonly string[] = [];
   #conflicts: readonly string[] = [];
   #idle: (() => void)[] = [];
+  /** Passes started so far, and callers waiting for a pass that starts after they asked. */
+  #passes = 0;
+  #passWaiters: { after: number; resolve: () => void }[] = [];
 
   constructor(name: string, deps: SpireSyncDeps) {
     this.name = name;
@@ -213,7 +263,19 @@ export class SpireServerSync {
       trustDomains: new Map(this.#tdState),
       drift: [...this.#drift],
       conflicts: [...this.#conflicts],
+      ...(this.#managed ? { managed: [...this.#managed].sort() } : {}),
     };
+  }
+
+  /**
+   * Triggers a reconcile and resolves when a pass that started after this call has finished,
+   * whether it succeeded or failed (`POST /v1/reconcile`, `spiffe-broker reconcile`).
+   */
+  reconcileSoon(): Promise<void> {
+    const after = this.#passes;
+    const done = new Promise<void>((resolve) => this.#passWaiters.push({ after, resolve }));
+    this.trigger();
+    return done;
   }
 
   /** Resolves once the sync has no pending work and its last reconcile succeeded (tests, readiness). */
@@ -227,9 +289,15 @@ export class SpireServerSync {
     while (!signal.aborted) {
       if (this.#dirty) {
         this.#dirty = false;
+        const pass = ++this.#passes;
         const ok = await this.reconcileOnce(signal).catch((err: unknown) => {
           if (signal.aborted || isAbort(err, signal)) return true;
           throw err;
+        });
+        this.#passWaiters = this.#passWaiters.filter((w) => {
+          if (w.after >= pass) return true;
+          w.resolve();
+          return false;
         });
         if (signal.aborted) return;
         if (ok) {
@@ -407,27 +475,25 @@ export class SpireServerSync {
             message: 'no result for this item',
           };
           observer.deleted?.(this.name, td, 'revoked', r);
-          if (r.ok || r.code === GRPC_NOT_FOUND) {
-            managed.delete(td);
-            managedChanged = true;
-          } else {
+          if (!r.ok && r.code !== GRPC_NOT_FOUND) {
             allOk = false;
-            nextState.set(td, {
-              synced: false,
-              error: { code: 'ERR_SPIRE_REVOCATION_BLOCKED', message: `${r.message} (gRPC code ${r.code})` },
-            });
+            nextState.set(td, blockedRevocation(this.name, td, r, this.#deps.deleteMode ?? 'restrict'));
           }
         });
-        // Confirm by reading back: a revoked bundle must really be gone.
+        // Confirm by reading back: a revoked bundle must really be gone before it stops being
+        // ours to answer for (and before status may call it revoked).
         const after = new Set((await api.listFederatedBundles(signal)).map((b) => b.trustDomain.name));
         for (const td of revokeNow) {
-          if (after.has(td) && !nextState.has(td)) {
+          if (!after.has(td)) {
+            managed.delete(td);
+            managedChanged = true;
+          } else if (!nextState.has(td)) {
             allOk = false;
             nextState.set(td, {
               synced: false,
               error: {
                 code: 'ERR_SPIRE_REVOCATION_BLOCKED',
-                message: 'still present after BatchDeleteFederatedBundle',
+                message: `SPIRE server ${this.name} still holds the bundle of ${td} after BatchDeleteFederatedBundle answered OK`,
               },
             });
           }

@@ -105,7 +105,7 @@ describe('FederationManager', () => {
     expect(stateOf(t.manager, 'a.test')).toBe('ACTIVE');
   });
 
-  it('PENDING until a first success (with the last error as reason), FAILING after 3 failures', async () => {
+  it('PENDING until a first success (with the last error as reason), UNAVAILABLE after 3 failures', async () => {
     const t = setup();
     t.fetcher.hold.add('a.test');
     await t.manager.apply(allowlist(peer('a.test')));
@@ -116,7 +116,7 @@ describe('FederationManager', () => {
     expect(t.manager.status()[0]).toMatchObject({ state: 'PENDING', reason: { code: 'ERR_FETCH_CONNECT' } });
     await t.clock.runNext();
     await t.clock.runNext();
-    expect(t.manager.status()[0]).toMatchObject({ state: 'FAILING', consecutiveFailures: 3 });
+    expect(t.manager.status()[0]).toMatchObject({ state: 'UNAVAILABLE', consecutiveFailures: 3 });
 
     t.fetcher.next.set('a.test', bundle('a.test', 1n));
     await t.clock.runNext();

@@ -39,13 +39,13 @@ const table: {
     want: ['PENDING', 'ERR_FETCH_CONNECT'],
   },
   {
-    name: 'three failures, never succeeded → FAILING',
+    name: 'three failures, never succeeded → UNAVAILABLE (no bundle is held: not FAILING)',
     steps: [
       [1, fail],
       [2, fail],
       [3, fail],
     ],
-    want: ['FAILING', 'ERR_FETCH_CONNECT'],
+    want: ['UNAVAILABLE', 'ERR_FETCH_CONNECT'],
   },
   {
     name: 'refusals count as failures',
@@ -54,13 +54,13 @@ const table: {
       [2, fail],
       [3, refused],
     ],
-    want: ['FAILING', 'ERR_POLICY_SEQUENCE_ROLLBACK'],
+    want: ['UNAVAILABLE', 'ERR_POLICY_SEQUENCE_ROLLBACK'],
   },
   {
     name: 'failing threshold is configurable',
     steps: [[1, fail]],
     opts: { failingAfter: 1 },
-    want: ['FAILING', 'ERR_FETCH_CONNECT'],
+    want: ['UNAVAILABLE', 'ERR_FETCH_CONNECT'],
   },
   {
     name: 'two failures while fresh stay ACTIVE',

@@ -1,0 +1,148 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BundleFleet } from '../../bench/support/fleet.js';
+import { parseBrokerConfig } from '../../src/config/broker-config.js';
+import { BrokerDaemon } from '../../src/daemon/daemon.js';
+import { SpireEmulator } from '../../src/spire/emulator/emulator.js';
+import { runCliCapture } from '../support/cli.js';
+
+/**
+ * Issue 15 item 1: a revocation SPIRE refuses (restrict mode, a registration entry federates with
+ * the peer) is never reported as done. Status says REVOKING with the server, the entry count and
+ * the fix; readiness, metrics and the audit trail say it too; once the entry is gone, a reconcile
+ * (`spiffe-broker reconcile`) completes it and only then is the peer REVOKED.
+ */
+let dir: string;
+let fleet: BundleFleet;
+let emulator: SpireEmulator;
+let daemon: BrokerDaemon;
+const stop = new AbortController();
+let running: Promise<void>;
+const allowlistFile = () => join(dir, 'allowlist.yaml');
+
+async function writeAllowlist(withPeer: boolean): Promise<void> {
+  await writeFile(
+    allowlistFile(),
+    [
+      'apiVersion: spiffe-broker.dev/v1',
+      'kind: Allowlist',
+      withPeer ? 'peers:' : 'peers: []',
+      ...(withPeer
+        ? [
+            `  - trustDomain: ${fleet.trustDomain(0)}`,
+            `    bundleEndpoint: { urls: ["${fleet.url(0)}"], profile: https_web, caFile: ${join(dir, 'ca.pem')} }`,
+          ]
+        : []),
+      '',
+    ].join('\n'),
+  );
+}
+
+async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'sb-revoke-'));
+  fleet = await BundleFleet.start({ count: 1, hintSeconds: 300 });
+  emulator = new SpireEmulator({ trustDomain: 'home.test', socketPath: join(dir, 'spire.sock') });
+  const { address } = await emulator.start();
+  await writeFile(join(dir, 'ca.pem'), fleet.caPem);
+  await writeAllowlist(true);
+  daemon = await BrokerDaemon.create(
+    parseBrokerConfig(
+      [
+        'apiVersion: spiffe-broker.dev/v1',
+        'kind: BrokerConfig',
+        'trustDomain: home.test',
+        `stateDir: ${join(dir, 'state')}`,
+        `spire: { servers: [{ name: main, address: "${address}" }] }`,
+        `allowlist: { file: ${allowlistFile()} }`,
+        'admin: { listen: 127.0.0.1:0 }',
+        'verify: { listen: 127.0.0.1:0 }',
+        `audit: { file: ${join(dir, 'audit.log')}, keyFile: ${join(dir, 'audit.key')}, fsync: never }`,
+        '',
+      ].join('\n'),
+    ),
+  );
+  running = daemon.run(stop.signal);
+  await until('SPIRE to hold the peer', () => emulator.federatedBundle(fleet.trustDomain(0)) !== undefined);
+}, 30_000);
+
+afterAll(async () => {
+  stop.abort();
+  await running;
+  await fleet?.stop();
+  await emulator?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('a revocation SPIRE refuses', () => {
+  it('is reported as blocked everywhere, never as revoked, until it is really done', async () => {
+    const td = fleet.trustDomain(0);
+    emulator.setFederatingEntries(td, 1); // an entry with -federatesWith the peer
+    await writeAllowlist(false);
+    await until('the revocation attempt to be refused', () =>
+      daemon
+        .status()
+        .peers.some((p) => p.trustDomain === td && p.reason?.code === 'ERR_SPIRE_REVOCATION_BLOCKED'),
+    );
+    const peer = daemon.status().peers.find((p) => p.trustDomain === td)!;
+    expect(peer.state).toBe('REVOKING');
+    expect(peer.reason?.message).toMatch(/SPIRE server main refused.*1 registration entry federates with it/);
+    expect(peer.reason?.message).toMatch(/federatesWith.*dissociate or delete/);
+    expect(peer.servers).toEqual([
+      expect.objectContaining({
+        name: 'main',
+        error: expect.objectContaining({ code: 'ERR_SPIRE_REVOCATION_BLOCKED' }),
+      }),
+    ]);
+    expect(emulator.federatedBundle(td)).toBeDefined();
+    // Readiness and metrics say it too.
+    const ready = daemon.readiness();
+    expect(ready.ready).toBe(false);
+    expect(ready.reasons.join()).toContain(`revocation of ${td} blocked on SPIRE server main`);
+    const metrics = await daemon.metrics.registry.metrics();
+    expect(metrics).toContain(`spiffe_broker_revocation_blocked{server="main",trust_domain="${td}"} 1`);
+    // …and the audit trail records the refused deletion with its code.
+    const audit = await readFile(join(dir, 'audit.log'), 'utf8');
+    expect(audit).toMatch(
+      /"operation":"delete".*"result":"error".*"code":"ERR_SPIRE_REVOCATION_BLOCKED"|"code":"ERR_SPIRE_REVOCATION_BLOCKED".*"operation":"delete"/,
+    );
+    // The CLI's reconcile says what is still wrong and exits 1.
+    const blocked = await runCliCapture([
+      'reconcile',
+      '--admin',
+      daemon.adminUrl!,
+      '--state-dir',
+      join(dir, 'state'),
+    ]);
+    expect(blocked.code).toBe(1);
+    expect(blocked.stdout).toContain(`${td} on main (REVOKING): ERR_SPIRE_REVOCATION_BLOCKED`);
+
+    // The operator removes the entry; `spiffe-broker reconcile` completes the revocation now.
+    emulator.setFederatingEntries(td, 0);
+    const done = await runCliCapture([
+      'reconcile',
+      '--admin',
+      daemon.adminUrl!,
+      '--state-dir',
+      join(dir, 'state'),
+      '--json',
+    ]);
+    expect(done.code, done.stdout + done.stderr).toBe(0);
+    expect(done.json()).toMatchObject({ ok: true, problems: [] });
+    expect(emulator.federatedBundle(td)).toBeUndefined();
+    const after = daemon.status().peers.find((p) => p.trustDomain === td)!;
+    expect(after.state).toBe('REVOKED');
+    expect(after.reason?.message).toContain('read back');
+    expect(daemon.readiness().ready).toBe(true);
+    expect(await daemon.metrics.registry.metrics()).not.toContain('spiffe_broker_revocation_blocked{');
+  });
+});
