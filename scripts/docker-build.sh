@@ -39,7 +39,7 @@ build_product() {
     ca_args=(--build-arg NPM_CA_FILE=.npm-build-ca.pem)
   fi
   echo "building $product_image on $node_image (classic builder) ..."
-  docker build --build-arg "NODE_IMAGE=$node_image" "${ca_args[@]}" \
+  docker build --force-rm --build-arg "NODE_IMAGE=$node_image" "${ca_args[@]}" \
     --label "dev.spiffe-broker.node-image=$node_image" -t "$product_image" "$context" >"$cache/docker/product-build.log" 2>&1 ||
     {
       echo "error: docker build failed; the end of its log ($cache/docker/product-build.log):" >&2
@@ -84,7 +84,7 @@ build_spire() {
   printf 'hosts: files dns\n' >"$ctx/rootfs/etc/nsswitch.conf"
   cp "$root/test/container/spire-server/Dockerfile" "$ctx/Dockerfile"
   echo "building $spire_image from $bin (classic builder) ..."
-  docker build -t "$spire_image" --label "dev.spiffe-broker.spire-sha256=$(sha256sum "$bin" | cut -d' ' -f1)" "$ctx" \
+  docker build --force-rm -t "$spire_image" --label "dev.spiffe-broker.spire-sha256=$(sha256sum "$bin" | cut -d' ' -f1)" "$ctx" \
     >"$cache/docker/spire-build.log" 2>&1 || {
     echo "error: docker build failed; the end of its log:" >&2
     tail -n 40 "$cache/docker/spire-build.log" >&2

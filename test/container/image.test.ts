@@ -66,9 +66,9 @@ describe.skipIf(!available)('product image (docker)', () => {
     ].join('');
     const r = await run(['-e', probe], {
       entrypoint: 'node',
-      extra: ['-v', 'sbct-image-state:/var/lib/spiffe-broker'],
+      extra: ['-v', `sbct-image-state-${process.pid}:/var/lib/spiffe-broker`],
     });
-    await docker(['volume', 'rm', '-f', 'sbct-image-state']);
+    await docker(['volume', 'rm', '-f', `sbct-image-state-${process.pid}`]);
     expect(r.stderr).toBe('');
     const got = JSON.parse(r.stdout) as Record<string, unknown>;
     expect(got).toEqual({
@@ -170,7 +170,7 @@ describe.skipIf(!available)('product image (docker)', () => {
       const exit = await dockerOk(['inspect', '--format', '{{.State.ExitCode}}', name]);
       expect(exit.trim()).toBe('0');
     } finally {
-      await docker(['rm', '-f', name]);
+      await docker(['rm', '-f', '-v', name]);
     }
   }, 90_000);
 
