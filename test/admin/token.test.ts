@@ -37,7 +37,7 @@ describe('ensureAdminToken (issue 16 item 3)', () => {
     expect((await stat(first.path)).mode & 0o777).toBe(0o600);
   });
 
-  it('refuses a symlink, a directory and a file that holds no token (ERR_API_TOKEN)', async () => {
+  it('refuses a symlink and a directory (ERR_API_TOKEN)', async () => {
     const target = join(dir, 'elsewhere');
     await writeFile(target, `${'a'.repeat(43)}\n`, { mode: 0o600 });
     const linked = join(dir, 'linked');
@@ -47,21 +47,52 @@ describe('ensureAdminToken (issue 16 item 3)', () => {
     const asDir = join(dir, 'as-dir');
     await mkdir(join(asDir, 'admin.token'), { recursive: true });
     await expect(ensureAdminToken(asDir)).rejects.toMatchObject({ code: 'ERR_API_TOKEN' });
-    const garbage = join(dir, 'garbage');
-    await mkdir(garbage);
-    await writeFile(join(garbage, 'admin.token'), 'short\n', { mode: 0o600 });
-    await expect(ensureAdminToken(garbage)).rejects.toMatchObject({ code: 'ERR_API_TOKEN' });
+  });
+
+  it('replaces a file that holds no token (empty after a crash, or edited), and a crash leftover', async () => {
+    for (const content of ['', 'short\n', `${'x'.repeat(2000)}\n`]) {
+      const d = await mkdtemp(join(dir, 'bad-'));
+      await writeFile(join(d, 'admin.token'), content, { mode: 0o600 });
+      await writeFile(join(d, 'admin.token.new'), 'leftover', { mode: 0o600 });
+      const r = await ensureAdminToken(d);
+      expect(r).toMatchObject({ created: true, replacedInvalid: true });
+      expect(r.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect((await readFile(join(d, 'admin.token'), 'utf8')).trim()).toBe(r.token);
+      expect((await stat(join(d, 'admin.token'))).mode & 0o777).toBe(0o600);
+      await expect(stat(join(d, 'admin.token.new'))).rejects.toMatchObject({ code: 'ENOENT' });
+      expect((await ensureAdminToken(d)).token).toBe(r.token);
+    }
+  });
+
+  it('never shows a partial file: the token is written under a temporary name, then linked into place', async () => {
+    const steps: string[] = [];
+    const fs: AdminTokenFs = {
+      ...nodeAdminTokenFs,
+      createExclusive: async (p, data, mode) => {
+        steps.push(`create ${p.split('/').pop()} ${data.trim().length} ${mode.toString(8)}`);
+        await nodeAdminTokenFs.createExclusive(p, data, mode);
+      },
+      link: async (a, b) => {
+        steps.push(`link ${a.split('/').pop()} ${b.split('/').pop()}`);
+        await nodeAdminTokenFs.link(a, b);
+      },
+    };
+    await ensureAdminToken(dir, { fs });
+    expect(steps).toEqual(['create admin.token.new 43 600', 'link admin.token.new admin.token']);
+    await expect(stat(join(dir, 'admin.token.new'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('uses the token of a process that created the file first (exclusive create)', async () => {
     const theirs = 'b'.repeat(43);
-    let created = false;
+    let linked = false;
     const fs: AdminTokenFs = {
       ...nodeAdminTokenFs,
-      lstat: async () => (created ? { mode: 0o100600, isFile: true } : undefined),
+      lstat: async () => (linked ? { mode: 0o100600, isFile: true } : undefined),
       mkdir: async () => undefined,
-      createExclusive: async () => {
-        created = true;
+      createExclusive: async () => undefined,
+      remove: async () => undefined,
+      link: async () => {
+        linked = true;
         throw Object.assign(new Error('exists'), { code: 'EEXIST' });
       },
       readFile: async () => `${theirs}\n`,
