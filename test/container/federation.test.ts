@@ -362,7 +362,14 @@ describe.skipIf(!available)(
       expect(JSON.parse(status.stdout)).toMatchObject({ trustDomain: 'a.test' });
       const diff = await cli(['diff', '--json']);
       expect(diff.code, diff.stderr).toBe(0);
-      const reset = await cli(['reset-sequence', 'b.test', '--json']);
+      // The admin token is in the state directory (mode 0600, the broker's user).
+      const reset = await cli([
+        'reset-sequence',
+        'b.test',
+        '--state-dir',
+        '/var/lib/spiffe-broker',
+        '--json',
+      ]);
       expect(reset.code, reset.stderr).toBe(0);
       const audit = await cli(['audit', 'verify', '/var/lib/spiffe-broker/audit.log']);
       expect(audit.code, audit.stdout + audit.stderr).toBe(0);
