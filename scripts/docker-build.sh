@@ -11,7 +11,7 @@
 # (spiffe-broker/node:24-bookworm-minbase); set NODE_IMAGE=node:24-bookworm-slim where Docker Hub
 # is reachable. PRODUCT_IMAGE and SPIRE_IMAGE override the tags.
 #
-# npm's TLS: when $NPM_CA_FILE or $SSL_CERT_FILE names a CA bundle (an intercepting proxy), it is
+# npm's TLS: when $NPM_CA_FILE, $SSL_CERT_FILE or the host npm's `cafile` names a CA bundle (an intercepting proxy), it is
 # copied into the build context as .npm-build-ca.pem for the builder stage only (build-arg
 # NPM_CA_FILE) and removed again when the build ends; the runtime stage never sees it
 # (test/container/image.test.ts checks every layer).
@@ -29,7 +29,9 @@ node_image="${NODE_IMAGE:-spiffe-broker/node:24-bookworm-minbase}"
 export DOCKER_BUILDKIT=0
 
 build_product() {
-  local start=$SECONDS ca_src="${NPM_CA_FILE:-${SSL_CERT_FILE:-}}" ca_args=()
+  local start=$SECONDS ca_args=() ca_src="${NPM_CA_FILE:-${SSL_CERT_FILE:-}}"
+  # Else the CA file the host's npm is configured with (prints "null"/"undefined" when unset).
+  if [ -z "$ca_src" ] && command -v npm >/dev/null 2>&1; then ca_src="$(npm config get cafile 2>/dev/null || true)"; fi
   local context="${BUILD_CONTEXT:-$root}"
   local ctx_ca="$context/.npm-build-ca.pem"
   if [ -n "$ca_src" ] && [ -f "$ca_src" ]; then
