@@ -12,7 +12,7 @@ set -euo pipefail
 
 # >>> setup
 SPIRE_SERVER="${SPIRE_SERVER:-spire-server}"       # SPIRE v1.15
-SPIFFE_BROKER="${SPIFFE_BROKER:-spiffe-broker}"    # the installed CLI (see "Install")
+SPIFFE_BROKER="${SPIFFE_BROKER:-spiffe-broker}"    # the installed CLI (§0)
 WORK="$(mktemp -d /tmp/fed-XXXXXX)"                # short: unix socket paths must stay < 107 bytes
 mkdir -p "$WORK/a" "$WORK/b" "$WORK/ca"
 
