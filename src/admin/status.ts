@@ -85,8 +85,18 @@ export interface DriftEntry {
   readonly trustDomain: string;
 }
 
+/** The allowlist in force, and the last reload that was refused since it took effect. */
+export interface AllowlistStatus {
+  /** Version of the allowlist in force, or null before one loaded. */
+  readonly version: string | null;
+  /** The refused reload (the file as it is now), or null. */
+  readonly refused: { readonly code: string; readonly message: string; readonly at: string } | null;
+}
+
 /** The answer of `GET /v1/status`. */
 export interface BrokerStatus {
+  /** The allowlist in force and a refused reload, if any (absent from brokers that predate it). */
+  readonly allowlist?: AllowlistStatus;
   /** The local trust domain. */
   readonly trustDomain: string;
   /** Sorted by trust domain. */
@@ -171,6 +181,20 @@ export const BROKER_STATUS_SCHEMA = {
   additionalProperties: false,
   properties: {
     trustDomain: { type: 'string' },
+    allowlist: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['version', 'refused'],
+      properties: {
+        version: NULLABLE_STRING,
+        refused: {
+          type: ['object', 'null'],
+          additionalProperties: false,
+          required: ['code', 'message', 'at'],
+          properties: { code: { type: 'string' }, message: { type: 'string' }, at: { type: 'string' } },
+        },
+      },
+    },
     peers: {
       type: 'array',
       items: {
@@ -381,4 +405,41 @@ export function brokerStatusFrom(inputs: BrokerStatusInputs): BrokerStatus {
     .flatMap((s) => s.drift.map((trustDomain) => ({ server: s.name, trustDomain })))
     .sort((a, b) => (a.server + a.trustDomain < b.server + b.trustDomain ? -1 : 1));
   return { trustDomain: inputs.trustDomain, peers, drift };
+}
+
+/** What {@link readinessFrom} decides on. */
+export interface ReadinessInputs {
+  readonly allowlistLoaded: boolean;
+  /** This replica leads (always without Kubernetes leader election); a follower does not write to SPIRE. */
+  readonly leader: boolean;
+  readonly servers: readonly ServerSyncStatus[];
+  /** Last-known-good bundles loaded at start: `[server, trust domain]` pairs not yet seen in SPIRE. */
+  readonly mustPush: Iterable<readonly [server: string, trustDomain: string]>;
+  readonly targetsOf: (trustDomain: string) => readonly string[];
+}
+
+/**
+ * `/readyz`: ready when the allowlist is loaded and, on the leader, every last-known-good bundle
+ * loaded at start is in every server it targets (written, or found there identical) and no
+ * revocation is blocked (the peer's keys would still be trusted there).
+ * @returns the reasons it is not ready (empty: ready), and the `mustPush` pairs now satisfied.
+ */
+export function readinessFrom(inputs: ReadinessInputs): { reasons: string[]; satisfied: [string, string][] } {
+  const reasons: string[] = [];
+  const satisfied: [string, string][] = [];
+  if (!inputs.allowlistLoaded) reasons.push('allowlist not loaded yet');
+  if (!inputs.leader) return { reasons, satisfied };
+  const byName = new Map(inputs.servers.map((s) => [s.name, s]));
+  for (const server of inputs.servers) {
+    for (const [td, st] of server.trustDomains) {
+      if (st.error?.code === 'ERR_SPIRE_REVOCATION_BLOCKED')
+        reasons.push(`revocation of ${td} blocked on SPIRE server ${server.name}: ${st.error.message}`);
+    }
+  }
+  for (const [server, td] of inputs.mustPush) {
+    if (byName.get(server)?.trustDomains.get(td)?.synced) satisfied.push([server, td]);
+    else if (inputs.targetsOf(td).includes(server))
+      reasons.push(`last-known-good bundle of ${td} not yet written to SPIRE server ${server}`);
+  }
+  return { reasons, satisfied };
 }

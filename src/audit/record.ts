@@ -33,6 +33,7 @@ export type AuditRecordType =
   | 'drift'
   | 'revocation'
   | 'allowlist-change'
+  | 'allowlist-refused'
   | 'sequence-reset';
 
 /** A JSON object payload. */

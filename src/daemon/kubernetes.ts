@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { Allowlist } from '../config/types.js';
+import type { Allowlist, BrokerConfig } from '../config/types.js';
 import type { FederatedBundleStore } from '../federation/bundle-store.js';
 import type { PeerStatus } from '../federation/manager.js';
 import { ConfigMapSink } from '../k8s/configmap-sink.js';
@@ -9,7 +9,7 @@ import { ClientNodeKubeApi, type KubeApi } from '../k8s/kube-api.js';
 import { LeaderElector } from '../k8s/leader-election.js';
 import type { PeerStatusSnapshot, StatusSnapshot } from '../k8s/peer-status.js';
 import { DirectoryReferenceStore } from '../k8s/reference-files.js';
-import type { KubernetesSettings } from '../k8s/settings.js';
+import { type KubernetesSettings, parseKubernetesSettings } from '../k8s/settings.js';
 import type { Clock } from '../platform/clock.js';
 import type { Logger } from '../platform/logger.js';
 import type { ServerSyncStatus } from '../publish/spire-sync.js';
@@ -87,6 +87,19 @@ export class KubernetesIntegration {
   readonly elector: LeaderElector | undefined;
   readonly source: CrdAllowlistSource | undefined;
   readonly #deps: KubernetesIntegrationDeps;
+
+  /** From the broker config's `kubernetes:` section (parsed and checked here). */
+  static fromConfig(
+    config: BrokerConfig,
+    deps: Omit<KubernetesIntegrationDeps, 'settings' | 'stateDir' | 'localTrustDomain'>,
+  ): KubernetesIntegration {
+    return new KubernetesIntegration({
+      ...deps,
+      settings: parseKubernetesSettings(config.kubernetes ?? {}),
+      stateDir: config.stateDir,
+      localTrustDomain: config.trustDomain,
+    });
+  }
 
   constructor(deps: KubernetesIntegrationDeps) {
     this.#deps = deps;

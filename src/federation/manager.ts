@@ -316,6 +316,7 @@ export class FederationManager {
     t.lifecycle = nextPeerState(t.lifecycle, event, this.#deps.clock.now(), {
       ...(this.#deps.staleAfterHints !== undefined ? { staleAfterHints: this.#deps.staleAfterHints } : {}),
       ...(this.#deps.failingAfter !== undefined ? { failingAfter: this.#deps.failingAfter } : {}),
+      ...(t.peer.refresh.maxHintSeconds !== undefined ? { maxHintSeconds: t.peer.refresh.maxHintSeconds } : {}),
     });
     if (t.lifecycle.status !== prev) this.#deps.observer?.stateChanged?.(td, prev, t.lifecycle.status);
   }
@@ -354,7 +355,7 @@ export class FederationManager {
       longPoll: false,
       done: Promise.resolve(),
       updater: undefined as unknown as PeerUpdater,
-      lifecycle: initialPeerState(clock.now(), held ? hintOf(held) : undefined),
+      lifecycle: initialPeerState(clock.now(), held ? hintOf(held, peer) : undefined),
     };
     const success = (outcome: PeerFetchOutcome, bundle: TrustBundle | undefined): void => {
       t.url = outcome.url;
@@ -362,7 +363,7 @@ export class FederationManager {
       const b = bundle ?? store.get(td);
       this.#event(td, t, {
         type: 'fetch-succeeded',
-        hintSeconds: b ? hintOf(b) : 300,
+        hintSeconds: b ? hintOf(b, t.peer) : 300,
         empty: b?.isEmpty() ?? false,
       });
     };
@@ -459,9 +460,13 @@ export class FederationManager {
   }
 }
 
-/** The effective refresh hint used for the stale window (seconds, > 0). */
-function hintOf(bundle: TrustBundle): number {
-  return effectiveRefreshHint(bundle, { minHintSeconds: 1, defaultHintSeconds: 300 });
+/** The effective refresh hint used for the stale window (seconds, > 0), capped per peer (§4.1). */
+function hintOf(bundle: TrustBundle, peer: PeerConfig): number {
+  return effectiveRefreshHint(bundle, {
+    minHintSeconds: 1,
+    defaultHintSeconds: 300,
+    ...(peer.refresh.maxHintSeconds !== undefined ? { maxHintSeconds: peer.refresh.maxHintSeconds } : {}),
+  });
 }
 
 function samePeer(a: PeerConfig, b: PeerConfig): boolean {

@@ -233,6 +233,9 @@ export class PeerUpdater {
       defaultHintSeconds: 300,
       minIntervalSeconds: this.#peer.refresh.minIntervalSeconds,
       maxIntervalSeconds: this.#peer.refresh.maxIntervalSeconds,
+      ...(this.#peer.refresh.maxHintSeconds !== undefined
+        ? { maxHintSeconds: this.#peer.refresh.maxHintSeconds }
+        : {}),
       jitter: 0.1,
     };
   }

@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { TrustBundle } from '../bundle/trust-bundle.js';
+import type { FederationObserver } from '../federation/manager.js';
 import type { BatchItemResult, SpireSyncObserver } from '../publish/spire-sync.js';
 import { METRICS, type MetricDef, PEER_STATES, type PeerStateName } from './names.js';
 
@@ -400,6 +401,37 @@ export class BrokerMetrics {
    * A {@link SpireSyncObserver} that records passes, item writes and deletions, and feeds
    * `propagation` (when given) with every successful write.
    */
+  /**
+   * The metrics' view of the federation manager: fetch counters and durations, held bundles'
+   * sequence and hint, peer states; an accepted bundle starts a propagation measurement.
+   */
+  federationObserver(propagation?: PropagationTracker): Partial<FederationObserver> {
+    return {
+      fetched: (peer, result, reason, durationMs) => {
+        this.observeFetch({
+          peer: peer.trustDomain.name,
+          result: result === 'ok' ? 'updated' : result === 'error' ? 'failed' : result,
+          reason,
+          durationSeconds: durationMs / 1000,
+        });
+        if (result === 'unchanged') this.bundleConfirmed(peer.trustDomain.name, this.#clock.now());
+      },
+      accepted: (peer, bundle) => {
+        this.setBundle(peer.trustDomain.name, {
+          sequence: bundle.sequence,
+          refreshHintSeconds: bundle.refreshHint,
+          confirmedAt: this.#clock.now(),
+        });
+        propagation?.seen(bundle);
+      },
+      stateChanged: (td, _from, to) => this.setPeerState(td, to),
+      revoked: (td) => {
+        this.removePeer(td);
+        propagation?.forget(td);
+      },
+    };
+  }
+
   spireSyncObserver(propagation?: PropagationTracker): Partial<SpireSyncObserver> {
     return {
       synced: (server, result, durationMs) =>

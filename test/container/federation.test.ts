@@ -499,13 +499,10 @@ describe.skipIf(!available)(
       );
     }, 90_000);
 
-    // Known daemon bug (reported to the lead; src/daemon/daemon.ts is not this suite's to change):
-    // after a restart, readiness waits for every restored last-known-good bundle to be *written* to
-    // SPIRE (#mustPush), but when SPIRE already holds exactly that bundle — the normal case after a
-    // graceful restart — the sync writes nothing, the flag is never cleared and /readyz stays 503
-    // ("last-known-good bundle of a.test not yet written to SPIRE server spire"). `it.fails` keeps
-    // the suite green while the bug is there and turns red once it is fixed: then make it `it`.
-    it.fails('after a graceful restart with SPIRE already holding the last-known-good, the broker becomes ready', async () => {
+    // Readiness after a restart: a restored last-known-good bundle that SPIRE already holds
+    // identically counts as pushed (it is never written again, so waiting for a write would keep
+    // /readyz at 503 forever — the bug this test found).
+    it('after a graceful restart with SPIRE already holding the last-known-good, the broker becomes ready', async () => {
       await until(ready('b.test'), 15_000, 'broker-b ready after the graceful restart', 250);
     }, 30_000);
 

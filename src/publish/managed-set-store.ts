@@ -1,6 +1,6 @@
 import { RuntimeError } from '../errors.js';
 import type { StateStore } from '../federation/state-store.js';
-import type { ManagedSetStore } from '../publish/spire-sync.js';
+import type { ManagedSetStore } from './spire-sync.js';
 
 /**
  * Persists, per SPIRE server, the trust domains whose federated bundles the broker wrote (and so

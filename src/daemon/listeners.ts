@@ -1,0 +1,279 @@
+import { type AdminAppOptions, buildAdminApp, buildHealthApp, runAdmin } from '../admin/app.js';
+import { runApp } from '../admin/http.js';
+import type { BundleSource } from '../bundle/source.js';
+import type { TrustBundle } from '../bundle/trust-bundle.js';
+import type { BrokerConfig, PeerConfig } from '../config/types.js';
+import type { LocalBundle } from '../endpoint/local-bundle.js';
+import { type RunningBundleEndpoint, startBundleEndpoint } from '../endpoint/server.js';
+import { MintedSvidCredentials } from '../endpoint/svid-credentials.js';
+import { FileTlsCredentials, type TlsCredentialSource } from '../endpoint/tls-credentials.js';
+import { RuntimeError } from '../errors.js';
+import type { FederatedBundleStore } from '../federation/bundle-store.js';
+import type { BrokerMetrics } from '../metrics/broker-metrics.js';
+import type { Clock } from '../platform/clock.js';
+import type { Logger } from '../platform/logger.js';
+import type { Task } from '../platform/tasks.js';
+import { MtlsProbe, type ProbePeer } from '../probe/mtls-probe.js';
+import { SpiffeId } from '../spiffeid/spiffe-id.js';
+import type { TrustDomain } from '../spiffeid/trust-domain.js';
+import type { SpireServerClient } from '../spire/client.js';
+import type { SvidSource } from '../tls/svid.js';
+import { buildVerifyApiApp } from '../verify-api/app.js';
+
+/**
+ * The daemon's listeners, each a task body (`run(signal)` until the signal aborts): bundle
+ * endpoint, admin API, health listener, verify API and mTLS probe. Wiring only: each builds its
+ * app from the config and the parts it is handed, and listens.
+ * @module
+ */
+
+/** What every listener may use. */
+export interface ListenerContext {
+  readonly config: BrokerConfig;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics: BrokerMetrics;
+  readonly readFile: (path: string) => Promise<Uint8Array>;
+  /** The source SPIRE server (mints the broker's own SVIDs). */
+  readonly source: SpireServerClient;
+}
+
+/** The broker's own SPIFFE ID (endpoint and probe): configured, or `spiffe://<td>/spiffe-broker`. */
+function brokerId(ctx: ListenerContext): SpiffeId {
+  return ctx.config.endpoint?.spiffeId ?? SpiffeId.fromPath(ctx.config.trustDomain, '/spiffe-broker');
+}
+
+/** Serves the admin API until `signal` aborts. */
+export async function serveAdmin(
+  ctx: ListenerContext,
+  app: Omit<AdminAppOptions, 'metrics'>,
+  signal: AbortSignal,
+  onListening: (address: string) => void,
+): Promise<void> {
+  const a = ctx.config.admin;
+  await runAdmin(await buildAdminApp({ ...app, metrics: ctx.metrics }), {
+    listen: a.socket ? { path: a.socket } : (a.listen ?? { host: '127.0.0.1', port: 8089 }),
+    signal,
+    onListening: (address) => {
+      onListening(address);
+      ctx.logger.info('admin API listening', { address });
+    },
+  });
+}
+
+/** Serves the plain-HTTP health listener (`probe.listen`): /healthz, /readyz, /metrics. */
+export async function serveHealth(
+  ctx: ListenerContext,
+  ready: AdminAppOptions['ready'],
+  signal: AbortSignal,
+): Promise<void> {
+  const listen = ctx.config.probe.listen;
+  if (!listen) return;
+  await runApp(buildHealthApp({ ready, metrics: ctx.metrics }), {
+    listen,
+    signal,
+    onListening: (address) => ctx.logger.info('health listener up', { address }),
+  });
+}
+
+/** Serves the SVID verification API until `signal` aborts. */
+export async function serveVerifyApi(
+  ctx: ListenerContext,
+  source: BundleSource,
+  signal: AbortSignal,
+  onListening: (address: string) => void,
+): Promise<void> {
+  const app = await buildVerifyApiApp({
+    source,
+    now: () => ctx.clock.now(),
+    metrics: ctx.metrics,
+    bodyLimit: ctx.config.verify.maxBodyBytes,
+  });
+  await runApp(app, {
+    listen: ctx.config.verify.listen,
+    signal,
+    onListening: (address) => {
+      onListening(address);
+      ctx.logger.info('verify API listening', { address });
+    },
+  });
+}
+
+/**
+ * Starts the HTTPS bundle endpoint with the configured profile (https_web: the configured
+ * certificate; https_spiffe: an X509-SVID minted from the source SPIRE server); resolves once it
+ * listens, undefined when no endpoint is configured.
+ */
+export async function startEndpoint(
+  ctx: ListenerContext,
+  local: LocalBundle,
+  federated: FederatedBundleStore,
+  signal: AbortSignal,
+): Promise<RunningBundleEndpoint | undefined> {
+  const ep = ctx.config.endpoint;
+  if (!ep) return undefined;
+  const deps = { clock: ctx.clock, logger: ctx.logger, readFile: ctx.readFile };
+  let credentials: TlsCredentialSource;
+  if (ep.profile === 'https_web' || (ep.certFile && ep.keyFile)) {
+    if (!ep.certFile || !ep.keyFile)
+      throw new TypeError('endpoint: certFile and keyFile are required for https_web');
+    credentials = new FileTlsCredentials({ certFile: ep.certFile, keyFile: ep.keyFile, deps });
+  } else {
+    credentials = new MintedSvidCredentials({ minter: ctx.source, spiffeId: brokerId(ctx), deps });
+  }
+  // startBundleEndpoint logs 'bundle endpoint listening' (once).
+  return startBundleEndpoint(
+    {
+      host: ep.listen.host,
+      port: ep.listen.port,
+      local,
+      credentials,
+      maxHeldRequests: ep.maxHeldRequests,
+      handshakeTimeoutMs: ep.handshakeTimeoutMs,
+      maxConnectionsPerAddress: ep.maxConnectionsPerAddress,
+      ...(ep.bundleMapPath
+        ? { bundleMap: { path: ep.bundleMapPath, ...(ep.serveFederatedInMap ? { federated } : {}) } }
+        : {}),
+      deps,
+    },
+    signal,
+  );
+}
+
+/** What the mTLS probe reads of the broker. */
+export interface ProbeInputs {
+  readonly peers: () => readonly PeerConfig[];
+  /** Bundles the broker holds: inbound probe clients are verified against them before SPIRE is read. */
+  readonly held: BundleSource;
+  /** Every SPIRE server's client, by name. */
+  readonly clients: ReadonlyMap<string, SpireServerClient>;
+}
+
+/**
+ * Runs the cross-domain mTLS probe (when `mtlsProbe.listen` is configured): the broker's own
+ * X509-SVID minted from the source SPIRE server, a probe port, and a handshake with every
+ * allowlisted peer that names its probe port, judged with the bundles exactly as the local SPIRE
+ * servers hold them.
+ */
+export async function runMtlsProbe(
+  ctx: ListenerContext,
+  inputs: ProbeInputs,
+  signal: AbortSignal,
+): Promise<void> {
+  const listen = ctx.config.mtlsProbe.listen;
+  if (!listen) return;
+  const credentials = new MintedSvidCredentials({
+    minter: ctx.source,
+    spiffeId: brokerId(ctx),
+    deps: { clock: ctx.clock, logger: ctx.logger, readFile: ctx.readFile },
+  });
+  const first = await credentials.ready(signal);
+  const material = (c: { certChainPem: string; keyPem: string }) => ({
+    certChainPem: c.certChainPem,
+    privateKeyPem: c.keyPem,
+  });
+  let current = material(first);
+  const svid: SvidSource = {
+    current: () => current,
+    subscribe: (listener) =>
+      credentials.subscribe((c) => {
+        current = material(c);
+        listener(current);
+      }),
+  };
+  const local = ctx.config.trustDomain;
+  const asSpireHolds = async (td: TrustDomain, sig?: AbortSignal) =>
+    Promise.all(
+      [...inputs.clients].map(
+        async ([server, client]): Promise<{ server: string; bundle: TrustBundle | undefined }> => ({
+          server,
+          bundle: td.equals(local)
+            ? await client.getBundle(sig ? { signal: sig } : {})
+            : await client.findFederatedBundle(td, sig ? { signal: sig } : {}),
+        }),
+      ),
+    );
+  const probe = new MtlsProbe({
+    trustDomain: local,
+    svid,
+    clock: ctx.clock,
+    metrics: ctx.metrics,
+    listen,
+    intervalMs: ctx.config.mtlsProbe.intervalMs,
+    heldBundles: inputs.held,
+    peers: () =>
+      inputs.peers().flatMap((p): ProbePeer[] => {
+        if (!p.probe) return [];
+        const expectedId =
+          p.probe.expectedId ?? (p.profile.kind === 'https_spiffe' ? p.profile.endpointSpiffeId : undefined);
+        return [
+          {
+            trustDomain: p.trustDomain,
+            host: p.probe.host,
+            port: p.probe.port,
+            ...(expectedId ? { expectedId } : {}),
+          },
+        ];
+      }),
+    bundlesAsSpireHolds: asSpireHolds,
+    onResult: (r) => ctx.logger.debug('mTLS probe', { result: r }),
+  });
+  await Promise.all([credentials.run(signal), probe.run(signal)]);
+}
+
+/** Socket errors that mean a listener could not bind its address. */
+const BIND_ERRORS = new Set(['EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL', 'EPERM', 'ENOENT', 'EINVAL']);
+
+/** A listener task whose bind failure becomes a coded `ERR_LISTEN` naming the listener. */
+export function listener(name: string, run: (signal: AbortSignal) => Promise<void>): Task {
+  return {
+    name,
+    run: (signal) =>
+      run(signal).catch((err: unknown) => {
+        const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+        if (
+          typeof code === 'string' &&
+          BIND_ERRORS.has(code) &&
+          (err as { syscall?: string }).syscall !== 'open'
+        )
+          throw new RuntimeError('ERR_LISTEN', `${name} cannot listen: ${(err as Error).message}`, {
+            cause: err,
+          });
+        throw err;
+      }),
+  };
+}
+
+/** What the listener tasks read of the broker, and where they report their addresses. */
+export interface ListenerHost extends ProbeInputs {
+  readonly local: LocalBundle;
+  readonly federated: FederatedBundleStore;
+  /** The admin API's providers (metrics come from the context). */
+  readonly admin: Omit<AdminAppOptions, 'metrics'>;
+  /** A listener is up: its address (the endpoint also hands over its running server). */
+  readonly listening: (
+    what: 'admin' | 'verify' | 'endpoint',
+    address: string,
+    endpoint?: RunningBundleEndpoint,
+  ) => void;
+}
+
+/** Every listener of the broker as a task (a bind failure is `ERR_LISTEN` naming it). */
+export function listenerTasks(ctx: ListenerContext, host: ListenerHost): Task[] {
+  return [
+    listener('bundle endpoint', async (signal) => {
+      const running = await startEndpoint(ctx, host.local, host.federated, signal);
+      if (!running) return;
+      host.listening('endpoint', running.url, running);
+      await running.closed;
+    }),
+    listener('admin API', (signal) =>
+      serveAdmin(ctx, host.admin, signal, (address) => host.listening('admin', address)),
+    ),
+    listener('verify API', (signal) =>
+      serveVerifyApi(ctx, host.held, signal, (address) => host.listening('verify', address)),
+    ),
+    listener('mTLS probe', (signal) => runMtlsProbe(ctx, host, signal)),
+    listener('health listener', (signal) => serveHealth(ctx, host.admin.ready, signal)),
+  ];
+}
