@@ -111,7 +111,11 @@ export class AuditTrail {
 
   /** A new allowlist took effect: its version and the trust domains added, removed and changed. */
   /** A new allowlist was refused (invalid, unreadable, a referenced file missing): the previous one stays in force. */
-  allowlistRefused(e: { code: string; message: string; keptVersion?: string }): Promise<AuditRecord | undefined> {
+  allowlistRefused(e: {
+    code: string;
+    message: string;
+    keptVersion?: string;
+  }): Promise<AuditRecord | undefined> {
     return this.#sink.append('allowlist-refused', {
       code: e.code,
       message: safe(e.message),

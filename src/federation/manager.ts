@@ -316,7 +316,9 @@ export class FederationManager {
     t.lifecycle = nextPeerState(t.lifecycle, event, this.#deps.clock.now(), {
       ...(this.#deps.staleAfterHints !== undefined ? { staleAfterHints: this.#deps.staleAfterHints } : {}),
       ...(this.#deps.failingAfter !== undefined ? { failingAfter: this.#deps.failingAfter } : {}),
-      ...(t.peer.refresh.maxHintSeconds !== undefined ? { maxHintSeconds: t.peer.refresh.maxHintSeconds } : {}),
+      ...(t.peer.refresh.maxHintSeconds !== undefined
+        ? { maxHintSeconds: t.peer.refresh.maxHintSeconds }
+        : {}),
     });
     if (t.lifecycle.status !== prev) this.#deps.observer?.stateChanged?.(td, prev, t.lifecycle.status);
   }

@@ -79,14 +79,12 @@ export async function restorePeers(opts: RestoreOptions): Promise<RestoredPeer[]
         server: server.name,
         sequence: bundle.sequence,
       });
-      await state
-        .saveAccepted(bundle)
-        .catch((err: unknown) =>
-          logger.error('could not persist the bundle re-read from SPIRE', {
-            trustDomain: td,
-            error: String(err),
-          }),
-        );
+      await state.saveAccepted(bundle).catch((err: unknown) =>
+        logger.error('could not persist the bundle re-read from SPIRE', {
+          trustDomain: td,
+          error: String(err),
+        }),
+      );
     }
   }
   return [...restored.values()];

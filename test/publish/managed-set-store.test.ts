@@ -2,9 +2,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FileManagedSetStore } from '../../src/publish/managed-set-store.js';
 import { RuntimeError } from '../../src/errors.js';
 import { StateStore } from '../../src/federation/state-store.js';
+import { FileManagedSetStore } from '../../src/publish/managed-set-store.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
