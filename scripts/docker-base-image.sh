@@ -26,7 +26,6 @@
 # from the Debian mirror when missing).
 set -euo pipefail
 
-root="$(cd "$(dirname "$0")/.." && pwd)"
 image="${BASE_IMAGE:-spiffe-broker/node:24-bookworm-minbase}"
 suite="${DEBIAN_SUITE:-bookworm}"
 variant=minbase

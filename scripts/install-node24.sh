@@ -14,6 +14,10 @@ npm install --prefix "$cache" --no-audit --no-fund --no-save --foreground-script
 # npm 11 does not run dependency install scripts unless approved; the `node` package needs its
 # postinstall to place the binary, so run it explicitly when the binary is missing.
 if ! [ -x "$bin" ] || ! "$bin" --version >/dev/null 2>&1; then
-  (cd "$cache/node_modules/node" && npm run preinstall --if-present >/dev/null 2>&1 || true; node installArchSpecificPackage.js 2>/dev/null || true)
+  (
+    cd "$cache/node_modules/node" || exit 0
+    npm run preinstall --if-present >/dev/null 2>&1 || true
+    node installArchSpecificPackage.js 2>/dev/null || true
+  )
 fi
 "$bin" --version
