@@ -253,16 +253,22 @@ sleep 2   # a few more deletion attempts
 holds "$WORK/b" td-a.test || { echo "SPIRE B deleted td-a.test although an entry federates with it" >&2; exit 1; }
 echo "blocked revocation: $(peer_a)"
 "$SPIFFE_BROKER" status --admin "http://127.0.0.1:$B_ADMIN_PORT"
+curl -sS "http://127.0.0.1:$B_ADMIN_PORT/readyz"   # 503: not ready while a revocation is blocked
+echo
+# `spiffe-broker reconcile` runs a pass now; it exits 1 while anything is still blocked. It reads
+# the admin token from the broker's state directory (found through --config).
+if "$SPIFFE_BROKER" reconcile --admin "http://127.0.0.1:$B_ADMIN_PORT" --config "$WORK/b/broker.yaml"; then
+  echo "reconcile should have reported the blocked revocation" >&2
+  exit 1
+fi
 # <<< revoke-blocked
 
 # >>> revoke-unblocked
 # Fix: drop the federatesWith (here: delete the entry), then reconcile now instead of waiting for
-# the broker's next retry. POST /v1/reconcile needs the admin token from broker B's state dir.
+# the broker's next retry; this time it exits 0.
 "$SPIRE_SERVER" entry delete -entryID "$entry" -socketPath "$WORK/b/api.sock"
 echo
-curl -fsS -X POST -H "Authorization: Bearer $(cat "$WORK/b/broker-state/admin.token")" \
-  "http://127.0.0.1:$B_ADMIN_PORT/v1/reconcile"
-echo
+"$SPIFFE_BROKER" reconcile --admin "http://127.0.0.1:$B_ADMIN_PORT" --config "$WORK/b/broker.yaml"
 wait_for 45 "td-a.test's bundle to leave SPIRE B" gone "$WORK/b" td-a.test
 echo "revoked after the entry was removed: $(peer_a)"
 # <<< revoke-unblocked

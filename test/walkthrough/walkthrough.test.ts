@@ -176,6 +176,9 @@ describe.skipIf(!real)('scripts/walkthrough.sh against real spire-server', () =>
     expect(server?.error?.code).toBe('ERR_SPIRE_REVOCATION_BLOCKED');
     expect(server?.error?.message).toMatch(/1 registration entry/);
 
+    // Readiness says the same (the script prints /readyz's body after the status table).
+    expect(stdout).toMatch(/"ready":false[^\n]*revocation of td-a\.test blocked on SPIRE server spire-b/);
+
     // Once the entry is gone the revocation completes, and only then is it called REVOKED.
     const after = JSON.parse(/^revoked after the entry was removed: (.*)$/m.exec(stdout)![1]!) as {
       state: string;
