@@ -3,6 +3,7 @@ import { marshalBundle, type TrustBundle } from '../bundle/index.js';
 import { K8sError } from '../errors.js';
 import { toPem } from '../pki/pem.js';
 import type { Clock } from '../platform/clock.js';
+import type { DesiredBundles, Sink, SinkFailure, SinkReport } from '../publish/sink.js';
 import { type K8sLogger, nullLogger, Trigger } from './deps.js';
 import { CONFIG_MAPS, isConflict, type KubeApi, type KubeObject, NAMESPACES } from './kube-api.js';
 import { type LabelRequirement, matchesLabels, parseLabelSelector } from './label-selector.js';
@@ -119,7 +120,11 @@ interface Desired {
  *   namespaceSelector: 'spiffe-broker.dev/bundles=enabled' });
  * await sink.run(signal);
  */
-export class ConfigMapSink {
+export class ConfigMapSink implements Sink {
+  /** For status and logs ({@link Sink.name}). */
+  readonly name = 'configmaps';
+  /** What the pass under way wrote and removed, for its {@link SinkReport}. */
+  #pending: { written: Set<string>; removed: Set<string> } | undefined;
   readonly #o: ConfigMapSinkOptions;
   readonly #log: K8sLogger;
   readonly #selector: LabelRequirement[];
@@ -190,7 +195,38 @@ export class ConfigMapSink {
    * true when every namespace converged.
    */
   async reconcile(signal: AbortSignal, sweepAll = false): Promise<boolean> {
-    const desired = this.#desired();
+    return (await this.#pass(this.#o.feed.bundles(), signal, sweepAll)).ok;
+  }
+
+  /**
+   * {@link Sink.apply}: one pass with `want`'s bundles as the desired set (every matching
+   * namespace gets one ConfigMap per trust domain; the broker's other ConfigMaps go). `retained`
+   * needs nothing here: a trust domain without a bundle has no ConfigMap to keep.
+   */
+  async apply(want: DesiredBundles, signal: AbortSignal = new AbortController().signal): Promise<SinkReport> {
+    return this.#pass([...want.bundles.values()], signal, false);
+  }
+
+  async #pass(bundles: readonly TrustBundle[], signal: AbortSignal, sweepAll: boolean): Promise<SinkReport> {
+    const written = new Set<string>();
+    const removed = new Set<string>();
+    const failed: SinkFailure[] = [];
+    this.#pending = { written, removed };
+    try {
+      const ok = await this.#reconcileAll(bundles, signal, sweepAll, failed);
+      return { ok, written: [...written].sort(), removed: [...removed].sort(), failed };
+    } finally {
+      this.#pending = undefined;
+    }
+  }
+
+  async #reconcileAll(
+    bundles: readonly TrustBundle[],
+    signal: AbortSignal,
+    sweepAll: boolean,
+    failed: SinkFailure[],
+  ): Promise<boolean> {
+    const desired = this.#desired(bundles);
     const matching = new Set<string>();
     const all: string[] = [];
     for (const ns of this.#namespaces.items()) {
@@ -213,6 +249,11 @@ export class ConfigMapSink {
         // A sweep of a namespace RBAC does not cover is expected; only targets count as failures.
         if (quiet) continue;
         ok = false;
+        failed.push({
+          trustDomain: '*',
+          code: err instanceof K8sError ? err.code : 'ERR_K8S_RESPONSE',
+          message: `namespace ${ns}: ${(err as Error).message}`,
+        });
         this.#o.observer?.error?.(ns, err);
         this.#log.warn('bundle ConfigMaps: namespace failed', {
           namespace: ns,
@@ -225,8 +266,7 @@ export class ConfigMapSink {
     return ok;
   }
 
-  #desired(): Desired[] {
-    const bundles = this.#o.feed.bundles();
+  #desired(bundles: readonly TrustBundle[]): Desired[] {
     const names = new Map<string, number>();
     for (const b of bundles) {
       const n = bundleConfigMapName(b.trustDomain.name);
@@ -308,6 +348,7 @@ export class ConfigMapSink {
         );
         if (gone) {
           this.#log.info('bundle ConfigMap deleted', { namespace: ns, name, trustDomain: td });
+          this.#pending?.removed.add(td);
           this.#o.observer?.deleted?.(ns, name, td);
         }
       } catch (err) {
@@ -339,6 +380,7 @@ export class ConfigMapSink {
       delete next.binaryData;
       await this.#o.api.replace(CONFIG_MAPS, next, signal);
       this.#log.info('bundle ConfigMap updated', { namespace: ns, name: d.name, trustDomain: d.trustDomain });
+      this.#pending?.written.add(d.trustDomain);
       this.#o.observer?.updated?.(ns, d.name, d.trustDomain);
       return;
     }
@@ -346,6 +388,7 @@ export class ConfigMapSink {
       await this.#o.api.create(CONFIG_MAPS, this.#build(ns, d), signal);
       this.#reportedForeign.delete(`${ns}/${d.name}`);
       this.#log.info('bundle ConfigMap created', { namespace: ns, name: d.name, trustDomain: d.trustDomain });
+      this.#pending?.written.add(d.trustDomain);
       this.#o.observer?.created?.(ns, d.name, d.trustDomain);
     } catch (err) {
       if (!isConflict(err)) throw err;

@@ -2,6 +2,7 @@ import { bundlesEqual } from '../bundle/diff.js';
 import type { TrustBundle } from '../bundle/trust-bundle.js';
 import { BrokerError, SpireError } from '../errors.js';
 import { type Clock, isAbort } from '../platform/clock.js';
+import type { DesiredBundles, Sink, SinkFailure, SinkReport } from './sink.js';
 
 /** SPIRE's BatchDeleteFederatedBundle modes. */
 export type DeleteMode = 'restrict' | 'dissociate' | 'delete';
@@ -222,7 +223,7 @@ function codeOf(err: unknown): { code: string; message: string } {
  * periodic resync, or a retry after failure. One server's failures never block another's: each
  * server has its own sync and its own loop.
  */
-export class SpireServerSync {
+export class SpireServerSync implements Sink {
   readonly name: string;
   readonly #deps: SpireSyncDeps;
   #managed: Set<string> | undefined;
@@ -354,7 +355,7 @@ export class SpireServerSync {
    * What a reconcile would do now, computed from the server's current contents without changing
    * anything (`spiffe-broker diff`; the first step of every reconcile).
    */
-  async plan(signal?: AbortSignal): Promise<SyncPlan> {
+  async plan(signal?: AbortSignal, want: DesiredBundles = this.#want()): Promise<SyncPlan> {
     const { api } = this.#deps;
     this.#managed ??= await this.#deps.managed.load(this.name);
     const managed = this.#managed;
@@ -364,8 +365,8 @@ export class SpireServerSync {
     ]);
     const actual = new Map(actualList.map((b) => [b.trustDomain.name, b]));
     const spireOwned = new Set(relationships);
-    const desired = this.#deps.desired();
-    const retained = this.#deps.retained?.() ?? new Set<string>();
+    const desired = want.bundles;
+    const retained = want.retained;
     // SPIRE's own federation relationships win: report, never fight them.
     const conflicts = [...desired.keys()].filter((td) => spireOwned.has(td)).sort();
     const inSync = new Map<string, TrustBundle>();
@@ -396,14 +397,32 @@ export class SpireServerSync {
     };
   }
 
-  /** One reconcile pass. Returns false when anything failed (the loop retries with backoff). */
+  /** What the server should hold now, from the routing this sync was given. */
+  #want(): DesiredBundles {
+    return { bundles: this.#deps.desired(), retained: this.#deps.retained?.() ?? new Set<string>() };
+  }
+
+  /** One reconcile pass against the current desired set. False when anything failed (the loop retries). */
   async reconcileOnce(signal?: AbortSignal): Promise<boolean> {
+    return (await this.apply(this.#want(), signal)).ok;
+  }
+
+  /**
+   * {@link Sink.apply}: one reconcile pass — write every changed bundle, revoke what this broker
+   * manages and no longer wants (confirmed by reading back), report (and, with `enforce`, delete)
+   * drift. Never rejects: an unreachable server is a report with `ok: false` and the status's
+   * `lastError`.
+   */
+  async apply(want: DesiredBundles, signal?: AbortSignal): Promise<SinkReport> {
     const { api, clock } = this.#deps;
     const started = clock.now();
     const observer = this.#deps.observer ?? {};
     let allOk = true;
+    const written: string[] = [];
+    const removed: string[] = [];
+    const failed: SinkFailure[] = [];
     try {
-      const plan = await this.plan(signal);
+      const plan = await this.plan(signal, want);
       const { managed, actual } = plan;
       this.#reachable = true;
       if (plan.conflicts.join() !== this.#conflicts.join() && plan.conflicts.length > 0) {
@@ -438,6 +457,7 @@ export class SpireServerSync {
           observer.written?.(this.name, bundle, r);
           const td = bundle.trustDomain.name;
           if (r.ok) {
+            written.push(td);
             nextState.set(td, { synced: true, sequence: bundle.sequence.toString() });
             if (!managed.has(td)) {
               managed.add(td);
@@ -485,6 +505,7 @@ export class SpireServerSync {
         const after = new Set((await api.listFederatedBundles(signal)).map((b) => b.trustDomain.name));
         for (const td of revokeNow) {
           if (!after.has(td)) {
+            removed.push(td);
             managed.delete(td);
             managedChanged = true;
           } else if (!nextState.has(td)) {
@@ -517,7 +538,10 @@ export class SpireServerSync {
             message: 'no result for this item',
           };
           observer.deleted?.(this.name, td, 'drift', r);
-          if (!r.ok && r.code !== GRPC_NOT_FOUND) allOk = false;
+          if (!r.ok && r.code !== GRPC_NOT_FOUND) {
+            allOk = false;
+            failed.push({ trustDomain: td, code: 'ERR_SPIRE_BATCH_ITEM', message: `drift: ${r.message}` });
+          } else removed.push(td);
         });
         this.#drift = [];
       }
@@ -529,7 +553,8 @@ export class SpireServerSync {
         ? undefined
         : { code: 'ERR_SPIRE_BATCH_ITEM', message: 'some items failed; retrying' };
       observer.synced?.(this.name, allOk ? 'ok' : 'partial', clock.now() - started);
-      return allOk;
+      for (const [td, st] of nextState) if (st.error) failed.push({ trustDomain: td, ...st.error });
+      return { ok: allOk, written, removed, failed };
     } catch (err) {
       if (signal?.aborted) throw err;
       this.#reachable = !(
@@ -538,7 +563,7 @@ export class SpireServerSync {
       );
       this.#lastError = codeOf(err);
       observer.synced?.(this.name, 'error', clock.now() - started);
-      return false;
+      return { ok: false, written, removed, failed: [{ trustDomain: '*', ...this.#lastError }] };
     }
   }
 }

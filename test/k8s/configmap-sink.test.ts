@@ -84,6 +84,7 @@ describe.skipIf(!kubeAvailable())('ConfigMapSink against a real kube-apiserver',
     const ac = new AbortController();
     const done = sink.run(ac.signal);
     return {
+      sink,
       log,
       foreign,
       passes: () => passes,
@@ -203,6 +204,27 @@ describe.skipIf(!kubeAvailable())('ConfigMapSink against a real kube-apiserver',
       await eventually('swept', async () => !(await cm('restart-ns', name)));
     } finally {
       await second.stop();
+    }
+  });
+
+  it('is a Sink: apply() converges to the set it is given and reports what it wrote and removed', async () => {
+    const a = await makePki('sink-a.example');
+    await namespace('as-sink', ENABLED);
+    const sink = startSink(new FederatedBundleStore(), { owner: 'sink-owner', resyncMs: 60_000 });
+    try {
+      await eventually('the first pass', async () => (sink.passes() >= 1 ? true : undefined));
+      const s = sink.sink;
+      expect(s.name).toBe('configmaps');
+      const wrote = await s.apply({ bundles: new Map([['sink-a.example', a.bundle]]), retained: new Set() });
+      expect(wrote).toEqual({ ok: true, written: ['sink-a.example'], removed: [], failed: [] });
+      expect(await cm('as-sink', bundleConfigMapName('sink-a.example'))).toBeDefined();
+      const again = await s.apply({ bundles: new Map([['sink-a.example', a.bundle]]), retained: new Set() });
+      expect(again).toEqual({ ok: true, written: [], removed: [], failed: [] });
+      const gone = await s.apply({ bundles: new Map(), retained: new Set() });
+      expect(gone).toEqual({ ok: true, written: [], removed: ['sink-a.example'], failed: [] });
+      expect(await cm('as-sink', bundleConfigMapName('sink-a.example'))).toBeUndefined();
+    } finally {
+      await sink.stop();
     }
   });
 
