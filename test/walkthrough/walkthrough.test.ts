@@ -101,10 +101,13 @@ function portIsFree(port: number): Promise<boolean> {
 const real = await realSpireOrSkip('walkthrough (docs/operations.md) on real spire-server');
 
 describe.skipIf(!real)('scripts/walkthrough.sh against real spire-server', () => {
-  const shimDir = mkdtempSync(join(tmpdir(), 'walkthrough-bin-'));
-  afterAll(() => rmSync(shimDir, { recursive: true, force: true }));
+  let shimDir: string | undefined;
+  afterAll(() => {
+    if (shimDir) rmSync(shimDir, { recursive: true, force: true });
+  });
 
   it('federates, rotates, revokes, and reports a blocked revocation as blocked', async () => {
+    shimDir = mkdtempSync(join(tmpdir(), 'walkthrough-bin-'));
     // `spiffe-broker` as an operator would have it on PATH, running this checkout's source.
     const tsxLoader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
     const shim = join(shimDir, 'spiffe-broker');
