@@ -6,10 +6,10 @@
  * @module
  */
 import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { marshalBundle, parseBundle } from '../src/bundle/codec.js';
-import { jwtAuthority, TrustBundle } from '../src/bundle/trust-bundle.js';
-import { createCa } from '../src/pki/index.js';
-import { TrustDomain } from '../src/spiffeid/index.js';
+import { createCa } from '../src/adapters/pki/index.js';
+import { marshalBundle, parseBundle } from '../src/core/bundle/codec.js';
+import { jwtAuthority, TrustBundle } from '../src/core/bundle/trust-bundle.js';
+import { TrustDomain } from '../src/core/spiffeid/index.js';
 import { type BenchResult, compare, type MeasureOptions, measurePair } from './lib.js';
 
 interface Jwk {

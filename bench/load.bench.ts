@@ -15,8 +15,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jwtAuthority } from '../src/bundle/trust-bundle.js';
-import type { SpireEmulator } from '../src/spire/emulator/emulator.js';
+import type { SpireEmulator } from '../src/adapters/spire/emulator/emulator.js';
+import { jwtAuthority } from '../src/core/bundle/trust-bundle.js';
 import type { BenchFigure } from './lib.js';
 import { type AutocannonResult, autocannon } from './support/autocannon.js';
 import {

@@ -18,14 +18,14 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 
 import { join } from 'node:path';
-import { marshalBundle } from '../src/bundle/codec.js';
-import type { TrustBundle } from '../src/bundle/trust-bundle.js';
-import { parseBrokerConfig } from '../src/config/broker-config.js';
+import { SpireServerClient } from '../src/adapters/spire/client.js';
+import { marshalBundle } from '../src/core/bundle/codec.js';
+import type { TrustBundle } from '../src/core/bundle/trust-bundle.js';
 import { BrokerDaemon } from '../src/daemon/daemon.js';
+import { parseBrokerConfig } from '../src/engine/config/broker-config.js';
+import type { BatchItemResult } from '../src/engine/publish/spire-sync.js';
 import { Lab } from '../src/lab/lab.js';
 import { type SpireServerProcess, startSpireServerProcess } from '../src/lab/spire-process.js';
-import type { BatchItemResult } from '../src/publish/spire-sync.js';
-import { SpireServerClient } from '../src/spire/client.js';
 import { spireServerStatus } from '../test/support/spire-harness.js';
 import type { BenchFigure } from './lib.js';
 import { startEmulatorTarget, type TargetServer } from './support/targets.js';

@@ -15,10 +15,10 @@
 import { execFile } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { BundleSet } from '../src/bundle/source.js';
-import { TrustBundle } from '../src/bundle/trust-bundle.js';
-import { verifyX509Svid, X509VerifyCache } from '../src/verify/index.js';
-import { buildVerifyApiApp } from '../src/verify-api/index.js';
+import { buildVerifyApiApp } from '../src/adapters/verify-api/index.js';
+import { BundleSet } from '../src/core/bundle/source.js';
+import { TrustBundle } from '../src/core/bundle/trust-bundle.js';
+import { verifyX509Svid, X509VerifyCache } from '../src/core/verify/index.js';
 import { type BenchResult, compare, measurePair } from './lib.js';
 import { benchSvidChain } from './support/svid-chain.js';
 

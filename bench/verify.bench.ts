@@ -1,8 +1,8 @@
 import { importSPKI, jwtVerify, SignJWT } from 'jose';
-import { BundleSet } from '../src/bundle/source.js';
-import { jwtAuthority, TrustBundle } from '../src/bundle/trust-bundle.js';
-import { generateKeyPair } from '../src/pki/index.js';
-import { verifyJwtSvid, verifyX509Svid, X509VerifyCache } from '../src/verify/index.js';
+import { generateKeyPair } from '../src/adapters/pki/index.js';
+import { BundleSet } from '../src/core/bundle/source.js';
+import { jwtAuthority, TrustBundle } from '../src/core/bundle/trust-bundle.js';
+import { verifyJwtSvid, verifyX509Svid, X509VerifyCache } from '../src/core/verify/index.js';
 import { type BenchResult, compare, type MeasureOptions, measurePair } from './lib.js';
 import { benchSvidChain } from './support/svid-chain.js';
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds a real spire-server (SPIRE v1.15.3) from the Go module proxy into the project cache, for
-# the real-SPIRE test suites (test/spire/contract.test.ts via test/support/spire-harness.ts).
+# the real-SPIRE test suites (test/adapters/spire/contract.test.ts via test/support/spire-harness.ts).
 #
 #   ${SPIFFE_BROKER_CACHE:-$HOME/.cache/spiffe-broker}/bin/spire-server
 #

@@ -4,13 +4,16 @@
  * `/tls`); this root re-exports their main names explicitly.
  * @module
  */
+
+export type { SpiffeTlsOptions } from './adapters/tls/index.js';
+export { tlsOptions } from './adapters/tls/index.js';
 export type {
   BundleSource,
   JwtAuthority,
   ParsedBundle,
   ParsedBundleMap,
   X509Authority,
-} from './bundle/index.js';
+} from './core/bundle/index.js';
 export {
   BundleSet,
   bundlesEqual,
@@ -20,7 +23,18 @@ export {
   parseBundle,
   parseBundleMap,
   TrustBundle,
-} from './bundle/index.js';
+} from './core/bundle/index.js';
+export type { SpiffeIdMatcher } from './core/spiffeid/index.js';
+export {
+  matchAny,
+  matchId,
+  matchMemberOf,
+  matchOneOf,
+  SpiffeId,
+  TrustDomain,
+} from './core/spiffeid/index.js';
+export type { JwtSvidVerifyResult, X509SvidVerifyResult } from './core/verify/index.js';
+export { verifyJwtSvid, verifyX509Svid, X509VerifyCache } from './core/verify/index.js';
 export type { ErrorCode } from './errors.js';
 export {
   BrokerError,
@@ -34,9 +48,3 @@ export {
   SpireError,
   VerifyError,
 } from './errors.js';
-export type { SpiffeIdMatcher } from './spiffeid/index.js';
-export { matchAny, matchId, matchMemberOf, matchOneOf, SpiffeId, TrustDomain } from './spiffeid/index.js';
-export type { SpiffeTlsOptions } from './tls/index.js';
-export { tlsOptions } from './tls/index.js';
-export type { JwtSvidVerifyResult, X509SvidVerifyResult } from './verify/index.js';
-export { verifyJwtSvid, verifyX509Svid, X509VerifyCache } from './verify/index.js';

@@ -9,11 +9,11 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
-import type { TrustBundle } from '../../src/bundle/trust-bundle.js';
-import { parseBrokerConfig } from '../../src/config/broker-config.js';
+import type { BundleItemResult } from '../../src/adapters/spire/client.js';
+import { type SpireCallOptions, SpireServerClient } from '../../src/adapters/spire/client.js';
+import type { TrustBundle } from '../../src/core/bundle/trust-bundle.js';
 import { BrokerDaemon } from '../../src/daemon/daemon.js';
-import type { BundleItemResult } from '../../src/spire/client.js';
-import { type SpireCallOptions, SpireServerClient } from '../../src/spire/client.js';
+import { parseBrokerConfig } from '../../src/engine/config/broker-config.js';
 
 /** What the child answers to `{ type: 'stats' }`. */
 export interface BrokerChildStats {

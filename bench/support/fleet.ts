@@ -10,11 +10,11 @@ import { generateKeyPairSync } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { marshalBundle } from '../../src/bundle/codec.js';
-import { jwtAuthority, TrustBundle } from '../../src/bundle/trust-bundle.js';
-import { evaluateIfNoneMatch, preferredWaitSeconds } from '../../src/endpoint/conditional.js';
-import { createCa } from '../../src/pki/index.js';
-import { TrustDomain } from '../../src/spiffeid/trust-domain.js';
+import { evaluateIfNoneMatch, preferredWaitSeconds } from '../../src/adapters/endpoint/conditional.js';
+import { createCa } from '../../src/adapters/pki/index.js';
+import { marshalBundle } from '../../src/core/bundle/codec.js';
+import { jwtAuthority, TrustBundle } from '../../src/core/bundle/trust-bundle.js';
+import { TrustDomain } from '../../src/core/spiffeid/trust-domain.js';
 import { createWebServerCert } from './web-cert.js';
 
 /** Options of {@link BundleFleet.start}. */

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { INTERMEDIATE_TLS12_CIPHERS } from '../../src/endpoint/server.js';
+import { INTERMEDIATE_TLS12_CIPHERS } from '../../src/adapters/endpoint/server.js';
 
 const [certFile, keyFile] = process.argv.slice(2);
 const send = (m: unknown): void => {

@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
-import { createCa, createX509Svid, type IssuedCert } from '../../src/pki/index.js';
-import { SpiffeId, TrustDomain } from '../../src/spiffeid/index.js';
+import { createCa, createX509Svid, type IssuedCert } from '../../src/adapters/pki/index.js';
+import { SpiffeId, TrustDomain } from '../../src/core/spiffeid/index.js';
 
 const HOUR = 3_600_000;
 

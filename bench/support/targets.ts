@@ -4,9 +4,9 @@
  * @module
  */
 import { join } from 'node:path';
+import { SpireServerClient } from '../../src/adapters/spire/client.js';
+import { SpireEmulator } from '../../src/adapters/spire/emulator/emulator.js';
 import { type SpireServerProcess, startSpireServerProcess } from '../../src/lab/spire-process.js';
-import { SpireServerClient } from '../../src/spire/client.js';
-import { SpireEmulator } from '../../src/spire/emulator/emulator.js';
 import { spireServerStatus } from '../../test/support/spire-harness.js';
 
 /** One SPIRE server a benchmark broker writes into. */

@@ -15,9 +15,9 @@ import {
   SubjectAlternativeNameExtension,
   X509CertificateGenerator,
 } from '@peculiar/x509';
-import { createCa, generateKeyPair, toPem } from '../../src/pki/index.js';
-import { provider, subtle } from '../../src/pki/keys.js';
-import { TrustDomain } from '../../src/spiffeid/trust-domain.js';
+import { createCa, generateKeyPair, toPem } from '../../src/adapters/pki/index.js';
+import { provider, subtle } from '../../src/adapters/pki/keys.js';
+import { TrustDomain } from '../../src/core/spiffeid/trust-domain.js';
 
 /** PEM material of a web server: its CA (for clients) and its certificate and key. */
 export interface WebServerCert {

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { ADMIN_TOKEN_FILE, parseAdminToken } from '../admin/token.js';
-import { parseBrokerConfig } from '../config/broker-config.js';
+import { ADMIN_TOKEN_FILE, parseAdminToken } from '../adapters/admin/token.js';
+import { parseBrokerConfig } from '../engine/config/broker-config.js';
 import { ApiError } from '../errors.js';
 import type { CliIo } from './io.js';
 import { UsageError } from './output.js';

@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { parseAuditPublicKey } from '../audit/key.js';
-import { verifyAuditLog } from '../audit/verify.js';
+import { parseAuditPublicKey } from '../adapters/audit/key.js';
+import { verifyAuditLog } from '../adapters/audit/verify.js';
 import { BrokerError } from '../errors.js';
 import { type CliIo, EXIT_OK, EXIT_REFUSED } from './io.js';
 import { printJson, readInput, reportFailure, UsageError } from './output.js';

@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util';
-import { type BundleFileFormat, detectBundleFormat, parseBundleFile } from '../bundle/bundle-file.js';
-import { parseBundleMap } from '../bundle/bundle-map.js';
-import type { TrustBundle } from '../bundle/trust-bundle.js';
-import { TrustDomain } from '../spiffeid/trust-domain.js';
+import { type BundleFileFormat, detectBundleFormat, parseBundleFile } from '../core/bundle/bundle-file.js';
+import { parseBundleMap } from '../core/bundle/bundle-map.js';
+import type { TrustBundle } from '../core/bundle/trust-bundle.js';
+import { TrustDomain } from '../core/spiffeid/trust-domain.js';
 import { PEM_BUNDLE_NOTE } from './bundle-file.js';
 import { type CliIo, EXIT_OK } from './io.js';
 import { printJson, readInput, reportFailure, UsageError } from './output.js';

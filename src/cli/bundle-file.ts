@@ -1,8 +1,8 @@
-import { type BundleFileFormat, detectBundleFormat, parseBundleFile } from '../bundle/bundle-file.js';
-import { parseBundleMap } from '../bundle/bundle-map.js';
-import { BundleSet, type BundleSource } from '../bundle/source.js';
-import type { TrustBundle } from '../bundle/trust-bundle.js';
-import { TrustDomain } from '../spiffeid/trust-domain.js';
+import { type BundleFileFormat, detectBundleFormat, parseBundleFile } from '../core/bundle/bundle-file.js';
+import { parseBundleMap } from '../core/bundle/bundle-map.js';
+import { BundleSet, type BundleSource } from '../core/bundle/source.js';
+import type { TrustBundle } from '../core/bundle/trust-bundle.js';
+import { TrustDomain } from '../core/spiffeid/trust-domain.js';
 
 /** A bundle file loaded for verification, and how its trust domain binding was decided. */
 export interface LoadedBundles {

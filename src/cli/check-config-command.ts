@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
-import type { AllowlistParseOptions } from '../config/allowlist.js';
-import { parseBrokerConfig } from '../config/broker-config.js';
-import { ConfigValidationError } from '../config/config-error.js';
-import { parseConfigFile } from '../config/config-file.js';
-import { checkReferencedFiles } from '../config/referenced-files.js';
-import type { ConfigIssue } from '../config/types.js';
+import type { AllowlistParseOptions } from '../engine/config/allowlist.js';
+import { parseBrokerConfig } from '../engine/config/broker-config.js';
+import { ConfigValidationError } from '../engine/config/config-error.js';
+import { parseConfigFile } from '../engine/config/config-file.js';
+import { checkReferencedFiles } from '../engine/config/referenced-files.js';
+import type { ConfigIssue } from '../engine/config/types.js';
 import { type CliIo, EXIT_OK, EXIT_REFUSED } from './io.js';
 import { printJson, readInput, reportFailure, UsageError } from './output.js';
 

@@ -1,5 +1,5 @@
-import { adminGetJson, nodeHttpGet } from '../admin/client.js';
-import type { DiffChange, ReconcileDiff } from '../admin/status.js';
+import { adminGetJson, nodeHttpGet } from '../adapters/admin/client.js';
+import type { DiffChange, ReconcileDiff } from '../adapters/admin/status.js';
 import { ApiError } from '../errors.js';
 import { EXIT_OK, EXIT_REFUSED } from './io.js';
 import { printJson, reportFailure, UsageError } from './output.js';

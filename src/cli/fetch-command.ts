@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
-import { parseBundleFile } from '../bundle/bundle-file.js';
+import { parseBundleFile } from '../core/bundle/bundle-file.js';
+import { SpiffeId } from '../core/spiffeid/spiffe-id.js';
+import { TrustDomain } from '../core/spiffeid/trust-domain.js';
+import { type FetchDeps, type FetchProfile, fetchPeerBundle } from '../engine/federation/fetch.js';
 import { BrokerError } from '../errors.js';
-import { type FetchDeps, type FetchProfile, fetchPeerBundle } from '../federation/fetch.js';
 import { systemClock } from '../platform/clock.js';
-import { SpiffeId } from '../spiffeid/spiffe-id.js';
-import { TrustDomain } from '../spiffeid/trust-domain.js';
 import { bundleSummary, renderBundleText } from './bundle-command.js';
 import { type CliIo, EXIT_OK } from './io.js';
 import { printJson, readInput, reportFailure, UsageError } from './output.js';

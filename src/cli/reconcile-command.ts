@@ -1,5 +1,5 @@
-import { adminGetJson, adminPostJson, nodeHttpGet } from '../admin/client.js';
-import type { BrokerStatus } from '../admin/status.js';
+import { adminGetJson, adminPostJson, nodeHttpGet } from '../adapters/admin/client.js';
+import type { BrokerStatus } from '../adapters/admin/status.js';
 import {
   ADMIN_TOKEN_OPTIONS,
   ADMIN_TOKEN_USAGE,

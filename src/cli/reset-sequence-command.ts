@@ -1,5 +1,5 @@
-import { adminPostJson, nodeHttpGet } from '../admin/client.js';
-import { TrustDomain } from '../spiffeid/trust-domain.js';
+import { adminPostJson, nodeHttpGet } from '../adapters/admin/client.js';
+import { TrustDomain } from '../core/spiffeid/trust-domain.js';
 import {
   ADMIN_TOKEN_OPTIONS,
   ADMIN_TOKEN_USAGE,

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
-import { parseBrokerConfig } from '../config/broker-config.js';
-import { assertReferencedFiles } from '../config/referenced-files.js';
 import { BrokerDaemon } from '../daemon/daemon.js';
+import { parseBrokerConfig } from '../engine/config/broker-config.js';
+import { assertReferencedFiles } from '../engine/config/referenced-files.js';
 import { jsonLogger, type LogLevel } from '../platform/logger.js';
 import { type CliIo, EXIT_OK } from './io.js';
 import { readInput, reportFailure, UsageError } from './output.js';

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
-import { type AdminTarget, adminGetJson, type HttpGet, nodeHttpGet } from '../admin/client.js';
-import type { BrokerStatus, PeerStatus } from '../admin/status.js';
+import { type AdminTarget, adminGetJson, type HttpGet, nodeHttpGet } from '../adapters/admin/client.js';
+import type { BrokerStatus, PeerStatus } from '../adapters/admin/status.js';
 import { ApiError } from '../errors.js';
 import { type CliIo, EXIT_OK } from './io.js';
 import { printJson, reportFailure, UsageError } from './output.js';

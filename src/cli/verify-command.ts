@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
-import { pemToDerList } from '../pki/pem.js';
-import { verifyJwtSvid, verifyX509Svid } from '../verify/index.js';
+import { pemToDerList } from '../adapters/pki/pem.js';
+import { verifyJwtSvid, verifyX509Svid } from '../core/verify/index.js';
 import { loadBundles, PEM_BUNDLE_NOTE } from './bundle-file.js';
 import { type CliIo, EXIT_OK, EXIT_REFUSED } from './io.js';
 import { printJson, readInput, reportFailure, UsageError } from './output.js';

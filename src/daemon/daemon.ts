@@ -5,36 +5,40 @@ import {
   type ReconcileDiff,
   readinessFrom,
   toRfc3339,
-} from '../admin/status.js';
-import { AuditTrail } from '../audit/audit-trail.js';
-import { auditObservers } from '../audit/observers.js';
-import { AuditWriter } from '../audit/writer.js';
-import type { BundleSource } from '../bundle/source.js';
-import type { TrustBundle } from '../bundle/trust-bundle.js';
-import { AllowlistWatcher } from '../config/allowlist-watcher.js';
-import { assertReferencedFiles } from '../config/referenced-files.js';
-import type { Allowlist, BrokerConfig } from '../config/types.js';
-import { LocalBundle } from '../endpoint/local-bundle.js';
-import type { RunningBundleEndpoint } from '../endpoint/server.js';
+} from '../adapters/admin/status.js';
+import { AuditTrail } from '../adapters/audit/audit-trail.js';
+import { auditObservers } from '../adapters/audit/observers.js';
+import { AuditWriter } from '../adapters/audit/writer.js';
+import { LocalBundle } from '../adapters/endpoint/local-bundle.js';
+import type { RunningBundleEndpoint } from '../adapters/endpoint/server.js';
+import {
+  BrokerMetrics,
+  createMetricsRegistry,
+  PropagationTracker,
+} from '../adapters/metrics/broker-metrics.js';
+import type { SpireServerClient } from '../adapters/spire/client.js';
+import type { BundleSource } from '../core/bundle/source.js';
+import type { TrustBundle } from '../core/bundle/trust-bundle.js';
+import { requireAllowlisted } from '../core/policy/evaluate.js';
+import { TrustDomain } from '../core/spiffeid/trust-domain.js';
+import { AllowlistWatcher } from '../engine/config/allowlist-watcher.js';
+import { assertReferencedFiles } from '../engine/config/referenced-files.js';
+import type { Allowlist, BrokerConfig } from '../engine/config/types.js';
+import { FederatedBundleStore } from '../engine/federation/bundle-store.js';
+import { FederationManager, type FederationObserver, type PeerStatus } from '../engine/federation/manager.js';
+import { ConfiguredPeerFetcher } from '../engine/federation/peer-fetcher.js';
+import { restoredFromState, restorePeers } from '../engine/federation/restore.js';
+import { nodeStateFs, StateStore } from '../engine/federation/state-store.js';
+import { serverDiff } from '../engine/publish/diff-report.js';
+import { FileManagedSetStore } from '../engine/publish/managed-set-store.js';
+import { PublishRouting } from '../engine/publish/routing.js';
+import type { ServerSyncStatus, SpireServerSync, SpireSyncObserver } from '../engine/publish/spire-sync.js';
+import { createSpireSyncs } from '../engine/publish/spire-syncs.js';
 import { BrokerError } from '../errors.js';
-import { FederatedBundleStore } from '../federation/bundle-store.js';
-import { FederationManager, type FederationObserver, type PeerStatus } from '../federation/manager.js';
-import { ConfiguredPeerFetcher } from '../federation/peer-fetcher.js';
-import { restoredFromState, restorePeers } from '../federation/restore.js';
-import { nodeStateFs, StateStore } from '../federation/state-store.js';
-import { BrokerMetrics, createMetricsRegistry, PropagationTracker } from '../metrics/broker-metrics.js';
 import { type Clock, systemClock } from '../platform/clock.js';
 import { type Logger, nullLogger } from '../platform/logger.js';
 import { composeObservers } from '../platform/observers.js';
 import { runTasks, type Task } from '../platform/tasks.js';
-import { requireAllowlisted } from '../policy/evaluate.js';
-import { serverDiff } from '../publish/diff-report.js';
-import { FileManagedSetStore } from '../publish/managed-set-store.js';
-import { PublishRouting } from '../publish/routing.js';
-import type { ServerSyncStatus, SpireServerSync, SpireSyncObserver } from '../publish/spire-sync.js';
-import { createSpireSyncs } from '../publish/spire-syncs.js';
-import { TrustDomain } from '../spiffeid/trust-domain.js';
-import type { SpireServerClient } from '../spire/client.js';
 import { KubernetesIntegration, statusSnapshot } from './kubernetes.js';
 
 export type { DaemonDeps, Readiness } from './deps.js';

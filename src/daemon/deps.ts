@@ -1,13 +1,13 @@
-import type { AuditFs } from '../audit/fs.js';
-import type { SpireServerConfig } from '../config/types.js';
-import type { FetchDeps } from '../federation/fetch.js';
-import type { FederationObserver } from '../federation/manager.js';
-import type { StateFs } from '../federation/state-store.js';
-import type { KubeApi } from '../k8s/kube-api.js';
+import type { AuditFs } from '../adapters/audit/fs.js';
+import type { KubeApi } from '../adapters/k8s/kube-api.js';
+import type { SpireServerClient } from '../adapters/spire/client.js';
+import type { SpireServerConfig } from '../engine/config/types.js';
+import type { FetchDeps } from '../engine/federation/fetch.js';
+import type { FederationObserver } from '../engine/federation/manager.js';
+import type { StateFs } from '../engine/federation/state-store.js';
+import type { SpireSyncObserver } from '../engine/publish/spire-sync.js';
 import type { Clock } from '../platform/clock.js';
 import type { Logger } from '../platform/logger.js';
-import type { SpireSyncObserver } from '../publish/spire-sync.js';
-import type { SpireServerClient } from '../spire/client.js';
 import type { SpireTls } from './spire-clients.js';
 
 /** Side effects of the daemon; real defaults when omitted. */

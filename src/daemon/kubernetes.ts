@@ -1,19 +1,19 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { Allowlist, BrokerConfig } from '../config/types.js';
-import type { FederatedBundleStore } from '../federation/bundle-store.js';
-import type { PeerStatus } from '../federation/manager.js';
-import { ConfigMapSink } from '../k8s/configmap-sink.js';
-import { CrdAllowlistSource } from '../k8s/crd-source.js';
-import { ClientNodeKubeApi, type KubeApi } from '../k8s/kube-api.js';
-import { LeaderElector } from '../k8s/leader-election.js';
-import type { PeerStatusSnapshot, StatusSnapshot } from '../k8s/peer-status.js';
-import { DirectoryReferenceStore } from '../k8s/reference-files.js';
-import { type KubernetesSettings, parseKubernetesSettings } from '../k8s/settings.js';
+import { ConfigMapSink } from '../adapters/k8s/configmap-sink.js';
+import { CrdAllowlistSource } from '../adapters/k8s/crd-source.js';
+import { ClientNodeKubeApi, type KubeApi } from '../adapters/k8s/kube-api.js';
+import { LeaderElector } from '../adapters/k8s/leader-election.js';
+import type { PeerStatusSnapshot, StatusSnapshot } from '../adapters/k8s/peer-status.js';
+import { DirectoryReferenceStore } from '../adapters/k8s/reference-files.js';
+import { type KubernetesSettings, parseKubernetesSettings } from '../adapters/k8s/settings.js';
+import type { TrustDomain } from '../core/spiffeid/trust-domain.js';
+import type { Allowlist, BrokerConfig } from '../engine/config/types.js';
+import type { FederatedBundleStore } from '../engine/federation/bundle-store.js';
+import type { PeerStatus } from '../engine/federation/manager.js';
+import type { ServerSyncStatus } from '../engine/publish/spire-sync.js';
 import type { Clock } from '../platform/clock.js';
 import type { Logger } from '../platform/logger.js';
-import type { ServerSyncStatus } from '../publish/spire-sync.js';
-import type { TrustDomain } from '../spiffeid/trust-domain.js';
 
 /** What the Kubernetes integration needs from the daemon. */
 export interface KubernetesIntegrationDeps {

@@ -1,24 +1,24 @@
-import { type AdminAppOptions, buildAdminApp, buildHealthApp, runAdmin } from '../admin/app.js';
-import { runApp } from '../admin/http.js';
-import type { BundleSource } from '../bundle/source.js';
-import type { TrustBundle } from '../bundle/trust-bundle.js';
-import type { BrokerConfig, PeerConfig } from '../config/types.js';
-import type { LocalBundle } from '../endpoint/local-bundle.js';
-import { type RunningBundleEndpoint, startBundleEndpoint } from '../endpoint/server.js';
-import { MintedSvidCredentials } from '../endpoint/svid-credentials.js';
-import { FileTlsCredentials, type TlsCredentialSource } from '../endpoint/tls-credentials.js';
+import { type AdminAppOptions, buildAdminApp, buildHealthApp, runAdmin } from '../adapters/admin/app.js';
+import { runApp } from '../adapters/admin/http.js';
+import type { LocalBundle } from '../adapters/endpoint/local-bundle.js';
+import { type RunningBundleEndpoint, startBundleEndpoint } from '../adapters/endpoint/server.js';
+import { MintedSvidCredentials } from '../adapters/endpoint/svid-credentials.js';
+import { FileTlsCredentials, type TlsCredentialSource } from '../adapters/endpoint/tls-credentials.js';
+import type { BrokerMetrics } from '../adapters/metrics/broker-metrics.js';
+import { MtlsProbe, type ProbePeer } from '../adapters/probe/mtls-probe.js';
+import type { SpireServerClient } from '../adapters/spire/client.js';
+import type { SvidSource } from '../adapters/tls/svid.js';
+import { buildVerifyApiApp } from '../adapters/verify-api/app.js';
+import type { BundleSource } from '../core/bundle/source.js';
+import type { TrustBundle } from '../core/bundle/trust-bundle.js';
+import { SpiffeId } from '../core/spiffeid/spiffe-id.js';
+import type { TrustDomain } from '../core/spiffeid/trust-domain.js';
+import type { BrokerConfig, PeerConfig } from '../engine/config/types.js';
+import type { FederatedBundleStore } from '../engine/federation/bundle-store.js';
 import { RuntimeError } from '../errors.js';
-import type { FederatedBundleStore } from '../federation/bundle-store.js';
-import type { BrokerMetrics } from '../metrics/broker-metrics.js';
 import type { Clock } from '../platform/clock.js';
 import type { Logger } from '../platform/logger.js';
 import type { Task } from '../platform/tasks.js';
-import { MtlsProbe, type ProbePeer } from '../probe/mtls-probe.js';
-import { SpiffeId } from '../spiffeid/spiffe-id.js';
-import type { TrustDomain } from '../spiffeid/trust-domain.js';
-import type { SpireServerClient } from '../spire/client.js';
-import type { SvidSource } from '../tls/svid.js';
-import { buildVerifyApiApp } from '../verify-api/app.js';
 
 /**
  * The daemon's listeners, each a task body (`run(signal)` until the signal aborts): bundle

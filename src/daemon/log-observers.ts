@@ -1,7 +1,7 @@
-import { limitRepeatedReports, RepeatLimiter } from '../audit/repeat-limiter.js';
-import type { FederationObserver } from '../federation/manager.js';
+import { limitRepeatedReports, RepeatLimiter } from '../adapters/audit/repeat-limiter.js';
+import type { FederationObserver } from '../engine/federation/manager.js';
+import { blockingEntryCount, type SpireSyncObserver } from '../engine/publish/spire-sync.js';
 import type { Logger } from '../platform/logger.js';
-import { blockingEntryCount, type SpireSyncObserver } from '../publish/spire-sync.js';
 
 /**
  * The daemon's log lines for federation and SPIRE sync events (JSON lines, docs/operations.md).

@@ -1,7 +1,7 @@
-import type { SpireServerConfig } from '../config/types.js';
+import { SpireServerClient } from '../adapters/spire/client.js';
+import type { TrustDomain } from '../core/spiffeid/trust-domain.js';
+import type { SpireServerConfig } from '../engine/config/types.js';
 import { BrokerError } from '../errors.js';
-import type { TrustDomain } from '../spiffeid/trust-domain.js';
-import { SpireServerClient } from '../spire/client.js';
 
 /** The TLS material of a SPIRE server reached over TCP (`dns:` address); undefined for a unix socket. */
 export type SpireTls = Awaited<ReturnType<typeof loadSpireTls>>;

@@ -1,4 +1,4 @@
-import { ensureAdminToken } from '../admin/token.js';
+import { ensureAdminToken } from '../adapters/admin/token.js';
 import type { Logger } from '../platform/logger.js';
 import {
   lockStateDir,

@@ -1,13 +1,13 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { marshalBundle } from '../bundle/codec.js';
-import type { TrustBundle } from '../bundle/trust-bundle.js';
-import { parseBrokerConfig } from '../config/broker-config.js';
+import { SpireEmulator } from '../adapters/spire/emulator/emulator.js';
+import { marshalBundle } from '../core/bundle/codec.js';
+import type { TrustBundle } from '../core/bundle/trust-bundle.js';
 import { BrokerDaemon, type DaemonDeps } from '../daemon/daemon.js';
+import { parseBrokerConfig } from '../engine/config/broker-config.js';
 import type { Logger } from '../platform/logger.js';
 import { nullLogger } from '../platform/logger.js';
-import { SpireEmulator } from '../spire/emulator/emulator.js';
 import { freePort, RealSpireServer, type SpireServerRunner } from './spire-process.js';
 
 /** One trust domain of the lab: its SPIRE server, its broker and its files. */
@@ -255,7 +255,7 @@ export class Lab {
     });
     await writeFile(d.allowlistFile, allowlistYaml(self, entries));
     // Apply at once rather than waiting for the watcher's next poll.
-    const { parseAllowlist } = await import('../config/allowlist.js');
+    const { parseAllowlist } = await import('../engine/config/allowlist.js');
     const text = allowlistYaml(self, entries);
     await d.daemon.manager.apply(
       parseAllowlist(text, { localTrustDomain: self, serverNames: [...d.daemon.clients.keys()] }),
@@ -325,7 +325,7 @@ async function startEmulator(name: string, dir: string): Promise<LabSpire> {
     bundle: async () => emulator.bundle(),
     async federatedBundles() {
       const out = new Map<string, TrustBundle>();
-      const { SpireServerClient } = await import('../spire/client.js');
+      const { SpireServerClient } = await import('../adapters/spire/client.js');
       const c = new SpireServerClient({ address: ep.address });
       try {
         for (const b of await c.listFederatedBundles()) out.set(b.trustDomain.name, b);

@@ -2,17 +2,17 @@ import { once } from 'node:events';
 import { createServer, get, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { createCsr, generateKeyPair, toPem } from '../pki/index.js';
-import { subtle } from '../pki/keys.js';
-import { matchId, SpiffeId } from '../spiffeid/index.js';
-import { SpireServerClient } from '../spire/client.js';
+import { createCsr, generateKeyPair, toPem } from '../adapters/pki/index.js';
+import { subtle } from '../adapters/pki/keys.js';
+import { SpireServerClient } from '../adapters/spire/client.js';
 import {
   PolledBundleMapSource,
   type SpiffeTls,
   SvidHolder,
   tlsOptions,
   type X509SvidMaterial,
-} from '../tls/index.js';
+} from '../adapters/tls/index.js';
+import { matchId, SpiffeId } from '../core/spiffeid/index.js';
 import type { Lab } from './lab.js';
 
 /** What the cross-domain mTLS demo observed. */

@@ -3,8 +3,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import type { TrustBundle } from '../bundle/trust-bundle.js';
-import { SpireServerClient } from '../spire/client.js';
+import { SpireServerClient } from '../adapters/spire/client.js';
+import type { TrustBundle } from '../core/bundle/trust-bundle.js';
 import type { LabSpire } from './lab.js';
 
 /** Result of one `spire-server` CLI command. */

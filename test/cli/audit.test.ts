@@ -1,8 +1,8 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AuditWriter } from '../../src/audit/index.js';
+import { AuditWriter } from '../../src/adapters/audit/index.js';
 import { auditCommand } from '../../src/cli/audit-command.js';
-import { MemoryAuditFs } from '../audit/fake-fs.js';
+import { MemoryAuditFs } from '../adapters/audit/fake-fs.js';
 import { runCommandCapture } from '../support/cli.js';
 
 function run(args: string[], files: Record<string, string | Uint8Array>) {

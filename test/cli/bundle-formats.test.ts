@@ -1,10 +1,10 @@
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseBundleFile } from '../../src/bundle/bundle-file.js';
-import { jwtAuthority, marshalBundle, marshalBundleMap, TrustBundle } from '../../src/bundle/index.js';
-import { createCa, createX509Svid, type IssuedCert } from '../../src/pki/index.js';
-import { SpiffeId, TrustDomain } from '../../src/spiffeid/index.js';
+import { createCa, createX509Svid, type IssuedCert } from '../../src/adapters/pki/index.js';
+import { parseBundleFile } from '../../src/core/bundle/bundle-file.js';
+import { jwtAuthority, marshalBundle, marshalBundleMap, TrustBundle } from '../../src/core/bundle/index.js';
+import { SpiffeId, TrustDomain } from '../../src/core/spiffeid/index.js';
 import { runCliCapture } from '../support/cli.js';
 
 // What SPIRE prints: `spire-server bundle show` (PEM by default, one block per X.509 authority),

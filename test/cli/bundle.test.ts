@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { jwtAuthority, marshalBundle, TrustBundle } from '../../src/bundle/index.js';
-import { TrustDomain } from '../../src/spiffeid/index.js';
+import { jwtAuthority, marshalBundle, TrustBundle } from '../../src/core/bundle/index.js';
+import { TrustDomain } from '../../src/core/spiffeid/index.js';
 import { runCliCapture } from '../support/cli.js';
 
 const td = TrustDomain.parse('example.org');

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { createCa, type IssuedCert } from '../../src/adapters/pki/index.js';
 import { checkConfigCommand } from '../../src/cli/check-config-command.js';
-import { createCa, type IssuedCert } from '../../src/pki/index.js';
-import { TrustDomain } from '../../src/spiffeid/index.js';
+import { TrustDomain } from '../../src/core/spiffeid/index.js';
 import { runCliCapture, runCommandCapture } from '../support/cli.js';
 
 function run(args: string[], files: Record<string, string | Uint8Array>) {

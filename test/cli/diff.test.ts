@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { ReconcileDiff } from '../../src/admin/index.js';
+import type { ReconcileDiff } from '../../src/adapters/admin/index.js';
 import { diffCommand } from '../../src/cli/diff-command.js';
-import { capture } from '../admin/cli-capture.js';
-import { DIFF } from '../admin/fixtures.js';
+import { capture } from '../adapters/admin/cli-capture.js';
+import { DIFF } from '../adapters/admin/fixtures.js';
 
 const ok = (body: unknown) => () => ({ status: 200, body: JSON.stringify(body) });
 

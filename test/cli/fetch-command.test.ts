@@ -1,12 +1,12 @@
 import * as tls from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { marshalBundleMap } from '../../src/bundle/bundle-map.js';
-import { marshalBundle } from '../../src/bundle/codec.js';
-import type { TrustBundle } from '../../src/bundle/trust-bundle.js';
+import type { IssuedCert } from '../../src/adapters/pki/index.js';
 import { fetchCommand } from '../../src/cli/fetch-command.js';
-import type { IssuedCert } from '../../src/pki/index.js';
+import { marshalBundleMap } from '../../src/core/bundle/bundle-map.js';
+import { marshalBundle } from '../../src/core/bundle/codec.js';
+import type { TrustBundle } from '../../src/core/bundle/trust-bundle.js';
+import { makeBundle, makeCa, makeSvid } from '../engine/federation/helpers.js';
 import { FakeBundleEndpoint, serveJson } from '../fakes/fake-bundle-endpoint.js';
-import { makeBundle, makeCa, makeSvid } from '../federation/helpers.js';
 import { runCommandCapture } from '../support/cli.js';
 
 const SERVER_ID = 'spiffe://peer.test/spire/server';

@@ -2,10 +2,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type BrokerStatus, buildAdminApp, runAdmin } from '../../src/admin/index.js';
+import { type BrokerStatus, buildAdminApp, runAdmin } from '../../src/adapters/admin/index.js';
 import { formatDuration, statusCommand } from '../../src/cli/status-command.js';
-import { capture } from '../admin/cli-capture.js';
-import { STATUS } from '../admin/fixtures.js';
+import { capture } from '../adapters/admin/cli-capture.js';
+import { STATUS } from '../adapters/admin/fixtures.js';
 
 const ok = (body: unknown) => () => ({ status: 200, body: JSON.stringify(body) });
 

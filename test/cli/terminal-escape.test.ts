@@ -1,12 +1,12 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { BrokerStatus } from '../../src/admin/status.js';
-import { jwtAuthority, marshalBundle, TrustBundle } from '../../src/bundle/index.js';
+import type { BrokerStatus } from '../../src/adapters/admin/status.js';
 import type { CliIo } from '../../src/cli/io.js';
 import { escapeTerminal } from '../../src/cli/output.js';
 import type { AdminCliIo } from '../../src/cli/status-command.js';
-import { TrustDomain } from '../../src/spiffeid/index.js';
-import { STATUS } from '../admin/fixtures.js';
+import { jwtAuthority, marshalBundle, TrustBundle } from '../../src/core/bundle/index.js';
+import { TrustDomain } from '../../src/core/spiffeid/index.js';
+import { STATUS } from '../adapters/admin/fixtures.js';
 import { runCliCapture } from '../support/cli.js';
 
 // ESC ] 0 ; … BEL retitles a terminal window; ESC [ 2 J clears the screen; CR rewrites the line.

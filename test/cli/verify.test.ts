@@ -1,9 +1,9 @@
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { jwtAuthority, marshalBundle, marshalBundleMap, TrustBundle } from '../../src/bundle/index.js';
-import { createCa, createX509Svid, type IssuedCert, toPem } from '../../src/pki/index.js';
-import { SpiffeId, TrustDomain } from '../../src/spiffeid/index.js';
+import { createCa, createX509Svid, type IssuedCert, toPem } from '../../src/adapters/pki/index.js';
+import { jwtAuthority, marshalBundle, marshalBundleMap, TrustBundle } from '../../src/core/bundle/index.js';
+import { SpiffeId, TrustDomain } from '../../src/core/spiffeid/index.js';
 import { runCliCapture } from '../support/cli.js';
 
 const tdA = TrustDomain.parse('a.test');

@@ -4,7 +4,7 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { marshalBundle } from '../../src/bundle/codec.js';
+import { marshalBundle } from '../../src/core/bundle/codec.js';
 import { makePki } from '../support/fixtures.js';
 import { BROKER_UID, docker, dockerOk, dockerOrSkip, PRODUCT_IMAGE, STACK_LINE } from './docker.js';
 

@@ -7,8 +7,8 @@
  * Usage: node crash-child.js <broker.yaml>
  */
 import { readFileSync } from 'node:fs';
-import { parseBrokerConfig } from '../../src/config/broker-config.js';
 import { BrokerDaemon } from '../../src/daemon/daemon.js';
+import { parseBrokerConfig } from '../../src/engine/config/broker-config.js';
 
 const config = parseBrokerConfig(readFileSync(process.argv[2]!, 'utf8'));
 const daemon = await BrokerDaemon.create(config, {

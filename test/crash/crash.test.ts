@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compiledPath } from '../../bench/support/compile.js';
 import { BundleFleet } from '../../bench/support/fleet.js';
-import { authoritiesUnchanged, diffBundles } from '../../src/bundle/diff.js';
-import type { TrustBundle } from '../../src/bundle/trust-bundle.js';
-import { StateStore } from '../../src/federation/state-store.js';
-import { SpireEmulator } from '../../src/spire/emulator/emulator.js';
+import { SpireEmulator } from '../../src/adapters/spire/emulator/emulator.js';
+import { authoritiesUnchanged, diffBundles } from '../../src/core/bundle/diff.js';
+import type { TrustBundle } from '../../src/core/bundle/trust-bundle.js';
+import { StateStore } from '../../src/engine/federation/state-store.js';
 
 /**
  * Crash safety of the whole broker (real files, real process death): a broker runs in a child

@@ -4,13 +4,13 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuditFs } from '../../src/audit/fs.js';
-import { nodeAuditFs } from '../../src/audit/fs.js';
-import { parseBrokerConfig } from '../../src/config/broker-config.js';
+import type { AuditFs } from '../../src/adapters/audit/fs.js';
+import { nodeAuditFs } from '../../src/adapters/audit/fs.js';
+import { SpireEmulator } from '../../src/adapters/spire/emulator/emulator.js';
 import { BrokerDaemon } from '../../src/daemon/daemon.js';
+import { parseBrokerConfig } from '../../src/engine/config/broker-config.js';
 import { BrokerError } from '../../src/errors.js';
 import type { Logger } from '../../src/platform/logger.js';
-import { SpireEmulator } from '../../src/spire/emulator/emulator.js';
 
 /**
  * Fatal errors stop the whole broker (issue 11 item 4, issue 15 item 2, issue 16 items 12-13):

@@ -8,14 +8,14 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { marshalBundle } from '../../src/bundle/index.js';
-import { parseBrokerConfig } from '../../src/config/broker-config.js';
+import { CONFIG_MAPS, FEDERATION_PEERS, type KubeApi, NAMESPACES } from '../../src/adapters/k8s/index.js';
+import { SpireServerClient } from '../../src/adapters/spire/client.js';
+import { SpireEmulator } from '../../src/adapters/spire/emulator/index.js';
+import { marshalBundle } from '../../src/core/bundle/index.js';
 import { BrokerDaemon } from '../../src/daemon/daemon.js';
-import { CONFIG_MAPS, FEDERATION_PEERS, type KubeApi, NAMESPACES } from '../../src/k8s/index.js';
+import { parseBrokerConfig } from '../../src/engine/config/broker-config.js';
 import { Lab } from '../../src/lab/lab.js';
-import { SpireServerClient } from '../../src/spire/client.js';
-import { SpireEmulator } from '../../src/spire/emulator/index.js';
-import { apiFor, CRD_FEDERATION_PEER } from '../k8s/helpers.js';
+import { apiFor, CRD_FEDERATION_PEER } from '../adapters/k8s/helpers.js';
 import { type KubeHarness, kubeAvailable, startKube } from '../support/kube-harness.js';
 
 describe.skipIf(!kubeAvailable())('broker daemon on Kubernetes (real kube-apiserver)', () => {

@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BundleFleet } from '../../bench/support/fleet.js';
-import { marshalBundle } from '../../src/bundle/codec.js';
-import { parseBrokerConfig } from '../../src/config/broker-config.js';
+import { SpireEmulator } from '../../src/adapters/spire/emulator/emulator.js';
+import { marshalBundle } from '../../src/core/bundle/codec.js';
 import { BrokerDaemon } from '../../src/daemon/daemon.js';
-import { StateStore } from '../../src/federation/state-store.js';
-import { SpireEmulator } from '../../src/spire/emulator/emulator.js';
+import { parseBrokerConfig } from '../../src/engine/config/broker-config.js';
+import { StateStore } from '../../src/engine/federation/state-store.js';
 
 /**
  * Restarts that lose state (issue 16, items 1 and 2), with a real daemon, a SPIRE emulator and a

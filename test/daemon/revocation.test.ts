@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BundleFleet } from '../../bench/support/fleet.js';
-import { parseBrokerConfig } from '../../src/config/broker-config.js';
+import { SpireEmulator } from '../../src/adapters/spire/emulator/emulator.js';
 import { BrokerDaemon } from '../../src/daemon/daemon.js';
-import { SpireEmulator } from '../../src/spire/emulator/emulator.js';
+import { parseBrokerConfig } from '../../src/engine/config/broker-config.js';
 import { runCliCapture } from '../support/cli.js';
 
 /**

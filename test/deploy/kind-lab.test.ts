@@ -10,8 +10,8 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
-import { parseAllowlist, parseBrokerConfig } from '../../src/config/index.js';
-import { parseKubernetesSettings } from '../../src/k8s/index.js';
+import { parseKubernetesSettings } from '../../src/adapters/k8s/index.js';
+import { parseAllowlist, parseBrokerConfig } from '../../src/engine/config/index.js';
 import { collectionPath, type KubeHarness, kubeAvailable, startKube } from '../support/kube-harness.js';
 import { type KubeDoc, kustomizeRenderer, render } from './kustomize.js';
 

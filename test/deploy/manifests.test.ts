@@ -11,9 +11,9 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { isLoopbackHost } from '../../src/admin/app.js';
-import { parseAllowlist, parseBrokerConfig } from '../../src/config/index.js';
-import { parseKubernetesSettings } from '../../src/k8s/index.js';
+import { isLoopbackHost } from '../../src/adapters/admin/app.js';
+import { parseKubernetesSettings } from '../../src/adapters/k8s/index.js';
+import { parseAllowlist, parseBrokerConfig } from '../../src/engine/config/index.js';
 import { collectionPath, type KubeHarness, kubeAvailable, startKube } from '../support/kube-harness.js';
 import { type KubeDoc, kustomizeRenderer, render } from './kustomize.js';
 

@@ -1,5 +1,5 @@
 import { basename, dirname } from 'node:path';
-import type { StateFileHandle, StateFs } from '../../src/federation/state-store.js';
+import type { StateFileHandle, StateFs } from '../../src/engine/federation/state-store.js';
 
 /**
  * An in-memory, single-directory file system for {@link StateFs} that models what survives a

@@ -1,6 +1,6 @@
-import type { TrustBundle } from '../../src/bundle/trust-bundle.js';
+import type { TrustBundle } from '../../src/core/bundle/trust-bundle.js';
+import type { BatchItemResult, DeleteMode, SpireFederationApi } from '../../src/engine/publish/spire-sync.js';
 import { SpireError } from '../../src/errors.js';
-import type { BatchItemResult, DeleteMode, SpireFederationApi } from '../../src/publish/spire-sync.js';
 
 /**
  * An in-memory SPIRE federation API with failure injection, for unit tests of the reconciler.

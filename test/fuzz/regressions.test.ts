@@ -1,11 +1,11 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseBundleMap } from '../../src/bundle/bundle-map.js';
-import { marshalBundle, parseBundle } from '../../src/bundle/codec.js';
-import { BundleSet } from '../../src/bundle/source.js';
-import { TrustBundle, type X509Authority } from '../../src/bundle/trust-bundle.js';
+import { parseBundleMap } from '../../src/core/bundle/bundle-map.js';
+import { marshalBundle, parseBundle } from '../../src/core/bundle/codec.js';
+import { BundleSet } from '../../src/core/bundle/source.js';
+import { TrustBundle, type X509Authority } from '../../src/core/bundle/trust-bundle.js';
+import { verifyX509Svid } from '../../src/core/verify/x509-svid.js';
 import { BundleError } from '../../src/errors.js';
-import { verifyX509Svid } from '../../src/verify/x509-svid.js';
 import { makePki, T0, type TestPki } from '../support/fixtures.js';
 
 /**

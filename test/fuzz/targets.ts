@@ -12,15 +12,15 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { stringify as yamlStringify } from 'yaml';
-import { marshalBundleMap, parseBundleMap } from '../../src/bundle/bundle-map.js';
-import { marshalBundle, parseBundle } from '../../src/bundle/codec.js';
-import { BundleSet } from '../../src/bundle/source.js';
-import { parseAllowlist } from '../../src/config/allowlist.js';
-import { parseBrokerConfig } from '../../src/config/broker-config.js';
+import { marshalBundleMap, parseBundleMap } from '../../src/core/bundle/bundle-map.js';
+import { marshalBundle, parseBundle } from '../../src/core/bundle/codec.js';
+import { BundleSet } from '../../src/core/bundle/source.js';
+import { TrustDomain } from '../../src/core/spiffeid/trust-domain.js';
+import { verifyJwtSvid } from '../../src/core/verify/jwt-svid.js';
+import { verifyX509Svid } from '../../src/core/verify/x509-svid.js';
+import { parseAllowlist } from '../../src/engine/config/allowlist.js';
+import { parseBrokerConfig } from '../../src/engine/config/broker-config.js';
 import { BrokerError } from '../../src/errors.js';
-import { TrustDomain } from '../../src/spiffeid/trust-domain.js';
-import { verifyJwtSvid } from '../../src/verify/jwt-svid.js';
-import { verifyX509Svid } from '../../src/verify/x509-svid.js';
 import { makePki, signJws, svidClaims, T0 } from '../support/fixtures.js';
 
 const DOCUMENTED = new Set(

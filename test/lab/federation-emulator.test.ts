@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyAuditLog } from '../../src/audit/index.js';
+import { verifyAuditLog } from '../../src/adapters/audit/index.js';
 import { Lab } from '../../src/lab/lab.js';
 import { runCliCapture } from '../support/cli.js';
 

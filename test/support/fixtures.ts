@@ -1,20 +1,20 @@
 /**
  * Test PKI fixtures: a little PKI per trust domain (root CA, intermediate CA, leaf SVIDs, JWT
- * signing keys) built with src/pki, its TrustBundle, and a JWS helper that can also craft tokens a
+ * signing keys) built with src/adapters/pki, its TrustBundle, and a JWS helper that can also craft tokens a
  * real issuer never would (alg none, HS256, missing claims, bad signatures).
  *
  * Every validity period is relative to {@link T0}, a fixed instant; tests pass `now` explicitly.
  */
 import { constants, createHmac, sign as cryptoSign, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { type JwtAuthority, jwtAuthority, TrustBundle } from '../../src/bundle/trust-bundle.js';
 import {
   type CreateX509SvidOptions,
   createCa,
   createX509Svid,
   type IssuedCert,
   type KeyAlgorithm,
-} from '../../src/pki/index.js';
-import { SpiffeId, TrustDomain } from '../../src/spiffeid/index.js';
+} from '../../src/adapters/pki/index.js';
+import { type JwtAuthority, jwtAuthority, TrustBundle } from '../../src/core/bundle/trust-bundle.js';
+import { SpiffeId, TrustDomain } from '../../src/core/spiffeid/index.js';
 
 /** The fixed "now" of verification tests: 2030-01-01T00:00:00Z, ms. */
 export const T0 = Date.UTC(2030, 0, 1);

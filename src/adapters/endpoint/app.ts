@@ -1,0 +1,261 @@
+import type { Server } from 'node:http';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
+import { marshalBundleMap } from '../../core/bundle/bundle-map.js';
+import type { TrustBundle } from '../../core/bundle/trust-bundle.js';
+import { evaluateIfNoneMatch, preferredWaitSeconds } from './conditional.js';
+import { defaultEndpointDeps, type EndpointDeps } from './deps.js';
+import { HeldRequests, type ReleaseReason } from './held-requests.js';
+import { entityTag, type PublishedBundle } from './local-bundle.js';
+
+/** Default cap on concurrently held change-notification requests. */
+export const DEFAULT_MAX_HELD_REQUESTS = 10_000;
+/** Largest `Prefer: wait` honoured, seconds; longer waits are clamped to it. */
+export const MAX_WAIT_SECONDS = 60;
+/** `Retry-After` sent with 503 when the held-request cap is reached, seconds. */
+export const DEFAULT_RETRY_AFTER_SECONDS = 5;
+
+/** What the endpoint reads the local document from: {@link LocalBundle} implements it. */
+export interface PublishedBundleProvider {
+  current(): PublishedBundle | undefined;
+  subscribe(listener: (doc: PublishedBundle) => void): () => void;
+}
+
+/** Bundles the broker holds for other trust domains (BundleSet implements it). */
+export interface FederatedBundlesProvider {
+  bundles(): readonly TrustBundle[];
+}
+
+/** Options of {@link bundleEndpointPlugin} and {@link buildBundleEndpointApp}. */
+export interface BundleEndpointOptions {
+  readonly local: PublishedBundleProvider;
+  /**
+   * Serve a SPIFFE Bundle Map at this path (e.g. `/bundles`): the local bundle and, when
+   * `federated` is given, the bundles the broker holds for other trust domains.
+   */
+  readonly bundleMap?: {
+    readonly path: string;
+    readonly federated?: FederatedBundlesProvider;
+  };
+  /** Cap on held requests; past it a waiting request gets 503. Default 10,000. */
+  readonly maxHeldRequests?: number;
+  /** Cap on `Prefer: wait`, seconds (≤ 60). Default 60. */
+  readonly maxWaitSeconds?: number;
+  /** `Retry-After` of the 503 past the cap, seconds. Default 5. */
+  readonly retryAfterSeconds?: number;
+  /** Granularity of hold deadlines, ms. Default 250. */
+  readonly holdTickMs?: number;
+  readonly deps?: Partial<EndpointDeps>;
+}
+
+/** Live state of a registered endpoint. */
+export interface BundleEndpointController {
+  /** Requests held for change notification right now. */
+  heldRequests(): number;
+  /** Releases every held request with 304 (shutdown). Runs automatically before the app closes. */
+  releaseHeld(): void;
+}
+
+/** The fastify instance built by {@link buildBundleEndpointApp}, with its controller. */
+export type BundleEndpointApp = FastifyInstance & { readonly bundleEndpoint: BundleEndpointController };
+
+/** SPIRE's own bundle endpoint answers these bodies (spire-server-api.md §6). */
+const BODY_405 = '405 method not allowed\n';
+const BODY_404 = '404 page not found\n';
+const BODY_NOT_READY = '503 local bundle not available yet\n';
+const BODY_TOO_MANY = '503 too many requests waiting for a bundle change\n';
+const TEXT = 'text/plain; charset=utf-8';
+
+/** Per-document response headers, built once per published version. */
+const headerCache = new WeakMap<PublishedBundle, Readonly<Record<string, string>>>();
+
+function documentHeaders(doc: PublishedBundle): Readonly<Record<string, string>> {
+  let h = headerCache.get(doc);
+  if (!h) {
+    // SPIFFE Federation §5.2.1.3 / §5.2.2.3: the bundle, UTF-8, as application/json.
+    h = Object.freeze({
+      'content-type': 'application/json',
+      'content-length': String(doc.body.length),
+      etag: doc.etag,
+      'cache-control': `max-age=${doc.refreshHint}`,
+    });
+    headerCache.set(doc, h);
+  }
+  return h;
+}
+
+/**
+ * The hot path: the pre-serialized body and a frozen header object written straight to the node
+ * response (`hijack` skips fastify's reply pipeline — no hooks run on this app — which is what
+ * keeps the endpoint within a few percent of a bare node:https server). Node drops the body of a
+ * HEAD response by itself.
+ */
+function sendDocument(reply: FastifyReply, doc: PublishedBundle, preferenceApplied?: string): FastifyReply {
+  reply.hijack();
+  const headers = documentHeaders(doc);
+  reply.raw.writeHead(
+    200,
+    preferenceApplied === undefined ? headers : { ...headers, 'preference-applied': preferenceApplied },
+  );
+  reply.raw.end(doc.body);
+  return reply;
+}
+
+function sendNotModified(reply: FastifyReply, doc: PublishedBundle): FastifyReply {
+  // RFC 9110 §15.4.5: a 304 carries the ETag and Cache-Control a 200 would have.
+  return reply
+    .code(304)
+    .header('etag', doc.etag)
+    .header('cache-control', `max-age=${doc.refreshHint}`)
+    .send();
+}
+
+function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
+/**
+ * The SPIFFE bundle endpoint as a fastify plugin (registered without encapsulation: it owns the
+ * not-found handler and the content-type parsers of the instance it is registered on).
+ *
+ * - `GET /` (and `HEAD /`): the local bundle document, `application/json`, with a strong `ETag`
+ *   and `Cache-Control: max-age=<refresh hint>`; `If-None-Match` → 304.
+ * - `If-None-Match: <current ETag>` plus `Prefer: wait=<s>` holds the request until the bundle
+ *   changes (→ 200 and `Preference-Applied`) or the wait ends (→ 304).
+ * - Other methods on a served path → 405, other paths → 404, as SPIRE's endpoint answers.
+ * - No client authentication of any kind (SPIFFE Federation §5.2.1.3 / §5.2.2.3).
+ */
+export const bundleEndpointPlugin: FastifyPluginAsync<BundleEndpointOptions> = async (app, opts) => {
+  const deps = defaultEndpointDeps(opts.deps);
+  const maxWait = Math.min(opts.maxWaitSeconds ?? MAX_WAIT_SECONDS, MAX_WAIT_SECONDS);
+  const retryAfter = String(opts.retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS);
+  const held = new HeldRequests({
+    max: opts.maxHeldRequests ?? DEFAULT_MAX_HELD_REQUESTS,
+    clock: deps.clock,
+    ...(opts.holdTickMs !== undefined ? { tickMs: opts.holdTickMs } : {}),
+  });
+  const local = opts.local;
+  const mapPath = opts.bundleMap?.path;
+  if (mapPath !== undefined && (!mapPath.startsWith('/') || mapPath === '/')) {
+    throw new TypeError(
+      `bundleMap.path must start with "/" and differ from "/", got ${JSON.stringify(mapPath)}`,
+    );
+  }
+  const served = new Set(['/', ...(mapPath !== undefined ? [mapPath] : [])]);
+
+  const unsubscribe = local.subscribe(() => held.releaseAll('changed'));
+  app.addHook('preClose', async () => held.releaseAll('closing'));
+  app.addHook('onClose', async () => unsubscribe());
+
+  const controller: BundleEndpointController = {
+    heldRequests: () => held.size,
+    releaseHeld: () => held.releaseAll('closing'),
+  };
+  app.decorate('bundleEndpoint', controller);
+
+  // Request bodies are never read: nothing here accepts one, and 405/404 must not depend on them.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
+
+  app.setNotFoundHandler((request, reply) => {
+    if (served.has(pathOf(request.url))) {
+      return reply.code(405).header('allow', 'GET, HEAD').type(TEXT).send(BODY_405);
+    }
+    return reply.code(404).type(TEXT).send(BODY_404);
+  });
+
+  const notReady = (reply: FastifyReply): FastifyReply =>
+    reply.code(503).header('retry-after', '1').type(TEXT).send(BODY_NOT_READY);
+
+  const holdUntilChange = (
+    reply: FastifyReply,
+    doc: PublishedBundle,
+    waitSeconds: number,
+  ): FastifyReply | Promise<FastifyReply> => {
+    const applied = `wait=${waitSeconds}`;
+    return new Promise<FastifyReply>((resolve) => {
+      const onClose = (): void => handle?.cancel();
+      const handle = held.hold(waitSeconds * 1000, (reason: ReleaseReason) => {
+        reply.raw.off('close', onClose);
+        const now = local.current() ?? doc;
+        if (reason === 'changed' && now.etag !== doc.etag) resolve(sendDocument(reply, now, applied));
+        else resolve(sendNotModified(reply.header('preference-applied', applied), now));
+      });
+      if (!handle) {
+        resolve(reply.code(503).header('retry-after', retryAfter).type(TEXT).send(BODY_TOO_MANY));
+        return;
+      }
+      // A held request whose client goes away is released at once.
+      reply.raw.once('close', onClose);
+    });
+  };
+
+  app.get('/', (request: FastifyRequest, reply: FastifyReply) => {
+    const doc = local.current();
+    if (!doc) return notReady(reply);
+    const inm = evaluateIfNoneMatch(request.headers['if-none-match'], doc.etag);
+    if (inm === 'absent' || inm === 'no-match') return sendDocument(reply, doc);
+    if (inm === 'match') {
+      const wait = preferredWaitSeconds(request.headers.prefer, maxWait);
+      if (wait !== undefined && wait > 0) return holdUntilChange(reply, doc, wait);
+    }
+    return sendNotModified(reply, doc);
+  });
+
+  if (mapPath !== undefined) {
+    const federated = opts.bundleMap?.federated;
+    app.get(mapPath, (request: FastifyRequest, reply: FastifyReply) => {
+      const doc = local.current();
+      if (!doc) return notReady(reply);
+      const own = doc.bundle.trustDomain.name;
+      // SPIFFE Federation §4.2: one bundle per trust domain; the local one is always ours.
+      const others = (federated?.bundles() ?? []).filter((b) => b.trustDomain.name !== own);
+      const body = Buffer.from(marshalBundleMap([doc.bundle, ...others]), 'utf8');
+      const etag = entityTag(body);
+      reply.header('etag', etag).header('cache-control', `max-age=${doc.refreshHint}`);
+      const inm = evaluateIfNoneMatch(request.headers['if-none-match'], etag);
+      if (inm === 'match' || inm === 'any') return reply.code(304).send();
+      return reply.code(200).type('application/json').send(body);
+    });
+  }
+};
+// Registered without encapsulation (what fastify-plugin does), so the not-found handler and the
+// parsers apply to the instance the caller passes.
+(bundleEndpointPlugin as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;
+
+/** Extra options of {@link buildBundleEndpointApp}. */
+export interface BundleEndpointAppOptions extends BundleEndpointOptions {
+  /** Builds the node server (e.g. an `https.Server`); fastify's default http server otherwise. */
+  readonly serverFactory?: (handler: (req: never, res: never) => void) => Server;
+  /** Keep-alive timeout of idle connections, ms. Default 72 s (fastify's). */
+  readonly keepAliveTimeoutMs?: number;
+}
+
+/**
+ * Builds a fastify app serving the bundle endpoint. Never listens: call `app.listen()` (see
+ * {@link startBundleEndpoint}) or test it with `app.inject()`.
+ *
+ * @example
+ * const app = await buildBundleEndpointApp({ local });
+ * const res = await app.inject({ method: 'GET', url: '/' });
+ */
+export async function buildBundleEndpointApp(opts: BundleEndpointAppOptions): Promise<BundleEndpointApp> {
+  const app = Fastify({
+    logger: false,
+    exposeHeadRoutes: true,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    bodyLimit: 1024,
+    requestIdHeader: false,
+    ...(opts.keepAliveTimeoutMs !== undefined ? { keepAliveTimeout: opts.keepAliveTimeoutMs } : {}),
+    ...(opts.serverFactory ? { serverFactory: opts.serverFactory as never } : {}),
+  });
+  await app.register(bundleEndpointPlugin, opts);
+  await app.ready();
+  return app as unknown as BundleEndpointApp;
+}

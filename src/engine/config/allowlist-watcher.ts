@@ -1,0 +1,243 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleepTimer } from 'node:timers/promises';
+import { ConfigError } from '../../errors.js';
+import { type AllowlistParseOptions, parseAllowlist } from './allowlist.js';
+import { type AllowlistDiff, diffAllowlists } from './allowlist-diff.js';
+import { assertReferencedFiles, type ReferencedFileFs } from './referenced-files.js';
+import type { Allowlist } from './types.js';
+
+/** A new allowlist took effect. */
+export interface AllowlistUpdate {
+  readonly allowlist: Allowlist;
+  /** The allowlist it replaces; undefined on the first load. */
+  readonly previous: Allowlist | undefined;
+  readonly diff: AllowlistDiff;
+}
+
+/** What the watcher reads the file with. */
+export interface AllowlistWatcherFs {
+  /** The file's text (UTF-8). Rejects when it cannot be read. */
+  readonly readFile: (path: string) => Promise<string>;
+}
+
+/** Injected side effects; real defaults are used for what is omitted. */
+export interface AllowlistWatcherDeps {
+  readonly fs?: AllowlistWatcherFs;
+  /**
+   * Waits `ms` milliseconds, or less when `signal` aborts; never rejects. Tests pass a fake clock's
+   * sleep so no real time passes.
+   */
+  readonly sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+}
+
+/** How the watcher is set up. */
+export interface AllowlistWatcherOptions {
+  /** The allowlist file. */
+  readonly path: string;
+  /** Validation context (local trust domain, SPIRE server names). */
+  readonly parseOptions?: AllowlistParseOptions;
+  /** Poll interval, milliseconds. Default 2000. */
+  readonly intervalMs?: number;
+  /**
+   * When given, every allowlist is also checked with {@link checkReferencedFiles} through this fs
+   * (each peer's `caFile` and `bootstrapBundleFile` opened and parsed) before it takes effect: a
+   * missing or unusable file refuses the allowlist (`ERR_CONFIG_FILE` at the key's line) at
+   * {@link AllowlistWatcher.load} and on reload, where the previous allowlist stays in force. A
+   * refusal for a file is retried on every poll (the allowlist text need not change when the file
+   * is fixed) and reported once per distinct problem.
+   */
+  readonly referencedFiles?: ReferencedFileFs;
+  /** An allowlist already loaded (e.g. by {@link AllowlistWatcher.load}); changes are diffed against it. */
+  readonly initial?: Allowlist;
+  /** Called, and awaited, when a changed file parsed cleanly. Updates are delivered one at a time. */
+  readonly onChange: (update: AllowlistUpdate) => void | Promise<void>;
+  /**
+   * Called when the file cannot be read or is invalid; the previous allowlist stays in force.
+   * Called once per distinct failure (the same broken content is not reported on every poll).
+   * The error is a ConfigError; a ConfigValidationError carries every issue.
+   */
+  readonly onError: (
+    error: ConfigError,
+    info: { readonly path: string; readonly keptVersion?: string },
+  ) => void;
+}
+
+/** Default poll interval: quick enough for an operator's edit, cheap for a small file. */
+export const DEFAULT_ALLOWLIST_POLL_MS = 2000;
+
+const realFs: AllowlistWatcherFs = { readFile: (p) => readFile(p, 'utf8') };
+
+async function realSleep(ms: number, signal: AbortSignal): Promise<void> {
+  try {
+    await sleepTimer(ms, undefined, { signal });
+  } catch {
+    // aborted: return early
+  }
+}
+
+/**
+ * Hot reload of the allowlist file. Polls the file's content (a content hash, so editors that
+ * replace the file by rename and coarse mtimes are both handled), parses a changed file, and
+ * delivers the new allowlist with its diff. An invalid or unreadable file never replaces a valid
+ * allowlist: the previous one stays in force and the problem is reported.
+ *
+ * @example
+ * const watcher = new AllowlistWatcher({
+ *   path: config.allowlist.file,
+ *   parseOptions: { localTrustDomain: config.trustDomain },
+ *   onChange: ({ allowlist, diff }) => manager.reconcile(allowlist, diff),
+ *   onError: (err) => logger.warn(err.message),
+ * });
+ * await watcher.load();            // fail fast at start-up
+ * await watcher.run(signal);       // then follow edits until aborted
+ */
+export class AllowlistWatcher {
+  readonly #opts: AllowlistWatcherOptions;
+  readonly #fs: AllowlistWatcherFs;
+  readonly #sleep: (ms: number, signal: AbortSignal) => Promise<void>;
+  #current: Allowlist | undefined;
+  /** Hash of the last text seen (valid or not), or the last read error, to report each failure once. */
+  #lastSeen: string | undefined;
+  /** The last referenced-file refusal reported (content key and message), so it is reported once. */
+  #lastFileProblem: string | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(options: AllowlistWatcherOptions, deps: AllowlistWatcherDeps = {}) {
+    const interval = options.intervalMs ?? DEFAULT_ALLOWLIST_POLL_MS;
+    if (!(interval > 0)) throw new TypeError('AllowlistWatcher: intervalMs must be > 0');
+    this.#opts = options;
+    this.#fs = deps.fs ?? realFs;
+    this.#sleep = deps.sleep ?? realSleep;
+    this.#current = options.initial;
+    this.#lastSeen = options.initial ? `text:${options.initial.version}` : undefined;
+  }
+
+  /** The allowlist in force (undefined until one loaded). */
+  get current(): Allowlist | undefined {
+    return this.#current;
+  }
+
+  /**
+   * Reads and parses the file once and makes it current, without calling `onChange`.
+   * For start-up, where an invalid allowlist should stop the broker.
+   * @throws ConfigError `ERR_CONFIG_READ`, or ConfigValidationError
+   */
+  async load(): Promise<Allowlist> {
+    const text = await this.#read();
+    const allowlist = parseAllowlist(text, this.#opts.parseOptions);
+    await this.#checkFiles(allowlist, text);
+    this.#current = allowlist;
+    this.#lastSeen = `text:${allowlist.version}`;
+    return allowlist;
+  }
+
+  /**
+   * One poll: reads the file and, when its content changed, parses it and delivers the update
+   * or reports the failure.
+   */
+  async check(): Promise<'unchanged' | 'changed' | 'failed'> {
+    let text: string;
+    try {
+      text = await this.#read();
+    } catch (err) {
+      const e = err as ConfigError;
+      const key = `read:${e.message}`;
+      if (this.#lastSeen === key) return 'failed';
+      this.#lastSeen = key;
+      this.#report(e);
+      return 'failed';
+    }
+    const key = `text:${createHash('sha256').update(text, 'utf8').digest('hex')}`;
+    if (key === this.#lastSeen) return 'unchanged';
+    this.#lastSeen = key;
+    let allowlist: Allowlist;
+    try {
+      allowlist = parseAllowlist(text, this.#opts.parseOptions);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      this.#report(err);
+      return 'failed';
+    }
+    try {
+      await this.#checkFiles(allowlist, text);
+      this.#lastFileProblem = undefined;
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      // Not "seen": the next poll checks the files again, though the text is the same.
+      this.#lastSeen = undefined;
+      if (this.#lastFileProblem !== `${key}\n${err.message}`) {
+        this.#lastFileProblem = `${key}\n${err.message}`;
+        this.#report(err);
+      }
+      return 'failed';
+    }
+    const previous = this.#current;
+    if (previous && previous.version === allowlist.version) return 'unchanged';
+    const diff = diffAllowlists(previous, allowlist);
+    this.#current = allowlist;
+    // Delivered even when only comments changed (an empty diff): the version moves on and the
+    // audit trail records it.
+    await this.#opts.onChange({ allowlist, previous, diff });
+    return 'changed';
+  }
+
+  /** Asks a running watcher to check now (e.g. on SIGHUP or an admin request). */
+  reload(): void {
+    this.#wake?.();
+  }
+
+  /**
+   * Polls until `signal` aborts. Checks immediately first when nothing is loaded yet.
+   * Resolves when aborted; rejects only if `onChange` throws.
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    if (!this.#current && !signal.aborted) await this.check();
+    while (!signal.aborted) {
+      const woken = new Promise<void>((resolve) => {
+        this.#wake = resolve;
+      });
+      const local = new AbortController();
+      const stop = (): void => local.abort();
+      signal.addEventListener('abort', stop, { once: true });
+      try {
+        await Promise.race([
+          this.#sleep(this.#opts.intervalMs ?? DEFAULT_ALLOWLIST_POLL_MS, local.signal),
+          woken,
+        ]);
+      } finally {
+        local.abort();
+        signal.removeEventListener('abort', stop);
+        this.#wake = undefined;
+      }
+      if (signal.aborted) break;
+      await this.check();
+    }
+  }
+
+  /** @throws ConfigValidationError `ERR_CONFIG_FILE` when a file the allowlist names is unusable. */
+  async #checkFiles(allowlist: Allowlist, text: string): Promise<void> {
+    const fs = this.#opts.referencedFiles;
+    if (fs) await assertReferencedFiles({ kind: 'Allowlist', allowlist }, fs, { text });
+  }
+
+  async #read(): Promise<string> {
+    try {
+      return await this.#fs.readFile(this.#opts.path);
+    } catch (cause) {
+      throw new ConfigError(
+        'ERR_CONFIG_READ',
+        `cannot read allowlist ${this.#opts.path}: ${(cause as Error).message ?? String(cause)}`,
+        { cause },
+      );
+    }
+  }
+
+  #report(error: ConfigError): void {
+    const kept = this.#current?.version;
+    this.#opts.onError(
+      error,
+      kept === undefined ? { path: this.#opts.path } : { path: this.#opts.path, keptVersion: kept },
+    );
+  }
+}

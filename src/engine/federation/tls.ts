@@ -1,0 +1,170 @@
+import { isIP } from 'node:net';
+import * as tls from 'node:tls';
+import type { BundleSource } from '../../core/bundle/source.js';
+import type { TrustBundle } from '../../core/bundle/trust-bundle.js';
+import { matchId } from '../../core/spiffeid/matcher.js';
+import type { SpiffeId } from '../../core/spiffeid/spiffe-id.js';
+import { verifyX509Svid } from '../../core/verify/x509-svid.js';
+import { FetchError } from '../../errors.js';
+
+/**
+ * TLS for bundle endpoint clients: connection options per SPIFFE Federation profile, and the
+ * https_spiffe server authentication done by hand after the handshake.
+ * @module
+ */
+
+/** Oldest TLS version spoken to a bundle endpoint. */
+export const MIN_TLS_VERSION = 'TLSv1.2';
+
+/** How the server of one connection is authenticated. */
+export type EndpointAuth =
+  | {
+      readonly kind: 'https_web';
+      /** PEM CA certificates to trust instead of Node's default roots; undefined = default roots. */
+      readonly caPem?: string;
+    }
+  | {
+      readonly kind: 'https_spiffe';
+      readonly endpointSpiffeId: SpiffeId;
+      /** Looked up at every connection so the latest accepted bundle is used (Federation §5.2.2.4). */
+      readonly bundles: BundleSource;
+    };
+
+/**
+ * Options for `tls.connect` to `target` under `auth`. Never a client certificate (bundle endpoints
+ * must not require one, Federation §5.2.1.3 / §5.2.2.3) and never a resumed session.
+ *
+ * - https_web: normal CA verification (`rejectUnauthorized`) and the RFC 6125 host name check
+ *   against the URL's host (Federation §5.2.1.4).
+ * - https_spiffe: the handshake accepts any certificate; {@link authenticateSpiffeServer} must then
+ *   verify the presented chain before a single byte of HTTP is sent. The host name is not checked
+ *   in this profile (Federation §5.2.2.4: identity is the SPIFFE ID).
+ */
+export function tlsConnectOptions(target: URL, auth: EndpointAuth): tls.ConnectionOptions {
+  const host = hostOf(target);
+  const opts: tls.ConnectionOptions = {
+    host,
+    port: target.port === '' ? 443 : Number(target.port),
+    minVersion: MIN_TLS_VERSION,
+    ALPNProtocols: ['http/1.1'],
+  };
+  // SNI carries DNS names only (RFC 6066 §3).
+  if (isIP(host) === 0) opts.servername = host;
+  // One shared context per trust configuration instead of a new one per connection.
+  opts.secureContext = sharedSecureContext(auth.kind === 'https_web' ? auth.caPem : undefined);
+  if (auth.kind === 'https_web') {
+    opts.rejectUnauthorized = true;
+    // Checked against the URL's host even if an injected connect dials another address.
+    opts.checkServerIdentity = (_name, cert) => tls.checkServerIdentity(host, cert);
+  } else {
+    opts.rejectUnauthorized = false;
+    opts.checkServerIdentity = () => undefined;
+  }
+  return opts;
+}
+
+const CONTEXTS_MAX = 64;
+const contexts = new Map<string, tls.SecureContext>();
+
+/**
+ * A client TLS context (TLS ≥ 1.2; the given CA certificates, or Node's default roots), built
+ * once per CA set and reused by every connection: building one parses the CA file and allocates
+ * an OpenSSL context, which per connection cost about a third of a fetch's CPU and kept tens of
+ * MiB of freed native memory around after a burst of fetches (bench/scale.bench.ts). Contexts
+ * are immutable once built; a changed CA file is a different key. Bounded: the oldest leaves.
+ */
+export function sharedSecureContext(caPem: string | undefined): tls.SecureContext {
+  const key = caPem ?? '';
+  let ctx = contexts.get(key);
+  if (!ctx) {
+    ctx = tls.createSecureContext({
+      minVersion: MIN_TLS_VERSION,
+      ...(caPem !== undefined ? { ca: caPem } : {}),
+    });
+    contexts.set(key, ctx);
+    if (contexts.size > CONTEXTS_MAX) contexts.delete(contexts.keys().next().value!);
+  }
+  return ctx;
+}
+
+/** The URL's host without IPv6 brackets. */
+export function hostOf(target: URL): string {
+  const h = target.hostname;
+  return h.startsWith('[') && h.endsWith(']') ? h.slice(1, -1) : h;
+}
+
+/**
+ * The certificate chain the server presented, leaf first, as DER — in the issuer order Node
+ * reconstructs from what was sent. Empty when no certificate was presented.
+ */
+export function peerCertificateChain(socket: tls.TLSSocket): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  const seen = new Set<object>();
+  let cert: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+  while (cert && cert.raw !== undefined && !seen.has(cert) && out.length < 16) {
+    seen.add(cert);
+    out.push(new Uint8Array(cert.raw));
+    const next: tls.DetailedPeerCertificate | undefined = cert.issuerCertificate;
+    // A self-signed certificate is its own issuer: stop there.
+    if (!next || next === cert || next.raw?.equals(cert.raw)) break;
+    cert = next;
+  }
+  return out;
+}
+
+/**
+ * The bundle that authenticates `endpointSpiffeId`: its trust domain's bundle from `bundles`.
+ * @throws FetchError `ERR_FETCH_NO_BOOTSTRAP_BUNDLE` when none is held.
+ */
+export function endpointBundle(endpointSpiffeId: SpiffeId, bundles: BundleSource, url: string): TrustBundle {
+  const td = endpointSpiffeId.trustDomain;
+  const bundle = bundles.getBundleForTrustDomain(td);
+  if (!bundle) {
+    throw new FetchError(
+      'ERR_FETCH_NO_BOOTSTRAP_BUNDLE',
+      `${url}: cannot authenticate endpoint ${endpointSpiffeId.toString()}: no bundle is held for trust domain "${td.name}" (configure a bootstrap bundle, SPIFFE Federation §5.2.2.2)`,
+    );
+  }
+  return bundle;
+}
+
+/**
+ * https_spiffe server authentication (SPIFFE Federation §5.2.2.4): the presented chain must be a
+ * valid X509-SVID (X509-SVID §5) chaining to `bundle` — the endpoint ID's trust domain's bundle,
+ * and only that one — and carry exactly `endpointSpiffeId`.
+ *
+ * @throws FetchError `ERR_FETCH_ENDPOINT_ID` for a valid SVID of another ID, or one from another
+ *   trust domain; `ERR_FETCH_TLS` (with the verification code) for anything else.
+ */
+export function authenticateSpiffeServer(
+  chain: readonly Uint8Array[],
+  endpointSpiffeId: SpiffeId,
+  bundle: TrustBundle,
+  now: number,
+  url: string,
+): void {
+  const expected = endpointSpiffeId.toString();
+  if (chain.length === 0) {
+    throw new FetchError(
+      'ERR_FETCH_TLS',
+      `${url}: the server presented no certificate (expected an X509-SVID for ${expected})`,
+    );
+  }
+  // Only the endpoint's own trust domain can vouch for it: a source holding just that bundle.
+  const only = {
+    getBundleForTrustDomain: (td: { name: string }) =>
+      td.name === bundle.trustDomain.name ? bundle : undefined,
+  };
+  const r = verifyX509Svid(chain, only, { now, authorize: matchId(endpointSpiffeId) });
+  if (r.ok) return;
+  if (r.code === 'ERR_VERIFY_ID_NOT_AUTHORIZED' || r.code === 'ERR_VERIFY_NO_BUNDLE') {
+    throw new FetchError(
+      'ERR_FETCH_ENDPOINT_ID',
+      `${url}: the server is not ${expected}: ${r.message} (${r.code})`,
+    );
+  }
+  throw new FetchError(
+    'ERR_FETCH_TLS',
+    `${url}: the server certificate is not a valid X509-SVID of trust domain "${bundle.trustDomain.name}": ${r.message} (${r.code})`,
+  );
+}

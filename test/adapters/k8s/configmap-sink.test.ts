@@ -1,0 +1,263 @@
+/**
+ * Bundle distribution ConfigMaps against a real kube-apiserver: created in matching namespaces,
+ * updated on rotation, deleted on revocation and when a namespace stops matching, a foreign
+ * ConfigMap with the same name untouched, another broker's ConfigMaps untouched.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  bundleConfigMapName,
+  CONFIG_MAPS,
+  ConfigMapSink,
+  type KubeApi,
+  type KubeObject,
+  NAMESPACES,
+} from '../../../src/adapters/k8s/index.js';
+import { parseBundle, TrustBundle } from '../../../src/core/bundle/index.js';
+import { FederatedBundleStore } from '../../../src/engine/federation/bundle-store.js';
+import { systemClock } from '../../../src/platform/clock.js';
+import { makePki } from '../../support/fixtures.js';
+import { type KubeHarness, kubeAvailable, startKube } from '../../support/kube-harness.js';
+import { apiFor, eventually } from './helpers.js';
+
+const SELECTOR = 'spiffe-broker.dev/bundles=enabled';
+const ENABLED = { 'spiffe-broker.dev/bundles': 'enabled' };
+
+describe('bundleConfigMapName', () => {
+  it('replaces dots, and hashes names an object name cannot hold', () => {
+    expect(bundleConfigMapName('partner.example.org')).toBe('spiffe-bundle-partner-example-org');
+    expect(bundleConfigMapName('under_score.example')).toBe('spiffe-bundle-under-score-example');
+    expect(bundleConfigMapName('a.b')).not.toBe(bundleConfigMapName('a.b', true));
+    expect(bundleConfigMapName('a.b', true)).toMatch(/^spiffe-bundle-a-b-[0-9a-f]{10}$/);
+    const long = bundleConfigMapName(`${'x'.repeat(250)}.example`);
+    expect(long.length).toBeLessThanOrEqual(253);
+    expect(long).toMatch(/^spiffe-bundle-x+-[0-9a-f]{10}$/);
+    expect(bundleConfigMapName('trailing-.example')).toBe('spiffe-bundle-trailing--example');
+  });
+});
+
+describe.skipIf(!kubeAvailable())('ConfigMapSink against a real kube-apiserver', () => {
+  let kube: KubeHarness;
+  let api: KubeApi;
+
+  beforeAll(async () => {
+    kube = await startKube();
+    console.info(`kube-apiserver + etcd ready in ${kube.startupMs} ms`);
+    api = apiFor(kube);
+  });
+  afterAll(async () => {
+    await kube?.stop();
+  });
+
+  async function namespace(name: string, labels: Record<string, string> = {}): Promise<void> {
+    await api.create(NAMESPACES, { metadata: { name, labels } });
+  }
+  async function relabel(name: string, labels: Record<string, string>): Promise<void> {
+    const ns = (await api.get(NAMESPACES, name))!;
+    await api.replace(NAMESPACES, { ...ns, metadata: { ...ns.metadata, labels } });
+  }
+  const cm = (ns: string, name: string) => api.get(CONFIG_MAPS, name, ns);
+
+  function startSink(
+    store: FederatedBundleStore,
+    extra: Partial<ConstructorParameters<typeof ConfigMapSink>[0]> = {},
+  ) {
+    const log: string[] = [];
+    const foreign: { ns: string; name: string; code: string }[] = [];
+    let passes = 0;
+    const sink = new ConfigMapSink({
+      api,
+      clock: systemClock,
+      feed: store,
+      namespaceSelector: SELECTOR,
+      resyncMs: 400,
+      observer: {
+        created: (ns, n) => log.push(`create ${ns}/${n}`),
+        updated: (ns, n) => log.push(`update ${ns}/${n}`),
+        deleted: (ns, n) => log.push(`delete ${ns}/${n}`),
+        foreign: (ns, name, err) => foreign.push({ ns, name, code: err.code }),
+        reconciled: () => {
+          passes++;
+        },
+      },
+      ...extra,
+    });
+    const ac = new AbortController();
+    const done = sink.run(ac.signal);
+    return {
+      sink,
+      log,
+      foreign,
+      passes: () => passes,
+      stop: async () => {
+        ac.abort();
+        await done;
+      },
+    };
+  }
+
+  it('distributes, rotates, revokes and follows namespace selection without touching foreign ConfigMaps', async () => {
+    const a = await makePki('a.example');
+    const b = await makePki('b.example');
+    const store = new FederatedBundleStore();
+    store.set(a.bundle);
+    store.set(b.bundle);
+    await namespace('team-a', ENABLED);
+    await namespace('team-b', ENABLED);
+    await namespace('elsewhere', { team: 'x' });
+    const nameA = bundleConfigMapName('a.example');
+    const nameB = bundleConfigMapName('b.example');
+    await api.create(CONFIG_MAPS, { metadata: { name: nameB, namespace: 'team-b' }, data: { x: 'mine' } });
+    // Another broker's ConfigMap: managed-by matches, owner differs.
+    await api.create(CONFIG_MAPS, {
+      metadata: {
+        name: 'spiffe-bundle-z-example',
+        namespace: 'team-a',
+        labels: { 'app.kubernetes.io/managed-by': 'spiffe-broker', 'spiffe-broker.dev/component': 'bundle' },
+        annotations: { 'spiffe-broker.dev/owner': 'other-broker' },
+      },
+      data: { 'trust-domain': 'z.example' },
+    });
+
+    const sink = startSink(store);
+    try {
+      await eventually(
+        'created in team-a and team-b',
+        async () => (await cm('team-a', nameB)) && (await cm('team-b', nameA)),
+      );
+      const ca = (await cm('team-a', nameA))!;
+      const data = ca.data as Record<string, string>;
+      expect(Object.keys(data).sort()).toEqual(['bundle.jwks', 'bundle.pem', 'trust-domain']);
+      expect(data['trust-domain']).toBe('a.example');
+      expect(data['bundle.pem']).toBe(a.root.pem);
+      const reparsed = parseBundle(a.td, data['bundle.jwks']!).bundle;
+      expect(reparsed.x509Authorities.map((x) => x.sha256)).toEqual(
+        a.bundle.x509Authorities.map((x) => x.sha256),
+      );
+      expect([...reparsed.jwtAuthorities.keys()]).toEqual([...a.bundle.jwtAuthorities.keys()]);
+      expect(ca.metadata.labels?.['app.kubernetes.io/managed-by']).toBe('spiffe-broker');
+      expect(ca.metadata.annotations?.['spiffe-broker.dev/owner']).toBe('spiffe-broker');
+      expect(ca.metadata.annotations?.['spiffe-broker.dev/trust-domain']).toBe('a.example');
+      // Domains are never merged: each ConfigMap holds exactly its own roots.
+      expect(((await cm('team-a', nameB))!.data as Record<string, string>)['bundle.pem']).toBe(b.root.pem);
+
+      // The foreign ConfigMap is reported and left as it was.
+      await eventually('foreign reported', () => sink.foreign.length > 0);
+      expect(sink.foreign[0]).toEqual({ ns: 'team-b', name: nameB, code: 'ERR_K8S_FOREIGN_OBJECT' });
+      expect((await cm('team-b', nameB))!.data).toEqual({ x: 'mine' });
+      expect((await api.list(CONFIG_MAPS, { namespace: 'elsewhere' })).items).toEqual([]);
+
+      // Rotation: a new root and sequence.
+      const rotated = await makePki('a.example', { sequence: 2n });
+      store.set(rotated.bundle);
+      await eventually('rotated in both namespaces', async () => {
+        const both = await Promise.all([cm('team-a', nameA), cm('team-b', nameA)]);
+        return both.every(
+          (o) => (o?.data as Record<string, string> | undefined)?.['bundle.pem'] === rotated.root.pem,
+        );
+      });
+      expect((await cm('team-a', nameA))!.metadata.annotations?.['spiffe-broker.dev/sequence']).toBe('2');
+
+      // All keys revoked by the peer: the ConfigMap stays, with no roots.
+      store.set(TrustBundle.create({ trustDomain: b.td, sequence: 9n }));
+      await eventually('empty bundle distributed', async () => {
+        const d = (await cm('team-a', nameB))?.data as Record<string, string> | undefined;
+        return d?.['bundle.pem'] === '' && JSON.parse(d['bundle.jwks']!).keys.length === 0;
+      });
+
+      // Revocation (the peer left the allowlist): deleted, foreign one kept.
+      store.delete('b.example');
+      await eventually('revoked bundle removed', async () => !(await cm('team-a', nameB)));
+      expect((await cm('team-b', nameB))!.data).toEqual({ x: 'mine' });
+
+      // A namespace stops matching: its ConfigMaps go; one starts matching: they come.
+      await relabel('team-a', {});
+      await relabel('elsewhere', ENABLED);
+      await eventually(
+        'moved with the selector',
+        async () => !(await cm('team-a', nameA)) && (await cm('elsewhere', nameA)),
+      );
+      expect((await cm('team-a', 'spiffe-bundle-z-example'))?.data).toEqual({ 'trust-domain': 'z.example' });
+
+      // Someone deletes the broker's ConfigMap: the next full pass recreates it.
+      await api.delete(CONFIG_MAPS, nameA, 'elsewhere');
+      await eventually('recreated on resync', () => cm('elsewhere', nameA));
+    } finally {
+      await sink.stop();
+    }
+    expect(sink.log).toContain(`delete team-a/${nameB}`);
+    expect(sink.log).toContain(`update team-b/${nameA}`);
+    expect(sink.log.some((l) => l.includes('spiffe-bundle-z-example'))).toBe(false);
+  });
+
+  it('after a restart, removes ConfigMaps from namespaces that stopped matching while it was down', async () => {
+    const c = await makePki('c.example');
+    const store = new FederatedBundleStore();
+    store.set(c.bundle);
+    await namespace('restart-ns', ENABLED);
+    const name = bundleConfigMapName('c.example');
+    const first = startSink(store, { owner: 'restart-owner' });
+    await eventually('created', () => cm('restart-ns', name));
+    await first.stop();
+    await relabel('restart-ns', {});
+    const second = startSink(store, { owner: 'restart-owner' });
+    try {
+      await eventually('swept', async () => !(await cm('restart-ns', name)));
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it('is a Sink: apply() converges to the set it is given and reports what it wrote and removed', async () => {
+    const a = await makePki('sink-a.example');
+    await namespace('as-sink', ENABLED);
+    const sink = startSink(new FederatedBundleStore(), { owner: 'sink-owner', resyncMs: 60_000 });
+    try {
+      await eventually('the first pass', async () => (sink.passes() >= 1 ? true : undefined));
+      const s = sink.sink;
+      expect(s.name).toBe('configmaps');
+      const wrote = await s.apply({ bundles: new Map([['sink-a.example', a.bundle]]), retained: new Set() });
+      expect(wrote).toEqual({ ok: true, written: ['sink-a.example'], removed: [], failed: [] });
+      expect(await cm('as-sink', bundleConfigMapName('sink-a.example'))).toBeDefined();
+      const again = await s.apply({ bundles: new Map([['sink-a.example', a.bundle]]), retained: new Set() });
+      expect(again).toEqual({ ok: true, written: [], removed: [], failed: [] });
+      const gone = await s.apply({ bundles: new Map(), retained: new Set() });
+      expect(gone).toEqual({ ok: true, written: [], removed: ['sink-a.example'], failed: [] });
+      expect(await cm('as-sink', bundleConfigMapName('sink-a.example'))).toBeUndefined();
+    } finally {
+      await sink.stop();
+    }
+  });
+
+  it('suffixes names when two trust domains map to the same ConfigMap name', async () => {
+    const dots = await makePki('x.y.example');
+    const dashes = await makePki('x-y.example');
+    const store = new FederatedBundleStore();
+    store.set(dots.bundle);
+    store.set(dashes.bundle);
+    await namespace('collide', ENABLED);
+    const sink = startSink(store, { owner: 'collide-owner' });
+    try {
+      const names = await eventually('two ConfigMaps', async () => {
+        const { items } = await api.list(CONFIG_MAPS, { namespace: 'collide' });
+        return items.length === 2 ? items.map((o: KubeObject) => o.metadata.name).sort() : undefined;
+      });
+      expect(names).toEqual(
+        [bundleConfigMapName('x-y.example', true), bundleConfigMapName('x.y.example', true)].sort(),
+      );
+    } finally {
+      await sink.stop();
+    }
+  });
+
+  it('refuses an empty namespace selector', () => {
+    expect(
+      () =>
+        new ConfigMapSink({
+          api,
+          clock: systemClock,
+          feed: new FederatedBundleStore(),
+          namespaceSelector: ' ',
+        }),
+    ).toThrow(expect.objectContaining({ code: 'ERR_K8S_CONFIG' }));
+  });
+});
