@@ -24,6 +24,18 @@ export type { BundleDiff, EqualityOptions } from './diff.js';
 export { authoritiesUnchanged, bundlesEqual, diffBundles } from './diff.js';
 export type { JsonObject, JsonValue } from './json.js';
 export { JsonNumber, parseJson } from './json.js';
+export type { OidcDiscoveryInit } from './oidc.js';
+export {
+  DEFAULT_JWKS_PATH,
+  defaultJwksUri,
+  discoveryUrl,
+  issuerProblem,
+  jwsAlgorithmOf,
+  OIDC_DISCOVERY_PATH,
+  renderJwks,
+  renderOidcDiscovery,
+  signingAlgorithms,
+} from './oidc.js';
 export type { RefreshPolicy } from './refresh.js';
 export {
   backoffDelay,
