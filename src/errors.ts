@@ -149,7 +149,10 @@ export type EndpointErrorCode =
   | 'ERR_ENDPOINT_TLS_FILE'
   | 'ERR_ENDPOINT_TLS_CREDENTIALS'
   | 'ERR_ENDPOINT_SVID'
-  | 'ERR_ENDPOINT_LISTEN';
+  | 'ERR_ENDPOINT_LISTEN'
+  | 'ERR_ENDPOINT_RELAY_NOT_FOUND'
+  | 'ERR_ENDPOINT_OIDC_NOT_FOUND'
+  | 'ERR_ENDPOINT_OIDC_NOT_READY';
 
 /** Decisions on validated peer bundles (allowlist policy, rollback, revocation). */
 export type PolicyErrorCode =

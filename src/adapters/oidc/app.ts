@@ -1,0 +1,158 @@
+import { createHash } from 'node:crypto';
+import type { Server } from 'node:http';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import {
+  defaultJwksUri,
+  OIDC_DISCOVERY_PATH,
+  renderJwks,
+  renderOidcDiscovery,
+} from '../../core/bundle/oidc.js';
+import type { PublishedBundleProvider } from '../endpoint/app.js';
+import { evaluateIfNoneMatch } from '../endpoint/conditional.js';
+import type { PublishedBundle } from '../endpoint/local-bundle.js';
+
+/** Default `Cache-Control: max-age` of both documents, seconds. */
+export const DEFAULT_OIDC_MAX_AGE_SECONDS = 60;
+
+/** Options of {@link buildOidcDiscoveryApp}. */
+export interface OidcDiscoveryAppOptions {
+  /** The local trust domain's bundle as the broker publishes it ({@link LocalBundle} implements it). */
+  readonly local: PublishedBundleProvider;
+  /**
+   * The issuer published in the discovery document: exactly the `iss` of the JWT-SVIDs consumers
+   * verify (SPIRE sets `iss` only when its `jwt_issuer` is configured, to that value).
+   */
+  readonly issuer: string;
+  /** Absolute URL of the JWK Set. Default `<issuer>/keys`. */
+  readonly jwksUri?: string;
+  /** `Cache-Control: max-age` of both documents, seconds. Default 60. */
+  readonly maxAgeSeconds?: number;
+  /** Builds the node server (an `https.Server` for TLS); fastify's default http server otherwise. */
+  readonly serverFactory?: (handler: (req: never, res: never) => void) => Server;
+}
+
+/** One rendered pair of documents for one published version of the local bundle. */
+interface Rendered {
+  readonly discovery: { readonly body: Buffer; readonly etag: string };
+  readonly jwks: { readonly body: Buffer; readonly etag: string };
+}
+
+function tagged(text: string): { body: Buffer; etag: string } {
+  const body = Buffer.from(text, 'utf8');
+  return { body, etag: `"${createHash('sha256').update(body).digest('base64url')}"` };
+}
+
+function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
+/** The body of every error answer: a stable code and a message. */
+function errorBody(code: string, message: string): string {
+  return JSON.stringify({ ok: false, code, message });
+}
+
+/**
+ * Builds the fastify app of the OIDC discovery listener (never listens: see
+ * {@link OidcDiscoveryServer}, or test it with `inject()`):
+ *
+ * - `GET /.well-known/openid-configuration` (and under the issuer's path, OpenID Connect Discovery
+ *   1.0 §4): the provider metadata document naming the issuer and `jwks_uri`;
+ * - `GET <path of jwks_uri>` (default `/keys`): the JWK Set of the local trust domain's JWT
+ *   authorities (`use` = `sig`, nothing SPIFFE-specific).
+ *
+ * Both are rendered once per published version of the local bundle, so a JWT authority SPIRE adds
+ * or removes is served as soon as the broker's poll of SPIRE sees it (250 ms by default). Strong
+ * ETags and `If-None-Match` → 304; `Access-Control-Allow-Origin: *` (public documents). Before the
+ * first bundle: 503 `ERR_ENDPOINT_OIDC_NOT_READY`; any other path: 404
+ * `ERR_ENDPOINT_OIDC_NOT_FOUND`; other methods on a served path: 405.
+ *
+ * @example
+ * const app = await buildOidcDiscoveryApp({ local, issuer: 'https://oidc.example.org' });
+ * const res = await app.inject({ url: '/.well-known/openid-configuration' });
+ */
+export async function buildOidcDiscoveryApp(opts: OidcDiscoveryAppOptions): Promise<FastifyInstance> {
+  const issuer = opts.issuer;
+  const jwksUri = opts.jwksUri ?? defaultJwksUri(issuer);
+  const maxAge = opts.maxAgeSeconds ?? DEFAULT_OIDC_MAX_AGE_SECONDS;
+  if (!Number.isSafeInteger(maxAge) || maxAge < 0) {
+    throw new TypeError(`maxAgeSeconds must be a non-negative integer, got ${maxAge}`);
+  }
+  const issuerPath = new URL(issuer).pathname.replace(/\/$/, '');
+  const discoveryPaths = new Set([OIDC_DISCOVERY_PATH, `${issuerPath}${OIDC_DISCOVERY_PATH}`]);
+  const jwksPath = new URL(jwksUri).pathname;
+  if (discoveryPaths.has(jwksPath))
+    throw new TypeError(`jwksUri ${jwksUri} collides with the discovery path`);
+  const served = new Set([...discoveryPaths, jwksPath]);
+
+  let last: { doc: PublishedBundle; rendered: Rendered } | undefined;
+  const render = (doc: PublishedBundle): Rendered => {
+    if (last?.doc === doc) return last.rendered;
+    const rendered: Rendered = {
+      discovery: tagged(renderOidcDiscovery(doc.bundle, { issuer, jwksUri })),
+      jwks: tagged(renderJwks(doc.bundle)),
+    };
+    last = { doc, rendered };
+    return rendered;
+  };
+
+  const app = Fastify({
+    logger: false,
+    exposeHeadRoutes: true,
+    return503OnClosing: true,
+    forceCloseConnections: true,
+    bodyLimit: 1024,
+    requestIdHeader: false,
+    ...(opts.serverFactory ? { serverFactory: opts.serverFactory as never } : {}),
+  });
+  // Request bodies are never read: nothing here accepts one.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
+  app.setNotFoundHandler((request, reply) => {
+    const path = pathOf(request.url);
+    if (served.has(path)) {
+      return reply
+        .code(405)
+        .header('allow', 'GET, HEAD')
+        .type('application/json')
+        .send(errorBody('ERR_ENDPOINT_OIDC_NOT_FOUND', `method ${request.method} not allowed on ${path}`));
+    }
+    return reply
+      .code(404)
+      .type('application/json')
+      .send(errorBody('ERR_ENDPOINT_OIDC_NOT_FOUND', `no OIDC discovery document at ${path.slice(0, 200)}`));
+  });
+
+  const answer =
+    (pick: (r: Rendered) => { body: Buffer; etag: string }) =>
+    (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+      const doc = opts.local.current();
+      reply.header('access-control-allow-origin', '*');
+      if (!doc) {
+        return reply
+          .code(503)
+          .header('retry-after', '1')
+          .header('cache-control', 'no-store')
+          .type('application/json')
+          .send(
+            errorBody('ERR_ENDPOINT_OIDC_NOT_READY', 'the local trust domain bundle is not available yet'),
+          );
+      }
+      const { body, etag } = pick(render(doc));
+      reply.header('etag', etag).header('cache-control', `max-age=${maxAge}`);
+      const inm = evaluateIfNoneMatch(request.headers['if-none-match'], etag);
+      if (inm === 'match' || inm === 'any') return reply.code(304).send();
+      return reply.code(200).type('application/json').send(body);
+    };
+  for (const p of discoveryPaths)
+    app.get(
+      p,
+      answer((r) => r.discovery),
+    );
+  app.get(
+    jwksPath,
+    answer((r) => r.jwks),
+  );
+  await app.ready();
+  return app;
+}
