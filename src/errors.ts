@@ -224,6 +224,13 @@ export type MtlsErrorCode =
   | 'ERR_MTLS_PROBE_BUNDLES'
   | 'ERR_MTLS_PROBE_RATE_LIMITED';
 
+/** Hub outputs: bundle files for other consumers and `spiffe-broker export`. */
+export type OutputErrorCode =
+  | 'ERR_OUTPUT_FORMAT'
+  | 'ERR_OUTPUT_TRUST_DOMAIN'
+  | 'ERR_OUTPUT_UNAVAILABLE'
+  | 'ERR_OUTPUT_WRITE';
+
 /** Every error code the broker can produce. */
 export type ErrorCode =
   | SpiffeIdErrorCode
@@ -237,7 +244,8 @@ export type ErrorCode =
   | RuntimeErrorCode
   | K8sErrorCode
   | ApiErrorCode
-  | MtlsErrorCode;
+  | MtlsErrorCode
+  | OutputErrorCode;
 
 /**
  * Base class of every coded broker error.
@@ -291,6 +299,9 @@ export class K8sError extends BrokerError<K8sErrorCode> {}
 export class ApiError extends BrokerError<ApiErrorCode> {}
 /** An mTLS connection or probe failed for a reason other than a refused SVID. */
 export class MtlsError extends BrokerError<MtlsErrorCode> {}
+
+/** An output (bundle file, export) could not be rendered or written. */
+export class OutputError extends BrokerError<OutputErrorCode> {}
 
 /** True when `err` is a broker error (any family). */
 export function isBrokerError(err: unknown): err is BrokerError {

@@ -36,6 +36,22 @@ export {
   renderOidcDiscovery,
   signingAlgorithms,
 } from './oidc.js';
+export type {
+  OmittedEntry,
+  OutputFormat,
+  RenderedOutput,
+  RenderOutputInput,
+  X509BundleMap,
+} from './outputs.js';
+export {
+  isOutputFormat,
+  OUTPUT_FORMATS,
+  PER_TRUST_DOMAIN_FORMATS,
+  renderJwtJwks,
+  renderOutput,
+  renderPem,
+  renderX509BundleMap,
+} from './outputs.js';
 export type { RefreshPolicy } from './refresh.js';
 export {
   backoffDelay,
