@@ -28,6 +28,11 @@ export interface SpireProcessOptions {
   readonly bundleEndpointRefreshHint?: string;
   readonly caTtl?: string;
   readonly defaultX509SvidTtl?: string;
+  /**
+   * `jwt_issuer`: the `iss` claim of every JWT-SVID the server mints (SPIRE sets none without it).
+   * An OIDC relying party compares it with the discovery document's `issuer` (broker `oidc.issuer`).
+   */
+  readonly jwtIssuer?: string;
   readonly logLevel?: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
   /** Environment of the server process (e.g. SSL_CERT_FILE for https_web peers). */
   readonly env?: Readonly<Record<string, string>>;
@@ -114,7 +119,7 @@ export function renderSpireServerConfig(
     log_level = "${o.logLevel ?? 'INFO'}"
     ca_key_type = "ec-p256"
     ca_ttl = "${o.caTtl ?? '24h'}"
-    default_x509_svid_ttl = "${o.defaultX509SvidTtl ?? '1h'}"
+    default_x509_svid_ttl = "${o.defaultX509SvidTtl ?? '1h'}"${o.jwtIssuer === undefined ? '' : `\n    jwt_issuer = ${JSON.stringify(o.jwtIssuer)}`}
     admin_ids = [${admin}]${federation}
 }
 
