@@ -200,6 +200,14 @@ describe.skipIf(!haveRenderer)('deploy/ kustomizations', () => {
           'update',
           'watch',
         ],
+        'spiffe-broker-cluster-trust-bundles:certificates.k8s.io/clustertrustbundles': [
+          'create',
+          'delete',
+          'get',
+          'list',
+          'update',
+        ],
+        'spiffe-broker-cluster-trust-bundles:certificates.k8s.io/signers': ['attest'],
         'spiffe-broker-leader-election:coordination.k8s.io/leases': ['create', 'get', 'update'],
         'spiffe-broker-references:/configmaps': ['get'],
       });

@@ -9,6 +9,7 @@ import { CONFIG_MAPS, isConflict, type KubeApi, type KubeObject, NAMESPACES } fr
 import { type LabelRequirement, matchesLabels, parseLabelSelector } from './label-selector.js';
 import { jsonEqual } from './peer-status.js';
 import { Reflector } from './reflector.js';
+import { TRUST_DOMAIN_LABEL, trustDomainLabelValue } from './trust-domain-label.js';
 
 /**
  * Distributes each federated trust domain's bundle as a ConfigMap — `spiffe-bundle-<td>` with
@@ -21,6 +22,9 @@ import { Reflector } from './reflector.js';
  * when a namespace stops matching. Only the broker's own ConfigMaps are touched: they carry the
  * `app.kubernetes.io/managed-by: spiffe-broker` label *and* the owner annotation; a foreign
  * ConfigMap with the same name is reported (`ERR_K8S_FOREIGN_OBJECT`), never modified or deleted.
+ * Each also carries the `spiffe-broker.dev/trust-domain` label ({@link trustDomainLabelValue}), so
+ * a trust-manager `Bundle` per trust domain can select it (`sources[].configMap.selector` + `key:
+ * bundle.pem`, docs/kubernetes.md).
  * @module
  */
 
@@ -304,6 +308,8 @@ export class ConfigMapSink implements Sink {
           [MANAGED_BY_LABEL]: MANAGED_BY_VALUE,
           [BUNDLE_COMPONENT_LABEL]: 'bundle',
           'app.kubernetes.io/name': 'spiffe-bundle',
+          // One trust domain per selector: a trust-manager Bundle source, `kubectl get -l`.
+          [TRUST_DOMAIN_LABEL]: trustDomainLabelValue(d.trustDomain),
         },
         annotations: {
           [OWNER_ANNOTATION]: this.#owner,

@@ -7,6 +7,8 @@
  * - {@link FederationPeerStatusWriter}: FederationPeer status from the daemon's snapshot.
  * - {@link ConfigMapSink}: each peer's bundle as a ConfigMap in every namespace matching a label
  *   selector, touching only the broker's own ConfigMaps.
+ * - {@link ClusterTrustBundleSink}: each peer's X.509 roots as a ClusterTrustBundle (one per trust
+ *   domain, one signer name, a trust-domain label), for projected volumes.
  * - {@link LeaderElector}: a coordination.k8s.io Lease; only the leader writes.
  * - {@link Reflector}: the list+watch cache under all of them (resume, relist on 410 Gone).
  * - {@link parseKubernetesSettings}: the `kubernetes:` section of the broker config, typed.
@@ -15,6 +17,18 @@
  * injected. docs/kubernetes.md describes the resources, RBAC and deployment.
  * @module
  */
+export type {
+  ClusterTrustBundleSinkObserver,
+  ClusterTrustBundleSinkOptions,
+} from './cluster-trust-bundle-sink.js';
+export {
+  ClusterTrustBundleSink,
+  CTB_COMPONENT,
+  clusterTrustBundleName,
+  clusterTrustBundlePem,
+  DEFAULT_CTB_SIGNER_NAME,
+  signerNameProblem,
+} from './cluster-trust-bundle-sink.js';
 export type { BundleFeed, ConfigMapSinkObserver, ConfigMapSinkOptions } from './configmap-sink.js';
 export {
   BUNDLE_COMPONENT_LABEL,
@@ -47,6 +61,7 @@ export type {
 } from './kube-api.js';
 export {
   CLUSTER_FEDERATED_TRUST_DOMAINS,
+  CLUSTER_TRUST_BUNDLES,
   ClientNodeKubeApi,
   CONFIG_MAPS,
   FEDERATION_PEERS,
@@ -105,3 +120,4 @@ export type {
   StatusWriteResult,
 } from './status-writer.js';
 export { FederationPeerStatusWriter } from './status-writer.js';
+export { TRUST_DOMAIN_LABEL, trustDomainLabelValue } from './trust-domain-label.js';

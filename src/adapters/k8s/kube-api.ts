@@ -58,6 +58,20 @@ export const NAMESPACES: ResourceType = Object.freeze({
   namespaced: false,
 });
 
+/**
+ * `certificates.k8s.io/v1beta1` ClusterTrustBundles (cluster-scoped). kube-apiserver 1.33+ serves
+ * them only with `--feature-gates=ClusterTrustBundle=true` and
+ * `--runtime-config=certificates.k8s.io/v1beta1/clustertrustbundles=true` (beta, off by default
+ * through 1.36).
+ */
+export const CLUSTER_TRUST_BUNDLES: ResourceType = Object.freeze({
+  group: 'certificates.k8s.io',
+  version: 'v1beta1',
+  plural: 'clustertrustbundles',
+  kind: 'ClusterTrustBundle',
+  namespaced: false,
+});
+
 /** `coordination.k8s.io/v1` Leases (leader election). */
 export const LEASES: ResourceType = Object.freeze({
   group: 'coordination.k8s.io',
@@ -102,6 +116,8 @@ export interface CollectionOptions {
   /** Namespace of a namespaced type; absent: all namespaces. */
   readonly namespace?: string;
   readonly labelSelector?: string;
+  /** A field selector, e.g. `spec.signerName=example.com/signer` on ClusterTrustBundles. */
+  readonly fieldSelector?: string;
   readonly signal?: AbortSignal;
 }
 
@@ -298,6 +314,7 @@ export class ClientNodeKubeApi implements KubeApi {
     do {
       const query: Record<string, string> = { limit: String(LIST_PAGE_SIZE) };
       if (opts.labelSelector) query.labelSelector = opts.labelSelector;
+      if (opts.fieldSelector) query.fieldSelector = opts.fieldSelector;
       if (cont) query.continue = cont;
       const res = await this.#request('GET', path, query, undefined, opts.signal);
       const body = res as { items?: unknown; metadata?: { resourceVersion?: unknown; continue?: unknown } };
@@ -328,6 +345,7 @@ export class ClientNodeKubeApi implements KubeApi {
     const query: Record<string, string> = { allowWatchBookmarks: 'true' };
     if (opts.resourceVersion !== '') query.resourceVersion = opts.resourceVersion;
     if (opts.labelSelector) query.labelSelector = opts.labelSelector;
+    if (opts.fieldSelector) query.fieldSelector = opts.fieldSelector;
     if (opts.timeoutSeconds !== undefined) query.timeoutSeconds = String(opts.timeoutSeconds);
     const path = resourcePath(type, opts.namespace);
     return new Promise<WatchEnd>((resolve, reject) => {

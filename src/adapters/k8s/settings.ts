@@ -1,5 +1,6 @@
 import { parseDuration } from '../../engine/config/index.js';
 import { ConfigError } from '../../errors.js';
+import { DEFAULT_CTB_SIGNER_NAME, signerNameProblem } from './cluster-trust-bundle-sink.js';
 import { parseLabelSelector } from './label-selector.js';
 
 /**
@@ -30,6 +31,17 @@ export interface KubernetesSettings {
   /** Bundle distribution ConfigMaps (absent: none). */
   readonly bundleConfigMaps?: {
     readonly namespaceSelector: string;
+    readonly owner: string;
+    readonly resyncMs: number;
+  };
+  /**
+   * One ClusterTrustBundle per peer trust domain (absent, or `enabled: false`: none). Needs
+   * kube-apiserver ≥ 1.33 with the `ClusterTrustBundle` feature gate and the
+   * `certificates.k8s.io/v1beta1` clustertrustbundles runtime config.
+   */
+  readonly clusterTrustBundles?: {
+    /** Signer name of every object. Default `spiffe-broker.dev/federation`. */
+    readonly signerName: string;
     readonly owner: string;
     readonly resyncMs: number;
   };
@@ -102,6 +114,7 @@ export function parseKubernetesSettings(raw: Raw): KubernetesSettings {
     'allowlist',
     'statusUpdates',
     'bundleConfigMaps',
+    'clusterTrustBundles',
     'leaderElection',
   ]);
   let credentials: KubernetesSettings['credentials'] = { inCluster: true };
@@ -155,6 +168,25 @@ export function parseKubernetesSettings(raw: Raw): KubernetesSettings {
       owner: str(b.owner, '.bundleConfigMaps.owner', 'spiffe-broker'),
       resyncMs: duration(b.resync, '.bundleConfigMaps.resync', 300_000),
     };
+  }
+
+  if (top.clusterTrustBundles !== undefined && top.clusterTrustBundles !== null) {
+    const c = obj(top.clusterTrustBundles, '.clusterTrustBundles', [
+      'enabled',
+      'signerName',
+      'owner',
+      'resync',
+    ]);
+    if (bool(c.enabled, '.clusterTrustBundles.enabled', true)) {
+      const signerName = str(c.signerName, '.clusterTrustBundles.signerName', DEFAULT_CTB_SIGNER_NAME);
+      const problem = signerNameProblem(signerName);
+      if (problem) fail('.clusterTrustBundles.signerName', problem);
+      out.clusterTrustBundles = {
+        signerName,
+        owner: str(c.owner, '.clusterTrustBundles.owner', 'spiffe-broker'),
+        resyncMs: duration(c.resync, '.clusterTrustBundles.resync', 300_000),
+      };
+    }
   }
 
   if (top.leaderElection !== undefined && top.leaderElection !== null) {

@@ -11,6 +11,7 @@ import {
   type KubeApi,
   type KubeObject,
   NAMESPACES,
+  trustDomainLabelValue,
 } from '../../../src/adapters/k8s/index.js';
 import { parseBundle, TrustBundle } from '../../../src/core/bundle/index.js';
 import { FederatedBundleStore } from '../../../src/engine/federation/bundle-store.js';
@@ -259,5 +260,55 @@ describe.skipIf(!kubeAvailable())('ConfigMapSink against a real kube-apiserver',
           namespaceSelector: ' ',
         }),
     ).toThrow(expect.objectContaining({ code: 'ERR_K8S_CONFIG' }));
+  });
+});
+
+describe.skipIf(!kubeAvailable())('bundle ConfigMaps for trust-manager', () => {
+  let kube: KubeHarness;
+  let api: KubeApi;
+  beforeAll(async () => {
+    kube = await startKube();
+    api = apiFor(kube);
+  });
+  afterAll(async () => {
+    await kube?.stop();
+  });
+
+  it('label each ConfigMap with its trust domain, so a Bundle source selector picks exactly one', async () => {
+    const longName = `${'l'.repeat(70)}.example`;
+    const a = await makePki('tm-a.example');
+    const long = await makePki(longName);
+    const store = new FederatedBundleStore();
+    store.set(a.bundle);
+    store.set(long.bundle);
+    // trust-manager reads sources from its trust namespace only (default cert-manager).
+    await api.create(NAMESPACES, { metadata: { name: 'cert-manager', labels: ENABLED } });
+    const sink = new ConfigMapSink({ api, clock: systemClock, feed: store, namespaceSelector: SELECTOR });
+    const ac = new AbortController();
+    const done = sink.run(ac.signal);
+    // What a Bundle's `sources: [{configMap: {selector: {matchLabels: …}, key: bundle.pem}}]` lists.
+    const selected = async (td: string) =>
+      (
+        await api.list(CONFIG_MAPS, {
+          namespace: 'cert-manager',
+          labelSelector: `app.kubernetes.io/managed-by=spiffe-broker,spiffe-broker.dev/trust-domain=${trustDomainLabelValue(td)}`,
+        })
+      ).items;
+    try {
+      await eventually('both written', async () => (await selected(longName)).length === 1);
+      const forA = await selected('tm-a.example');
+      expect(forA.map((o) => o.metadata.name)).toEqual([bundleConfigMapName('tm-a.example')]);
+      expect(forA[0]!.metadata.labels?.['spiffe-broker.dev/trust-domain']).toBe('tm-a.example');
+      expect((forA[0]!.data as Record<string, string>)['bundle.pem']).toBe(a.root.pem);
+      const forLong = (await selected(longName))[0]!;
+      const label = forLong.metadata.labels?.['spiffe-broker.dev/trust-domain'];
+      expect(label).toMatch(/^l+-[0-9a-f]{10}$/);
+      expect(label!.length).toBeLessThanOrEqual(63);
+      expect(forLong.metadata.annotations?.['spiffe-broker.dev/trust-domain']).toBe(longName);
+      expect((forLong.data as Record<string, string>)['bundle.pem']).toBe(long.root.pem);
+    } finally {
+      ac.abort();
+      await done;
+    }
   });
 });

@@ -42,7 +42,30 @@ describe('parseKubernetesSettings', () => {
     });
   });
 
+  it('reads clusterTrustBundles: defaults, a signer name, and enabled: false', () => {
+    expect(parseKubernetesSettings({ clusterTrustBundles: {} }).clusterTrustBundles).toEqual({
+      signerName: 'spiffe-broker.dev/federation',
+      owner: 'spiffe-broker',
+      resyncMs: 300_000,
+    });
+    expect(
+      parseKubernetesSettings({
+        clusterTrustBundles: { signerName: 'example.com/partners', owner: 'b2', resync: '1m' },
+      }).clusterTrustBundles,
+    ).toEqual({ signerName: 'example.com/partners', owner: 'b2', resyncMs: 60_000 });
+    expect(parseKubernetesSettings({ clusterTrustBundles: { enabled: false } }).clusterTrustBundles).toBe(
+      undefined,
+    );
+  });
+
   it.each([
+    [{ clusterTrustBundles: { signerName: 'nodomain' } }, 'kubernetes.clusterTrustBundles.signerName'],
+    [
+      { clusterTrustBundles: { signerName: 'kubernetes.io/kube-apiserver-client' } },
+      'kubernetes.clusterTrustBundles.signerName: kubernetes.io signers',
+    ],
+    [{ clusterTrustBundles: { enabled: 'yes' } }, 'kubernetes.clusterTrustBundles.enabled'],
+    [{ clusterTrustBundles: { signer: 'a.b/c' } }, 'kubernetes.clusterTrustBundles.signer: unknown key'],
     [{ leaderElection: {} }, 'kubernetes.leaderElection.namespace: is required'],
     [{ leaderElection: { namespace: 'ns', leaseDuration: '5s' } }, 'leaseDuration > renewDeadline'],
     [{ bundleConfigMaps: { namespaceSelector: '' } }, 'kubernetes.bundleConfigMaps.namespaceSelector'],
