@@ -3,6 +3,7 @@ import { SpiffeId } from '../../core/spiffeid/spiffe-id.js';
 import { TrustDomain } from '../../core/spiffeid/trust-domain.js';
 import { ConfigValidationError } from './config-error.js';
 import { readHeader } from './header.js';
+import { readOidc } from './oidc-config.js';
 import type {
   AdminConfig,
   AuditConfig,
@@ -57,6 +58,7 @@ const TOP_KEYS = [
   'probe',
   'mtlsProbe',
   'kubernetes',
+  'oidc',
 ] as const;
 
 /**
@@ -112,6 +114,8 @@ function readBody(reader: YamlReader, top: MapView): BrokerConfig | undefined {
   const audit = stateDir === undefined ? undefined : readAudit(reader, opt(reader, top, 'audit'), stateDir);
   const probe = readProbe(reader, opt(reader, top, 'probe'));
   const mtlsProbe = readProbe(reader, opt(reader, top, 'mtlsProbe'));
+  const oidcF = opt(reader, top, 'oidc');
+  const oidc = oidcF ? readOidc(reader, oidcF, { parseListenAddress, isLoopbackHost }) : undefined;
   const k8sF = opt(reader, top, 'kubernetes');
   let kubernetes: Record<string, unknown> | undefined;
   if (k8sF) {
@@ -124,6 +128,7 @@ function readBody(reader: YamlReader, top: MapView): BrokerConfig | undefined {
     !spire ||
     allowlistFile === undefined ||
     (endpointF && !endpoint) ||
+    (oidcF && !oidc) ||
     !admin ||
     !verify ||
     !fetch ||
@@ -156,6 +161,7 @@ function readBody(reader: YamlReader, top: MapView): BrokerConfig | undefined {
         ? { ...endpoint, spiffeId: SpiffeId.fromPath(trustDomain, BROKER_DEFAULTS.endpointSpiffeIdPath) }
         : endpoint;
   }
+  if (oidc) config.oidc = oidc;
   if (kubernetes) config.kubernetes = kubernetes;
   return config;
 }

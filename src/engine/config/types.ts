@@ -203,6 +203,25 @@ export interface ProbeConfig {
   readonly intervalMs: number;
 }
 
+/**
+ * OpenID Connect discovery for the local trust domain's JWT-SVIDs (`oidc:`), on its own listener.
+ */
+export interface OidcConfig {
+  readonly listen: ListenAddress;
+  /**
+   * The published issuer: an https URL equal, byte for byte, to the `iss` of the JWT-SVIDs
+   * consumers verify — SPIRE's `jwt_issuer` (SPIRE sets no `iss` without it).
+   */
+  readonly issuer: string;
+  /** Absolute https URL of the JWK Set. Default `<issuer>/keys`. */
+  readonly jwksUri?: string;
+  /** PEM certificate chain and key: the listener speaks HTTPS. Absent: plain HTTP, loopback only. */
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  /** `Cache-Control: max-age` of both documents, seconds. Default 60. */
+  readonly maxAgeSeconds: number;
+}
+
 /** The broker's own configuration (`kind: BrokerConfig`), defaults filled in. */
 export interface BrokerConfig {
   /** The local trust domain: never federated with itself. */
@@ -226,6 +245,8 @@ export interface BrokerConfig {
   readonly probe: ProbeConfig;
   /** The cross-domain mTLS probe (docs/verification.md). */
   readonly mtlsProbe: ProbeConfig;
+  /** OIDC discovery for the local trust domain's JWT-SVIDs. Absent: not served. */
+  readonly oidc?: OidcConfig;
   /** Kubernetes integration; accepted as an open mapping for now. */
   readonly kubernetes?: Readonly<Record<string, unknown>>;
 }
