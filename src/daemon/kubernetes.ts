@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { ClusterTrustBundleSink } from '../adapters/k8s/cluster-trust-bundle-sink.js';
 import { ConfigMapSink } from '../adapters/k8s/configmap-sink.js';
 import { CrdAllowlistSource } from '../adapters/k8s/crd-source.js';
 import { ClientNodeKubeApi, type KubeApi } from '../adapters/k8s/kube-api.js';
@@ -79,8 +80,9 @@ export function statusSnapshot(
 /**
  * The broker's Kubernetes side, built from the `kubernetes:` config section: the allowlist from
  * FederationPeer (and, optionally, spire-controller-manager ClusterFederatedTrustDomain) objects,
- * Lease leader election, FederationPeer status, and per-trust-domain bundle ConfigMaps. Every
- * replica reads the allowlist and serves; only the leader writes to SPIRE, ConfigMaps and status.
+ * Lease leader election, FederationPeer status, per-trust-domain bundle ConfigMaps and
+ * ClusterTrustBundles. Every replica reads the allowlist and serves; only the leader writes to
+ * SPIRE, ConfigMaps, ClusterTrustBundles and status.
  */
 export class KubernetesIntegration {
   readonly api: KubeApi;
@@ -179,6 +181,18 @@ export class KubernetesIntegration {
           namespaceSelector: settings.bundleConfigMaps.namespaceSelector,
           owner: settings.bundleConfigMaps.owner,
           resyncMs: settings.bundleConfigMaps.resyncMs,
+        });
+        work.push(sink.run(leaderSignal));
+      }
+      if (settings.clusterTrustBundles) {
+        const sink = new ClusterTrustBundleSink({
+          api: this.api,
+          clock,
+          logger,
+          feed: hooks.feed,
+          signerName: settings.clusterTrustBundles.signerName,
+          owner: settings.clusterTrustBundles.owner,
+          resyncMs: settings.clusterTrustBundles.resyncMs,
         });
         work.push(sink.run(leaderSignal));
       }

@@ -8,7 +8,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CONFIG_MAPS, FEDERATION_PEERS, type KubeApi, NAMESPACES } from '../../src/adapters/k8s/index.js';
+import {
+  CLUSTER_TRUST_BUNDLES,
+  CONFIG_MAPS,
+  FEDERATION_PEERS,
+  type KubeApi,
+  NAMESPACES,
+} from '../../src/adapters/k8s/index.js';
 import { SpireServerClient } from '../../src/adapters/spire/client.js';
 import { SpireEmulator } from '../../src/adapters/spire/emulator/index.js';
 import { marshalBundle } from '../../src/core/bundle/index.js';
@@ -31,7 +37,14 @@ describe.skipIf(!kubeAvailable())('broker daemon on Kubernetes (real kube-apiser
 
   beforeAll(async () => {
     [kube, lab] = await Promise.all([
-      startKube({ manifests: [CRD_FEDERATION_PEER] }),
+      startKube({
+        manifests: [CRD_FEDERATION_PEER],
+        // ClusterTrustBundles are beta and off by default in kube-apiserver 1.36.
+        apiserverArgs: [
+          '--feature-gates=ClusterTrustBundle=true',
+          '--runtime-config=certificates.k8s.io/v1beta1/clustertrustbundles=true',
+        ],
+      }),
       Lab.start({ trustDomains: ['beta.lab'], spire: 'emulator' }),
     ]);
     api = apiFor(kube);
@@ -65,6 +78,7 @@ kubernetes:
   credentials: { kubeconfigFile: ${join(dir, 'kubeconfig')} }
   allowlist: { resync: 2s }
   bundleConfigMaps: { namespaceSelector: spiffe-broker.dev/bundles=enabled, resync: 2s }
+  clusterTrustBundles: { resync: 2s }
   leaderElection: { namespace: default, leaseName: delta-broker, leaseDuration: 4s, renewDeadline: 3s, retryPeriod: 500ms }
 `;
       const d = await BrokerDaemon.create(parseBrokerConfig(yaml), { env: { POD_NAME: name } });
@@ -122,8 +136,24 @@ kubernetes:
     expect(cm).toBeGreaterThanOrEqual(0);
     const obj = (await api.get(CONFIG_MAPS, 'spiffe-bundle-beta-lab', 'apps')) as {
       data?: Record<string, string>;
+      metadata?: { labels?: Record<string, string> };
     };
     expect(obj.data?.['bundle.pem']).toContain('BEGIN CERTIFICATE');
+    expect(obj.metadata?.labels?.['spiffe-broker.dev/trust-domain']).toBe('beta.lab');
+
+    // The ClusterTrustBundle of beta.lab, with the same roots as the ConfigMap.
+    const ctbName = 'spiffe-broker.dev:federation:beta.lab';
+    await Lab.until(
+      async () => (await api.get(CLUSTER_TRUST_BUNDLES, ctbName).catch(() => undefined)) !== undefined,
+      20_000,
+      'the ClusterTrustBundle',
+    );
+    const ctb = (await api.get(CLUSTER_TRUST_BUNDLES, ctbName))!;
+    expect(ctb.spec).toEqual({
+      signerName: 'spiffe-broker.dev/federation',
+      trustBundle: obj.data?.['bundle.pem'],
+    });
+    expect(ctb.metadata.labels?.['spiffe-broker.dev/trust-domain']).toBe('beta.lab');
 
     await Lab.until(
       async () => {
@@ -145,6 +175,12 @@ kubernetes:
         (await api.get(CONFIG_MAPS, 'spiffe-bundle-beta-lab', 'apps').catch(() => undefined)) === undefined,
       20_000,
       'the ConfigMap to be removed',
+    );
+    await Lab.until(
+      async () =>
+        (await api.get(CLUSTER_TRUST_BUNDLES, 'spiffe-broker.dev:federation:beta.lab')) === undefined,
+      20_000,
+      'the ClusterTrustBundle to be removed',
     );
   }, 60_000);
 });

@@ -7,7 +7,7 @@ import { toPem } from '../pki/pem.js';
 import type { BundleFeed } from './configmap-sink.js';
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_ANNOTATION } from './configmap-sink.js';
 import { type K8sLogger, nullLogger, Trigger } from './deps.js';
-import { CLUSTER_TRUST_BUNDLES, isConflict, type KubeApi, type KubeObject } from './kube-api.js';
+import { CLUSTER_TRUST_BUNDLES, isConflict, isNotFound, type KubeApi, type KubeObject } from './kube-api.js';
 import { jsonEqual } from './peer-status.js';
 import { TRUST_DOMAIN_LABEL, trustDomainLabelValue } from './trust-domain-label.js';
 
@@ -241,7 +241,16 @@ export class ClusterTrustBundleSink implements Sink {
         ours = new Map(items.filter((o) => this.#isOurs(o)).map((o) => [o.metadata.name, o] as const));
       } catch (err) {
         signal.throwIfAborted();
-        fail('*', err);
+        fail(
+          '*',
+          isNotFound(err)
+            ? new K8sError(
+                'ERR_K8S_NOT_FOUND',
+                `ClusterTrustBundles are not served by this API server (${(err as Error).message}): kube-apiserver >= 1.33 needs --feature-gates=ClusterTrustBundle=true and --runtime-config=certificates.k8s.io/v1beta1/clustertrustbundles=true`,
+                { cause: err },
+              )
+            : err,
+        );
         return { ok: false, written: [], removed: [], failed };
       }
       for (const d of desired) {

@@ -368,3 +368,28 @@ describe.skipIf(!kubeAvailable())('ClusterTrustBundleSink against a real kube-ap
     }
   });
 });
+
+describe.skipIf(!kubeAvailable())('ClusterTrustBundleSink on a kube-apiserver without the feature', () => {
+  let kube: KubeHarness;
+  beforeAll(async () => {
+    kube = await startKube();
+  });
+  afterAll(async () => {
+    await kube?.stop();
+  });
+
+  it('reports a failure that names the flags to turn on, and writes nothing', async () => {
+    const p = await makePki('off.example');
+    const sink = new ClusterTrustBundleSink({
+      api: apiFor(kube),
+      clock: systemClock,
+      feed: new FederatedBundleStore(),
+    });
+    const report = await sink.apply({ bundles: new Map([['off.example', p.bundle]]), retained: new Set() });
+    expect(report.ok).toBe(false);
+    expect(report.written).toEqual([]);
+    expect(report.failed).toHaveLength(1);
+    expect(report.failed[0]!.code).toBe('ERR_K8S_NOT_FOUND');
+    expect(report.failed[0]!.message).toContain('--feature-gates=ClusterTrustBundle=true');
+  });
+});
