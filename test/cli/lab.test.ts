@@ -16,7 +16,7 @@ describe('spiffe-broker lab', () => {
       },
     });
     const r = await running;
-    expect(r.code).toBe(0);
+    expect(r.code, `stdout: ${stdout}\nstderr: ${r.stderr}`).toBe(0);
     const line = JSON.parse(stdout.trim().split('\n')[0]!) as {
       ready: boolean;
       spire: string;

@@ -129,6 +129,10 @@ export class ConfigMapSink implements Sink {
   readonly name = 'configmaps';
   /** What the pass under way wrote and removed, for its {@link SinkReport}. */
   #pending: { written: Set<string>; removed: Set<string> } | undefined;
+  /** The tail of the serialised passes. */
+  #passes: Promise<unknown> = Promise.resolve();
+  /** run() is watching the namespaces. */
+  #running = false;
   readonly #o: ConfigMapSinkOptions;
   readonly #log: K8sLogger;
   readonly #selector: LabelRequirement[];
@@ -165,6 +169,7 @@ export class ConfigMapSink implements Sink {
     const onAbort = (): void => inner.abort(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
     const reflector = this.#namespaces.run(inner.signal);
+    this.#running = true;
     const resync = this.#o.resyncMs ?? 300_000;
     let lastFull = Number.NEGATIVE_INFINITY;
     try {
@@ -187,6 +192,7 @@ export class ConfigMapSink implements Sink {
       if (!signal.aborted) throw err;
     } finally {
       signal.removeEventListener('abort', onAbort);
+      this.#running = false;
       inner.abort(signal.reason);
       for (const u of unsubs) u();
       await reflector;
@@ -208,10 +214,32 @@ export class ConfigMapSink implements Sink {
    * needs nothing here: a trust domain without a bundle has no ConfigMap to keep.
    */
   async apply(want: DesiredBundles, signal: AbortSignal = new AbortController().signal): Promise<SinkReport> {
-    return this.#pass([...want.bundles.values()], signal, false);
+    const bundles = [...want.bundles.values()];
+    if (this.#running) return this.#pass(bundles, signal, false);
+    // Outside run(): watch the namespaces for this one pass.
+    const inner = new AbortController();
+    const reflector = this.#namespaces.run(inner.signal);
+    try {
+      await this.#namespaces.waitForSync(signal);
+      return await this.#pass(bundles, signal, false);
+    } finally {
+      inner.abort();
+      await reflector;
+    }
   }
 
-  async #pass(bundles: readonly TrustBundle[], signal: AbortSignal, sweepAll: boolean): Promise<SinkReport> {
+  /** One pass at a time (the run loop's and apply()'s never interleave). */
+  #pass(bundles: readonly TrustBundle[], signal: AbortSignal, sweepAll: boolean): Promise<SinkReport> {
+    const next = this.#passes.then(() => this.#passNow(bundles, signal, sweepAll));
+    this.#passes = next.catch(() => undefined);
+    return next;
+  }
+
+  async #passNow(
+    bundles: readonly TrustBundle[],
+    signal: AbortSignal,
+    sweepAll: boolean,
+  ): Promise<SinkReport> {
     const written = new Set<string>();
     const removed = new Set<string>();
     const failed: SinkFailure[] = [];
