@@ -366,10 +366,15 @@ export class BrokerDaemon {
       { name: 'broker', run: (sig) => this.#runBroker(sig, k8s) },
     ];
     try {
-      await runTasks(tasks, signal, (f) => {
-        const code = f.error instanceof BrokerError ? f.error.code : undefined;
-        this.logger.error('broker stopping: a part failed', { task: f.task, code, error: f.message });
-      });
+      await runTasks(
+        tasks,
+        signal,
+        (f) => {
+          const code = f.error instanceof BrokerError ? f.error.code : undefined;
+          this.logger.error('broker stopping: a part failed', { task: f.task, code, error: f.message });
+        },
+        (f) => this.logger.warn('error while stopping', { task: f.task, error: f.message }),
+      );
     } finally {
       for (const c of this.clients.values()) c.close();
       await lock.release();
@@ -426,7 +431,9 @@ export class BrokerDaemon {
       this.metrics.allowlistReloaded({ ok: true, peers: allowlist.peers.length });
       await this.#audit.allowlistChanged({ version: allowlist.version, ...initial });
       this.#allowlistLoaded = true;
-      await runTasks(this.#parts(k8s, watcher), signal);
+      await runTasks(this.#parts(k8s, watcher), signal, undefined, (f) =>
+        this.logger.warn('error while stopping', { task: f.task, error: f.message }),
+      );
     } finally {
       // Every part has returned: nothing can be accepted (or audited) after this point.
       this.#audit = undefined;

@@ -30,7 +30,8 @@ export class TaskFailure extends Error {
 /**
  * Runs `tasks` until `signal` aborts (then resolves once all returned) or one fails (then the
  * others are aborted and awaited, and the first failure is rethrown unchanged — a coded
- * BrokerError keeps its code). Errors that are only the abort itself are not failures.
+ * BrokerError keeps its code). Errors that are only the abort itself are not failures, nor are
+ * errors thrown while stopping after the caller aborted (they go to `onShutdownError`).
  * @param onFailure hears the first failure at once, before the others are awaited (e.g. to log
  *   it with its code while the rest shut down).
  */
@@ -38,6 +39,7 @@ export async function runTasks(
   tasks: readonly Task[],
   signal: AbortSignal,
   onFailure?: (failure: TaskFailure) => void,
+  onShutdownError?: (failure: TaskFailure) => void,
 ): Promise<void> {
   const group = new AbortController();
   const stop = (): void => group.abort(signal.reason);
@@ -51,6 +53,12 @@ export async function runTasks(
           await task.run(group.signal);
         } catch (err) {
           if (group.signal.aborted && isAbort(err, group.signal)) return;
+          // The caller asked everything to stop: an error while stopping is reported, not a
+          // failure of the run (a stop must end in a clean exit).
+          if (signal.aborted && !first) {
+            onShutdownError?.(new TaskFailure(task.name, err));
+            return;
+          }
           if (!first) {
             first = new TaskFailure(task.name, err);
             onFailure?.(first);

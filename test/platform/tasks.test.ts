@@ -88,4 +88,26 @@ describe('runTasks', () => {
     await p;
     expect(log).toEqual(['b stopped']);
   });
+
+  it('an error while stopping after the caller aborted is reported, not a failure of the run', async () => {
+    const stop = new AbortController();
+    const heard: string[] = [];
+    const p = runTasks(
+      [
+        {
+          name: 'endpoint',
+          run: (signal) =>
+            new Promise((_, reject) =>
+              signal.addEventListener('abort', () => reject(new Error('close failed')), { once: true }),
+            ),
+        },
+      ],
+      stop.signal,
+      () => heard.push('failure'),
+      (f) => heard.push(`shutdown: ${f.message}`),
+    );
+    stop.abort();
+    await expect(p).resolves.toBeUndefined();
+    expect(heard).toEqual(['shutdown: endpoint: close failed']);
+  });
 });
