@@ -163,7 +163,7 @@ describe('broker crash safety: SIGKILL at random points, restart, state intact, 
   }
 
   it(`survives ${KILLS} SIGKILLs during state writes and rotations (seed ${SEED})`, {
-    timeout: 170_000,
+    timeout: 300_000,
   }, async () => {
     const random = prng(SEED);
     for (let k = 0; k < KILLS; k++) {
