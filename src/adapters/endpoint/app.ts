@@ -6,6 +6,7 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import { marshalBundleMap } from '../../core/bundle/bundle-map.js';
+import { marshalBundle } from '../../core/bundle/codec.js';
 import type { TrustBundle } from '../../core/bundle/trust-bundle.js';
 import { evaluateIfNoneMatch, preferredWaitSeconds } from './conditional.js';
 import { defaultEndpointDeps, type EndpointDeps } from './deps.js';
@@ -30,6 +31,22 @@ export interface FederatedBundlesProvider {
   bundles(): readonly TrustBundle[];
 }
 
+/**
+ * Accepted bundles of the peers the endpoint relays (allowlist `relay: true`): the daemon backs it
+ * with the federated bundle store and the live allowlist.
+ */
+export interface RelayedBundlesProvider {
+  /** The accepted bundle of `trustDomain` when that peer is relayed; undefined otherwise. */
+  bundle(trustDomain: string): TrustBundle | undefined;
+  /** Calls `listener` with the trust domain whose accepted bundle changed or went away. */
+  subscribe(listener: (trustDomain: string) => void): () => void;
+}
+
+/** Path prefix of relayed peer bundles: `GET /bundles/<trust domain>`. */
+export const RELAY_PATH_PREFIX = '/bundles/';
+/** `Cache-Control: max-age` of a relayed bundle that carries no refresh hint, seconds. */
+const RELAY_DEFAULT_MAX_AGE_SECONDS = 300;
+
 /** Options of {@link bundleEndpointPlugin} and {@link buildBundleEndpointApp}. */
 export interface BundleEndpointOptions {
   readonly local: PublishedBundleProvider;
@@ -41,6 +58,13 @@ export interface BundleEndpointOptions {
     readonly path: string;
     readonly federated?: FederatedBundlesProvider;
   };
+  /**
+   * Relay accepted peer bundles at `GET /bundles/<trust domain>` (SPIFFE bundle JSON exactly as
+   * accepted, ETag, `If-None-Match` + `Prefer: wait` long-poll like `/`), for consumers such as
+   * Istio that read one URL per trust domain. Trust domains it has no bundle for get 404
+   * `ERR_ENDPOINT_RELAY_NOT_FOUND`. Absent: no relay routes.
+   */
+  readonly relay?: RelayedBundlesProvider;
   /** Cap on held requests; past it a waiting request gets 503. Default 10,000. */
   readonly maxHeldRequests?: number;
   /** Cap on `Prefer: wait`, seconds (≤ 60). Default 60. */
@@ -69,6 +93,31 @@ const BODY_404 = '404 page not found\n';
 const BODY_NOT_READY = '503 local bundle not available yet\n';
 const BODY_TOO_MANY = '503 too many requests waiting for a bundle change\n';
 const TEXT = 'text/plain; charset=utf-8';
+
+/** A relayed peer bundle as served: its SPIFFE bundle document exactly as accepted. */
+interface RelayDocument {
+  readonly body: Buffer;
+  readonly etag: string;
+  /** `Cache-Control: max-age`: the peer's refresh hint, or 300 s when it has none. */
+  readonly maxAge: number;
+}
+
+/** Relay documents, serialized once per accepted bundle. */
+const relayCache = new WeakMap<TrustBundle, RelayDocument>();
+
+function relayDocument(bundle: TrustBundle): RelayDocument {
+  let doc = relayCache.get(bundle);
+  if (!doc) {
+    const body = Buffer.from(marshalBundle(bundle), 'utf8');
+    doc = Object.freeze({
+      body,
+      etag: entityTag(body),
+      maxAge: bundle.refreshHint > 0 ? bundle.refreshHint : RELAY_DEFAULT_MAX_AGE_SECONDS,
+    });
+    relayCache.set(bundle, doc);
+  }
+  return doc;
+}
 
 /** Per-document response headers, built once per published version. */
 const headerCache = new WeakMap<PublishedBundle, Readonly<Record<string, string>>>();
@@ -149,12 +198,36 @@ export const bundleEndpointPlugin: FastifyPluginAsync<BundleEndpointOptions> = a
   const served = new Set(['/', ...(mapPath !== undefined ? [mapPath] : [])]);
 
   const unsubscribe = local.subscribe(() => held.releaseAll('changed'));
-  app.addHook('preClose', async () => held.releaseAll('closing'));
-  app.addHook('onClose', async () => unsubscribe());
+  // Held relay requests, one set per trust domain so a change releases only that domain's waiters.
+  const relayHeld = new Map<string, HeldRequests>();
+  const relayHeldCount = (): number => {
+    let n = 0;
+    for (const h of relayHeld.values()) n += h.size;
+    return n;
+  };
+  const releaseRelayed = (reason: ReleaseReason, td?: string): void => {
+    for (const [name, h] of relayHeld) {
+      if (td !== undefined && name !== td) continue;
+      h.releaseAll(reason);
+      relayHeld.delete(name);
+    }
+  };
+  const unsubscribeRelay = opts.relay?.subscribe((td) => releaseRelayed('changed', td));
+  app.addHook('preClose', async () => {
+    held.releaseAll('closing');
+    releaseRelayed('closing');
+  });
+  app.addHook('onClose', async () => {
+    unsubscribe();
+    unsubscribeRelay?.();
+  });
 
   const controller: BundleEndpointController = {
-    heldRequests: () => held.size,
-    releaseHeld: () => held.releaseAll('closing'),
+    heldRequests: () => held.size + relayHeldCount(),
+    releaseHeld: () => {
+      held.releaseAll('closing');
+      releaseRelayed('closing');
+    },
   };
   app.decorate('bundleEndpoint', controller);
 
@@ -163,7 +236,8 @@ export const bundleEndpointPlugin: FastifyPluginAsync<BundleEndpointOptions> = a
   app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
 
   app.setNotFoundHandler((request, reply) => {
-    if (served.has(pathOf(request.url))) {
+    const path = pathOf(request.url);
+    if (served.has(path) || (opts.relay && path.startsWith(RELAY_PATH_PREFIX))) {
       return reply.code(405).header('allow', 'GET, HEAD').type(TEXT).send(BODY_405);
     }
     return reply.code(404).type(TEXT).send(BODY_404);
@@ -206,6 +280,77 @@ export const bundleEndpointPlugin: FastifyPluginAsync<BundleEndpointOptions> = a
     }
     return sendNotModified(reply, doc);
   });
+
+  if (opts.relay) {
+    const relay = opts.relay;
+    if (mapPath?.startsWith(RELAY_PATH_PREFIX)) {
+      throw new TypeError(
+        `bundleMap.path must not be under ${RELAY_PATH_PREFIX} when relaying, got ${mapPath}`,
+      );
+    }
+    const maxHeld = opts.maxHeldRequests ?? DEFAULT_MAX_HELD_REQUESTS;
+    const relayDoc = (td: string): RelayDocument | undefined => {
+      const bundle = relay.bundle(td);
+      // SPIFFE Federation §4.2: a bundle is served only under its own trust domain.
+      return bundle && bundle.trustDomain.name === td ? relayDocument(bundle) : undefined;
+    };
+    const notRelayed = (reply: FastifyReply, td: string): FastifyReply =>
+      reply
+        .code(404)
+        .header('cache-control', 'no-store')
+        .type('application/json')
+        .send(
+          JSON.stringify({
+            ok: false,
+            code: 'ERR_ENDPOINT_RELAY_NOT_FOUND',
+            message: `no relayed bundle for trust domain ${JSON.stringify(td.slice(0, 255))}`,
+          }),
+        );
+    const sendRelayed = (reply: FastifyReply, doc: RelayDocument, applied?: string): FastifyReply => {
+      reply.header('etag', doc.etag).header('cache-control', `max-age=${doc.maxAge}`);
+      if (applied !== undefined) reply.header('preference-applied', applied);
+      return reply.code(200).type('application/json').send(doc.body);
+    };
+    const relayNotModified = (reply: FastifyReply, doc: RelayDocument): FastifyReply =>
+      reply.code(304).header('etag', doc.etag).header('cache-control', `max-age=${doc.maxAge}`).send();
+    app.get(`${RELAY_PATH_PREFIX}:trustDomain`, (request: FastifyRequest, reply: FastifyReply) => {
+      const td = (request.params as { trustDomain: string }).trustDomain;
+      const doc = relayDoc(td);
+      if (!doc) return notRelayed(reply, td);
+      const inm = evaluateIfNoneMatch(request.headers['if-none-match'], doc.etag);
+      if (inm === 'absent' || inm === 'no-match') return sendRelayed(reply, doc);
+      const wait = inm === 'match' ? preferredWaitSeconds(request.headers.prefer, maxWait) : undefined;
+      if (wait === undefined || wait <= 0) return relayNotModified(reply, doc);
+      if (held.size + relayHeldCount() >= maxHeld) {
+        return reply.code(503).header('retry-after', retryAfter).type(TEXT).send(BODY_TOO_MANY);
+      }
+      let set = relayHeld.get(td);
+      if (!set) {
+        set = new HeldRequests({
+          max: maxHeld,
+          clock: deps.clock,
+          ...(opts.holdTickMs !== undefined ? { tickMs: opts.holdTickMs } : {}),
+        });
+        relayHeld.set(td, set);
+      }
+      const applied = `wait=${wait}`;
+      return new Promise<FastifyReply>((resolve) => {
+        const onClose = (): void => handle?.cancel();
+        const handle = set.hold(wait * 1000, () => {
+          reply.raw.off('close', onClose);
+          const now = relayDoc(td);
+          if (!now) resolve(notRelayed(reply, td));
+          else if (now.etag !== doc.etag) resolve(sendRelayed(reply, now, applied));
+          else resolve(relayNotModified(reply.header('preference-applied', applied), now));
+        });
+        if (!handle) {
+          resolve(reply.code(503).header('retry-after', retryAfter).type(TEXT).send(BODY_TOO_MANY));
+          return;
+        }
+        reply.raw.once('close', onClose);
+      });
+    });
+  }
 
   if (mapPath !== undefined) {
     const federated = opts.bundleMap?.federated;

@@ -5,7 +5,8 @@
  *   keeps the served document pre-serialized with a strong ETag.
  * - {@link bundleEndpointPlugin} / {@link buildBundleEndpointApp}: the fastify app (never listens by
  *   itself): `GET /` for every SPIFFE client, plus conditional requests and change notification
- *   (`If-None-Match` + `Prefer: wait`) for brokers; an optional Bundle Map route.
+ *   (`If-None-Match` + `Prefer: wait`) for brokers; an optional Bundle Map route; optional relay
+ *   of accepted peer bundles at `GET /bundles/<trust domain>` (allowlist `relay: true`).
  * - {@link HeldRequests}: the bounded set of held change-notification requests.
  * - {@link startBundleEndpoint} / {@link runBundleEndpoint}: HTTPS listener with the two TLS
  *   profiles — https_web ({@link FileTlsCredentials}, hot-reloaded files) and https_spiffe
@@ -22,6 +23,7 @@ export type {
   BundleEndpointOptions,
   FederatedBundlesProvider,
   PublishedBundleProvider,
+  RelayedBundlesProvider,
 } from './app.js';
 export {
   buildBundleEndpointApp,
@@ -29,6 +31,7 @@ export {
   DEFAULT_MAX_HELD_REQUESTS,
   DEFAULT_RETRY_AFTER_SECONDS,
   MAX_WAIT_SECONDS,
+  RELAY_PATH_PREFIX,
 } from './app.js';
 export type { IfNoneMatch } from './conditional.js';
 export { evaluateIfNoneMatch, preferredWaitSeconds } from './conditional.js';

@@ -27,6 +27,7 @@ const PEER_KEYS = [
   'spireServers',
   'allowEmptyBundle',
   'probe',
+  'relay',
 ] as const;
 const ENDPOINT_KEYS = ['urls', 'profile', 'caFile', 'endpointSPIFFEID', 'bootstrapBundleFile'] as const;
 const KEY_POLICY_KEYS = [
@@ -155,8 +156,11 @@ function readPeer(
   const allowEmptyBundle = aeb && !reader.isNull(aeb) ? reader.boolean(aeb) : false;
   const probeField = m.get('probe');
   const probe = probeField && !reader.isNull(probeField) ? readProbe(reader, probeField) : null;
+  const relayField = m.get('relay');
+  const relay = relayField && !reader.isNull(relayField) ? reader.boolean(relayField) : false;
   if (
     probe === undefined ||
+    relay === undefined ||
     reader.issues.length > before ||
     !trustDomain ||
     !endpoint ||
@@ -176,6 +180,7 @@ function readPeer(
     targetServers,
     allowEmptyBundle,
     ...(probe ? { probe } : {}),
+    ...(relay ? { relay } : {}),
     line: reader.lineOf(item),
   });
   if (endpoint.needsEndpointTdCheck) {

@@ -66,6 +66,11 @@ export interface PeerConfig {
    * present (default: the endpoint SPIFFE ID for https_spiffe, else any member of its domain).
    */
   readonly probe?: { readonly host: string; readonly port: number; readonly expectedId?: SpiffeId };
+  /**
+   * Relay the peer's accepted bundle on the broker's bundle endpoint at `/bundles/<trust domain>`
+   * (e.g. for Istio's `caCertificates[].spiffeBundleUrl`). Absent (default): not relayed.
+   */
+  readonly relay?: true;
   /** 1-based line of the entry in its file, for messages. */
   readonly line?: number;
 }
