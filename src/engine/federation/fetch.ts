@@ -6,9 +6,7 @@ import {
   type IgnoredEntry,
   parseBundle,
 } from '../../core/bundle/codec.js';
-import { BundleSet, type BundleSource } from '../../core/bundle/source.js';
 import { TrustBundle } from '../../core/bundle/trust-bundle.js';
-import type { SpiffeId } from '../../core/spiffeid/spiffe-id.js';
 import type { TrustDomain } from '../../core/spiffeid/trust-domain.js';
 import { BrokerError, BundleError, type ErrorCode, FetchError } from '../../errors.js';
 import { type Clock, systemClock } from '../../platform/clock.js';
@@ -30,24 +28,11 @@ export const DEFAULT_MAX_REDIRECTS = 3;
 /** Largest `Prefer: wait` accepted, seconds (an hour: far above any sensible long-poll). */
 export const MAX_WAIT_SECONDS = 3600;
 
-/** How the endpoint is authenticated: the allowlist entry's profile, resolved. */
-export type FetchProfile =
-  | {
-      readonly kind: 'https_web';
-      /** PEM CA certificate(s) to trust instead of the default roots (the entry's CA file). */
-      readonly caPem?: string;
-    }
-  | {
-      readonly kind: 'https_spiffe';
-      /** The exact SPIFFE ID the endpoint server must present (Federation §5.2.2.2). */
-      readonly endpointSpiffeId: SpiffeId;
-      /**
-       * The bundle of the endpoint ID's trust domain: a live source (consulted at every
-       * connection, so the latest accepted bundle is used, Federation §5.2.2.4) or one bundle
-       * (the bootstrap bundle on first contact).
-       */
-      readonly bundles: BundleSource | TrustBundle;
-    };
+/**
+ * How the endpoint is authenticated: the allowlist entry's profile (`EndpointProfileConfig`, which
+ * names files) resolved — one type, {@link EndpointAuth}, from the fetcher down to the TLS layer.
+ */
+export type FetchProfile = EndpointAuth;
 
 /** Limits; every one has a default. */
 export interface FetchLimits {
@@ -236,8 +221,8 @@ function resolve(req: FetchRequest): Resolved {
     auth = p.caPem === undefined ? { kind: 'https_web' } : { kind: 'https_web', caPem: p.caPem };
   } else if (p?.kind === 'https_spiffe') {
     if (!p.endpointSpiffeId) throw new TypeError('fetchPeerBundle: https_spiffe needs endpointSpiffeId');
-    const bundles: BundleSource = p.bundles instanceof TrustBundle ? new BundleSet([p.bundles]) : p.bundles;
-    if (typeof bundles?.getBundleForTrustDomain !== 'function') {
+    const bundles = p.bundles;
+    if (!(bundles instanceof TrustBundle) && typeof bundles?.getBundleForTrustDomain !== 'function') {
       throw new TypeError('fetchPeerBundle: https_spiffe needs a TrustBundle or a BundleSource');
     }
     auth = { kind: 'https_spiffe', endpointSpiffeId: p.endpointSpiffeId, bundles };

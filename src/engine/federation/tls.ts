@@ -25,9 +25,14 @@ export type EndpointAuth =
     }
   | {
       readonly kind: 'https_spiffe';
+      /** The exact SPIFFE ID the endpoint server must present (Federation §5.2.2.2). */
       readonly endpointSpiffeId: SpiffeId;
-      /** Looked up at every connection so the latest accepted bundle is used (Federation §5.2.2.4). */
-      readonly bundles: BundleSource;
+      /**
+       * The bundle of the endpoint ID's trust domain: a live source, looked up at every connection
+       * so the latest accepted bundle is used (Federation §5.2.2.4), or one bundle (the bootstrap
+       * bundle on first contact).
+       */
+      readonly bundles: BundleSource | TrustBundle;
     };
 
 /**
@@ -116,9 +121,18 @@ export function peerCertificateChain(socket: tls.TLSSocket): Uint8Array[] {
  * The bundle that authenticates `endpointSpiffeId`: its trust domain's bundle from `bundles`.
  * @throws FetchError `ERR_FETCH_NO_BOOTSTRAP_BUNDLE` when none is held.
  */
-export function endpointBundle(endpointSpiffeId: SpiffeId, bundles: BundleSource, url: string): TrustBundle {
+export function endpointBundle(
+  endpointSpiffeId: SpiffeId,
+  bundles: BundleSource | TrustBundle,
+  url: string,
+): TrustBundle {
   const td = endpointSpiffeId.trustDomain;
-  const bundle = bundles.getBundleForTrustDomain(td);
+  const bundle =
+    'getBundleForTrustDomain' in bundles
+      ? bundles.getBundleForTrustDomain(td)
+      : bundles.trustDomain.equals(td)
+        ? bundles
+        : undefined;
   if (!bundle) {
     throw new FetchError(
       'ERR_FETCH_NO_BOOTSTRAP_BUNDLE',
