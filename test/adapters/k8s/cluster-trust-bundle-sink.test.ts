@@ -27,7 +27,8 @@ import { apiFor, eventually } from './helpers.js';
 
 /** What kube-apiserver 1.36 needs to serve ClusterTrustBundles (beta, off by default). */
 const CTB_APISERVER_ARGS = [
-  '--feature-gates=ClusterTrustBundle=true',
+  // The projection gate lets the API server keep (and validate) a pod's clusterTrustBundle source.
+  '--feature-gates=ClusterTrustBundle=true,ClusterTrustBundleProjection=true',
   '--runtime-config=certificates.k8s.io/v1beta1/clustertrustbundles=true',
 ];
 const SIGNER = 'spiffe-broker.dev/federation';
@@ -297,6 +298,54 @@ describe.skipIf(!kubeAvailable())('ClusterTrustBundleSink against a real kube-ap
       removed: ['sink-p.example', 'sink-q.example'],
       failed: [],
     });
+  });
+
+  it('the example (deploy/examples/cluster-trust-bundles.yaml): its pod is valid and its projection selects one domain', async () => {
+    const example = parseAllDocuments(readFileSync('deploy/examples/cluster-trust-bundles.yaml', 'utf8')).map(
+      (d) => d.toJSON() as KubeObject,
+    );
+    const binding = example.find((d) => d.kind === 'ClusterRoleBinding')!;
+    expect((binding.roleRef as { name: string }).name).toBe('spiffe-broker-cluster-trust-bundles');
+    const pod = example.find((d) => d.kind === 'Pod')!;
+    type Projection = {
+      signerName: string;
+      labelSelector: { matchLabels: Record<string, string> };
+      path: string;
+    };
+    const projection = (
+      pod.spec as { volumes: { projected: { sources: { clusterTrustBundle: Projection }[] } }[] }
+    ).volumes[0]!.projected.sources[0]!.clusterTrustBundle;
+    expect(projection.signerName).toBe(SIGNER);
+    const td = projection.labelSelector.matchLabels[TD_LABEL]!;
+    expect(td).toBe('partner-a.example.org');
+
+    // The API server accepts the pod with the projection (dry run: nothing is stored).
+    const dry = await kube.request('POST', '/api/v1/namespaces/default/pods?dryRun=All', pod);
+    expect(dry.status, JSON.stringify(dry.body)).toBe(201);
+    expect(JSON.stringify(dry.body)).toContain('"clusterTrustBundle"');
+
+    const a = await makePki('partner-a.example.org');
+    const b = await makePki('partner-b.example.org');
+    const sink = new ClusterTrustBundleSink({
+      api,
+      clock: systemClock,
+      feed: new FederatedBundleStore(),
+      owner: 'example-owner',
+    });
+    const bundles = new Map([
+      ['partner-a.example.org', a.bundle],
+      ['partner-b.example.org', b.bundle],
+    ]);
+    expect((await sink.apply({ bundles, retained: new Set() })).ok).toBe(true);
+    const q = new URLSearchParams({
+      fieldSelector: `spec.signerName=${projection.signerName}`,
+      labelSelector: Object.entries(projection.labelSelector.matchLabels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(','),
+    });
+    const selected = (await kube.request('GET', `${CTB_PATH}?${q}`)).body.items as KubeObject[];
+    expect(selected.map((o) => spec(o)!.trustBundle)).toEqual([a.root.pem]);
+    await sink.apply({ bundles: new Map(), retained: new Set() });
   });
 
   it('the shipped ClusterRole is sufficient, and attest on the signer is necessary', async () => {

@@ -3,7 +3,9 @@
  * updated on rotation, deleted on revocation and when a namespace stops matching, a foreign
  * ConfigMap with the same name untouched, another broker's ConfigMaps untouched.
  */
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
 import {
   bundleConfigMapName,
   CONFIG_MAPS,
@@ -309,6 +311,47 @@ describe.skipIf(!kubeAvailable())('bundle ConfigMaps for trust-manager', () => {
       expect(label!.length).toBeLessThanOrEqual(63);
       expect(forLong.metadata.annotations?.['spiffe-broker.dev/trust-domain']).toBe(longName);
       expect((forLong.data as Record<string, string>)['bundle.pem']).toBe(long.root.pem);
+
+      // deploy/examples/trust-manager-bundle.yaml: each Bundle's source selects exactly the
+      // ConfigMap of its own trust domain in the trust namespace, and its key holds the roots.
+      const example = parseAllDocuments(
+        readFileSync('deploy/examples/trust-manager-bundle.yaml', 'utf8'),
+      ).map((d) => d.toJSON() as KubeObject);
+      const binding = example.find((d) => d.kind === 'RoleBinding')!;
+      expect(binding.metadata.namespace).toBe('cert-manager');
+      expect((binding.roleRef as { name: string }).name).toBe('spiffe-broker-bundle-configmaps');
+      const bundles = example.filter((d) => d.kind === 'Bundle');
+      expect(bundles).toHaveLength(2);
+      const pkis = new Map<string, Awaited<ReturnType<typeof makePki>>>();
+      for (const b of bundles) {
+        const sources = (
+          b.spec as {
+            sources: { configMap: { selector: { matchLabels: Record<string, string> }; key: string } }[];
+          }
+        ).sources;
+        expect(sources).toHaveLength(1);
+        const td = sources[0]!.configMap.selector.matchLabels['spiffe-broker.dev/trust-domain']!;
+        const pki = await makePki(td);
+        pkis.set(td, pki);
+        store.set(pki.bundle);
+      }
+      for (const b of bundles) {
+        const { selector, key } = (
+          b.spec as {
+            sources: { configMap: { selector: { matchLabels: Record<string, string> }; key: string } }[];
+          }
+        ).sources[0]!.configMap;
+        const labelSelector = Object.entries(selector.matchLabels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(',');
+        const td = selector.matchLabels['spiffe-broker.dev/trust-domain']!;
+        const items = await eventually(`the ConfigMap for ${b.metadata.name}`, async () => {
+          const { items } = await api.list(CONFIG_MAPS, { namespace: 'cert-manager', labelSelector });
+          return items.length > 0 ? items : undefined;
+        });
+        expect(items.map((o) => o.metadata.annotations?.['spiffe-broker.dev/trust-domain'])).toEqual([td]);
+        expect((items[0]!.data as Record<string, string>)[key]).toBe(pkis.get(td)!.root.pem);
+      }
     } finally {
       ac.abort();
       await done;
