@@ -1,10 +1,12 @@
 import { type AdminAppOptions, buildAdminApp, buildHealthApp, runAdmin } from '../adapters/admin/app.js';
 import { runApp } from '../adapters/admin/http.js';
+import type { RelayedBundlesProvider } from '../adapters/endpoint/app.js';
 import type { LocalBundle } from '../adapters/endpoint/local-bundle.js';
 import { type RunningBundleEndpoint, startBundleEndpoint } from '../adapters/endpoint/server.js';
 import { MintedSvidCredentials } from '../adapters/endpoint/svid-credentials.js';
 import { FileTlsCredentials, type TlsCredentialSource } from '../adapters/endpoint/tls-credentials.js';
 import type { BrokerMetrics } from '../adapters/metrics/broker-metrics.js';
+import { OidcDiscoveryServer } from '../adapters/oidc/server.js';
 import { MtlsProbe, type ProbePeer } from '../adapters/probe/mtls-probe.js';
 import type { SpireServerClient } from '../adapters/spire/client.js';
 import type { SvidSource } from '../adapters/tls/svid.js';
@@ -22,7 +24,8 @@ import type { Task } from '../platform/tasks.js';
 
 /**
  * The daemon's listeners, each a task body (`run(signal)` until the signal aborts): bundle
- * endpoint, admin API, health listener, verify API and mTLS probe. Wiring only: each builds its
+ * endpoint (with the per-peer relay), admin API, health listener, verify API, mTLS probe and
+ * OIDC discovery. Wiring only: each builds its
  * app from the config and the parts it is handed, and listens.
  * @module
  */
@@ -100,6 +103,21 @@ export async function serveVerifyApi(
 }
 
 /**
+ * The relay of accepted peer bundles (`GET /bundles/<td>` on the bundle endpoint): the store's
+ * bundle of a peer whose live allowlist entry says `relay: true`, nothing for any other domain.
+ */
+export function relayProvider(
+  federated: FederatedBundleStore,
+  peers: () => readonly PeerConfig[],
+): RelayedBundlesProvider {
+  return {
+    bundle: (td) =>
+      peers().some((p) => p.relay && p.trustDomain.name === td) ? federated.get(td) : undefined,
+    subscribe: (listener) => federated.subscribe((change) => listener(change.trustDomain)),
+  };
+}
+
+/**
  * Starts the HTTPS bundle endpoint with the configured profile (https_web: the configured
  * certificate; https_spiffe: an X509-SVID minted from the source SPIRE server); resolves once it
  * listens, undefined when no endpoint is configured.
@@ -109,6 +127,8 @@ export async function startEndpoint(
   local: LocalBundle,
   federated: FederatedBundleStore,
   signal: AbortSignal,
+  /** The live allowlist: peers with `relay: true` are relayed at `/bundles/<td>`. Absent: no relay. */
+  peers?: () => readonly PeerConfig[],
 ): Promise<RunningBundleEndpoint | undefined> {
   const ep = ctx.config.endpoint;
   if (!ep) return undefined;
@@ -134,10 +154,40 @@ export async function startEndpoint(
       ...(ep.bundleMapPath
         ? { bundleMap: { path: ep.bundleMapPath, ...(ep.serveFederatedInMap ? { federated } : {}) } }
         : {}),
+      ...(peers ? { relay: relayProvider(federated, peers) } : {}),
       deps,
     },
     signal,
   );
+}
+
+/**
+ * Serves OIDC discovery for the local trust domain's JWT-SVIDs (`oidc:`) until `signal` aborts:
+ * HTTPS with `certFile`/`keyFile` (reloaded as they change), else plain HTTP on loopback.
+ */
+export async function serveOidc(
+  ctx: ListenerContext,
+  local: LocalBundle,
+  signal: AbortSignal,
+  onListening: (url: string) => void,
+): Promise<void> {
+  const o = ctx.config.oidc;
+  if (!o) return;
+  const deps = { clock: ctx.clock, logger: ctx.logger, readFile: ctx.readFile };
+  const server = new OidcDiscoveryServer({
+    host: o.listen.host,
+    port: o.listen.port,
+    issuer: o.issuer,
+    ...(o.jwksUri !== undefined ? { jwksUri: o.jwksUri } : {}),
+    maxAgeSeconds: o.maxAgeSeconds,
+    local,
+    ...(o.certFile !== undefined && o.keyFile !== undefined
+      ? { credentials: new FileTlsCredentials({ certFile: o.certFile, keyFile: o.keyFile, deps }) }
+      : {}),
+    onListening,
+    deps,
+  });
+  await server.run(signal);
 }
 
 /** What the mTLS probe reads of the broker. */
@@ -252,7 +302,7 @@ export interface ListenerHost extends ProbeInputs {
   readonly admin: Omit<AdminAppOptions, 'metrics'>;
   /** A listener is up: its address (the endpoint also hands over its running server). */
   readonly listening: (
-    what: 'admin' | 'verify' | 'endpoint',
+    what: 'admin' | 'verify' | 'endpoint' | 'oidc',
     address: string,
     endpoint?: RunningBundleEndpoint,
   ) => void;
@@ -262,7 +312,7 @@ export interface ListenerHost extends ProbeInputs {
 export function listenerTasks(ctx: ListenerContext, host: ListenerHost): Task[] {
   return [
     listener('bundle endpoint', async (signal) => {
-      const running = await startEndpoint(ctx, host.local, host.federated, signal);
+      const running = await startEndpoint(ctx, host.local, host.federated, signal, host.peers);
       if (!running) return;
       host.listening('endpoint', running.url, running);
       await running.closed;
@@ -275,5 +325,8 @@ export function listenerTasks(ctx: ListenerContext, host: ListenerHost): Task[] 
     ),
     listener('mTLS probe', (signal) => runMtlsProbe(ctx, host, signal)),
     listener('health listener', (signal) => serveHealth(ctx, host.admin.ready, signal)),
+    listener('OIDC discovery', (signal) =>
+      serveOidc(ctx, host.local, signal, (url) => host.listening('oidc', url)),
+    ),
   ];
 }
