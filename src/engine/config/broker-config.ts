@@ -4,6 +4,7 @@ import { TrustDomain } from '../../core/spiffeid/trust-domain.js';
 import { ConfigValidationError } from './config-error.js';
 import { readHeader } from './header.js';
 import { readOidc } from './oidc-config.js';
+import { readOutputs } from './outputs-config.js';
 import type {
   AdminConfig,
   AuditConfig,
@@ -59,6 +60,7 @@ const TOP_KEYS = [
   'mtlsProbe',
   'kubernetes',
   'oidc',
+  'outputs',
 ] as const;
 
 /**
@@ -116,6 +118,8 @@ function readBody(reader: YamlReader, top: MapView): BrokerConfig | undefined {
   const mtlsProbe = readProbe(reader, opt(reader, top, 'mtlsProbe'));
   const oidcF = opt(reader, top, 'oidc');
   const oidc = oidcF ? readOidc(reader, oidcF, { parseListenAddress, isLoopbackHost }) : undefined;
+  const outputsF = opt(reader, top, 'outputs');
+  const outputs = outputsF ? readOutputs(reader, outputsF, stateDir) : undefined;
   const k8sF = opt(reader, top, 'kubernetes');
   let kubernetes: Record<string, unknown> | undefined;
   if (k8sF) {
@@ -129,6 +133,7 @@ function readBody(reader: YamlReader, top: MapView): BrokerConfig | undefined {
     allowlistFile === undefined ||
     (endpointF && !endpoint) ||
     (oidcF && !oidc) ||
+    (outputsF && !outputs) ||
     !admin ||
     !verify ||
     !fetch ||
@@ -163,6 +168,7 @@ function readBody(reader: YamlReader, top: MapView): BrokerConfig | undefined {
   }
   if (oidc) config.oidc = oidc;
   if (kubernetes) config.kubernetes = kubernetes;
+  if (outputs) config.outputs = outputs;
   return config;
 }
 

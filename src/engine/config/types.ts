@@ -1,6 +1,7 @@
 import type { SpiffeId } from '../../core/spiffeid/spiffe-id.js';
 import type { TrustDomain } from '../../core/spiffeid/trust-domain.js';
 import type { ConfigErrorCode } from '../../errors.js';
+import type { OutputsConfig } from './outputs-config.js';
 
 /**
  * Typed, validated configuration. Produced only by the parsers in this module from YAML text;
@@ -254,4 +255,6 @@ export interface BrokerConfig {
   readonly oidc?: OidcConfig;
   /** Kubernetes integration; accepted as an open mapping for now. */
   readonly kubernetes?: Readonly<Record<string, unknown>>;
+  /** Bundle outputs for other consumers (files for proxyless gRPC, Envoy, PEM, JWKS); absent: none. */
+  readonly outputs?: OutputsConfig;
 }

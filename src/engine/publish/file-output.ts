@@ -27,7 +27,7 @@ import type { DesiredBundles, Sink, SinkFailure, SinkReport } from './sink.js';
  * | `grpc-bundle-map` | `grpc-bundle-map.json` |
  * | `envoy-bundle-map` | `envoy-bundle-map.json` |
  * | `bundle-map` | `bundle-map.json` |
- * | `bundle` | `<trust domain>.bundle.json` per trust domain |
+ * | `bundle` | `<trust domain>.spiffe-bundle.json` per trust domain |
  * | `pem` | `<trust domain>.pem` per trust domain with an X.509 authority |
  * | `jwks` | `<trust domain>.jwks.json` per trust domain with a JWT authority |
  *
@@ -102,7 +102,7 @@ const MAP_FILES: Readonly<Record<string, string>> = {
   'bundle-map': 'bundle-map.json',
 };
 const PER_TD_SUFFIX: Readonly<Record<string, string>> = {
-  bundle: '.bundle.json',
+  bundle: '.spiffe-bundle.json',
   pem: '.pem',
   jwks: '.jwks.json',
 };
@@ -125,7 +125,6 @@ function parseManagedName(name: string): { format: OutputFormat; trustDomain?: s
   for (const [format, file] of Object.entries(MAP_FILES)) {
     if (name === file) return { format: format as OutputFormat };
   }
-  // Longest suffix first: `.jwks.json` and `.bundle.json` before a bare `.json` could match.
   for (const [format, suffix] of Object.entries(PER_TD_SUFFIX)) {
     if (!name.endsWith(suffix) || name.length === suffix.length) continue;
     const td = name.slice(0, -suffix.length);

@@ -177,9 +177,39 @@ kubernetes: { anything: [1, 2] }
   { name: 'bad deleteMode', text: `${BC_MIN}reconcile: { deleteMode: purge }\n`, valid: false },
   { name: 'bad fsync', text: `${BC_MIN}audit: { fsync: sometimes }\n`, valid: false },
   { name: 'bad size', text: `${BC_MIN}fetch: { maxBodyBytes: 1MB }\n`, valid: false },
+  {
+    name: 'file outputs',
+    text: `${BC_MIN}outputs:\n  files: { dir: /run/b, formats: [grpc-bundle-map, envoy-bundle-map, pem, jwks], includeLocal: true }\n`,
+    valid: true,
+  },
+  { name: 'outputs without files', text: `${BC_MIN}outputs: {}\n`, valid: true },
+  {
+    name: 'unknown output format',
+    text: `${BC_MIN}outputs: { files: { dir: /run/b, formats: [yaml] } }\n`,
+    valid: false,
+  },
+  {
+    name: 'no output format',
+    text: `${BC_MIN}outputs: { files: { dir: /run/b, formats: [] } }\n`,
+    valid: false,
+  },
+  {
+    name: 'output format twice',
+    text: `${BC_MIN}outputs: { files: { dir: /run/b, formats: [pem, pem] } }\n`,
+    valid: false,
+  },
+  {
+    name: 'file outputs without dir',
+    text: `${BC_MIN}outputs: { files: { formats: [pem] } }\n`,
+    valid: false,
+  },
 ];
 
 const semanticOnlyBroker: { name: string; text: string }[] = [
+  {
+    name: 'file outputs inside the state directory',
+    text: `${BC_MIN}outputs: { files: { dir: /var/lib/b/out, formats: [pem] } }\n`,
+  },
   { name: 'source names no server', text: BC_MIN.replace('allowlist:', '  source: other\nallowlist:') },
   {
     name: 'endpoint ID outside the local trust domain',

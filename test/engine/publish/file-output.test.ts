@@ -58,12 +58,12 @@ describe('FileOutputSink', () => {
     const report = await sink.apply(desired([a.bundle, b.bundle]));
     expect(report).toEqual({ ok: true, written: ['a.example', 'b.example'], removed: [], failed: [] });
     expect(readdirSync(dir).sort()).toEqual([
-      'a.example.bundle.json',
       'a.example.jwks.json',
       'a.example.pem',
-      'b.example.bundle.json',
+      'a.example.spiffe-bundle.json',
       'b.example.jwks.json',
       'b.example.pem',
+      'b.example.spiffe-bundle.json',
       'bundle-map.json',
       'envoy-bundle-map.json',
       'grpc-bundle-map.json',
@@ -72,7 +72,7 @@ describe('FileOutputSink', () => {
     expect(read('envoy-bundle-map.json')).toBe(read('grpc-bundle-map.json'));
     expect(read('grpc-bundle-map.json')).not.toContain('jwt-svid');
     expect(read('bundle-map.json')).toContain('jwt-svid');
-    expect(parseBundle(a.td, read('a.example.bundle.json')).bundle.jwtAuthorities.size).toBe(4);
+    expect(parseBundle(a.td, read('a.example.spiffe-bundle.json')).bundle.jwtAuthorities.size).toBe(4);
     expect(read('a.example.pem')).toBe(a.root.pem);
     expect(statSync(join(dir, 'a.example.pem')).mode & 0o777).toBe(0o644);
   });
@@ -166,7 +166,7 @@ describe('FileOutputSink', () => {
     }
     expect(readdirSync(dir)).not.toContain('b.example.pem');
     expect(readdirSync(dir)).not.toContain('b.example.jwks.json');
-    expect(parseBundle(b.td, read('b.example.bundle.json')).bundle.isEmpty()).toBe(true);
+    expect(parseBundle(b.td, read('b.example.spiffe-bundle.json')).bundle.isEmpty()).toBe(true);
 
     const r2 = await sink.apply(desired([a.bundle]));
     expect(r2).toMatchObject({ ok: true, removed: ['b.example'] });
@@ -190,9 +190,16 @@ describe('FileOutputSink', () => {
     writeFileSync(join(dir, 'not a domain!.pem'), 'not ours either');
     writeFileSync(join(dir, '.grpc-bundle-map.json.tmp-deadbeef'), '{"partial');
     writeFileSync(join(dir, 'gone.example.pem'), 'stale');
+    // A state-directory file name (never ours, even if someone points outputs at the state dir).
+    writeFileSync(join(dir, 'peer.example.bundle.json'), '{}');
     const sink = new FileOutputSink({ dir, formats: ['grpc-bundle-map'] });
     await sink.apply(desired([a.bundle]));
-    expect(readdirSync(dir).sort()).toEqual(['README', 'grpc-bundle-map.json', 'not a domain!.pem']);
+    expect(readdirSync(dir).sort()).toEqual([
+      'README',
+      'grpc-bundle-map.json',
+      'not a domain!.pem',
+      'peer.example.bundle.json',
+    ]);
   });
 
   it('includes the local trust domain when configured', async () => {
