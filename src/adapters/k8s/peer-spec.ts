@@ -41,6 +41,8 @@ export interface FederationPeerSpec {
   readonly keyPolicy?: unknown;
   readonly spireServers?: unknown;
   readonly allowEmptyBundle?: unknown;
+  /** Relay the accepted bundle on the broker's bundle endpoint at `/bundles/<trustDomain>`. */
+  readonly relay?: unknown;
 }
 
 /** `spec` of spire-controller-manager's ClusterFederatedTrustDomain (spire.spiffe.io/v1alpha1). */
@@ -115,6 +117,7 @@ export function entryFromFederationPeer(
   if (present(s.keyPolicy)) entry.keyPolicy = s.keyPolicy;
   if (present(s.spireServers)) entry.spireServers = s.spireServers;
   if (present(s.allowEmptyBundle)) entry.allowEmptyBundle = s.allowEmptyBundle;
+  if (present(s.relay)) entry.relay = s.relay;
   return entry;
 }
 

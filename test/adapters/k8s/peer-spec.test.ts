@@ -34,6 +34,7 @@ describe('FederationPeer → allowlist entry', () => {
         keyPolicy: { maxKeys: 10, allowedKeyTypes: ['EC'] },
         spireServers: ['main'],
         allowEmptyBundle: true,
+        relay: true,
       },
       { bootstrapBundleFile: '/state/abc.json' },
     );
@@ -49,6 +50,7 @@ describe('FederationPeer → allowlist entry', () => {
       keyPolicy: { maxKeys: 10, allowedKeyTypes: ['EC'] },
       spireServers: ['main'],
       allowEmptyBundle: true,
+      relay: true,
     });
   });
 
