@@ -88,7 +88,7 @@ process.on('message', async (m: { type: string }) => {
   } else if (m.type === 'stats') {
     const peers: Record<string, number> = {};
     let longPolling = 0;
-    for (const p of daemon.peerStatus()) {
+    for (const p of daemon.view.peerStatus()) {
       peers[p.state] = (peers[p.state] ?? 0) + 1;
       if (p.longPoll) longPolling++;
     }
@@ -103,7 +103,7 @@ process.on('message', async (m: { type: string }) => {
       cpuMicros: cpu.user + cpu.system,
       peers,
       longPolling,
-      servers: daemon.serverStatus().map((s) => ({
+      servers: daemon.view.serverStatus().map((s) => ({
         name: s.name,
         synced: [...s.trustDomains.values()].filter((t) => t.synced).length,
         reachable: s.reachable,

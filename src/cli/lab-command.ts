@@ -139,7 +139,7 @@ export async function labCommand(args: string[], io: CliIo): Promise<number> {
     say();
     say(`3) Outage: ${c.name}'s broker stops serving its bundle endpoint…`);
     await lab.stopEndpoint(c.name);
-    const stateOf = () => a.daemon.peerStatus().find((p) => p.trustDomain === c.name);
+    const stateOf = () => a.daemon.view.peerStatus().find((p) => p.trustDomain === c.name);
     const failing = await Lab.until(() => stateOf()?.state === 'FAILING', 60_000, `${a.name} to notice`);
     say(
       `   after ${Math.round(failing / 100) / 10} s ${a.name} reports ${c.name} FAILING (${stateOf()?.reason?.code ?? ''}): fetches fail, its bundle is still fresh;`,

@@ -1,13 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import {
-  type BrokerStatus,
-  brokerStatusFrom,
-  type ReconcileDiff,
-  readinessFrom,
-  toRfc3339,
-} from '../adapters/admin/status.js';
 import { AuditTrail } from '../adapters/audit/audit-trail.js';
-import { auditObservers } from '../adapters/audit/observers.js';
 import { AuditWriter } from '../adapters/audit/writer.js';
 import { LocalBundle } from '../adapters/endpoint/local-bundle.js';
 import type { RunningBundleEndpoint } from '../adapters/endpoint/server.js';
@@ -17,35 +9,32 @@ import {
   PropagationTracker,
 } from '../adapters/metrics/broker-metrics.js';
 import type { SpireServerClient } from '../adapters/spire/client.js';
-import type { BundleSource } from '../core/bundle/source.js';
-import type { TrustBundle } from '../core/bundle/trust-bundle.js';
-import { requireAllowlisted } from '../core/policy/evaluate.js';
 import { TrustDomain } from '../core/spiffeid/trust-domain.js';
-import { AllowlistWatcher } from '../engine/config/allowlist-watcher.js';
+import type { AllowlistWatcher } from '../engine/config/allowlist-watcher.js';
 import { assertReferencedFiles } from '../engine/config/referenced-files.js';
 import type { Allowlist, BrokerConfig } from '../engine/config/types.js';
 import { FederatedBundleStore } from '../engine/federation/bundle-store.js';
-import { FederationManager, type FederationObserver, type PeerStatus } from '../engine/federation/manager.js';
+import { FederationManager } from '../engine/federation/manager.js';
 import { ConfiguredPeerFetcher } from '../engine/federation/peer-fetcher.js';
 import { restoredFromState, restorePeers } from '../engine/federation/restore.js';
 import { nodeStateFs, StateStore } from '../engine/federation/state-store.js';
-import { serverDiff } from '../engine/publish/diff-report.js';
 import { FileManagedSetStore } from '../engine/publish/managed-set-store.js';
 import { PublishRouting } from '../engine/publish/routing.js';
-import type { ServerSyncStatus, SpireServerSync, SpireSyncObserver } from '../engine/publish/spire-sync.js';
+import type { SpireServerSync } from '../engine/publish/spire-sync.js';
 import { createSpireSyncs } from '../engine/publish/spire-syncs.js';
 import { BrokerError } from '../errors.js';
 import { type Clock, systemClock } from '../platform/clock.js';
 import { type Logger, nullLogger } from '../platform/logger.js';
-import { composeObservers } from '../platform/observers.js';
 import { runTasks, type Task } from '../platform/tasks.js';
+import { AllowlistControl } from './allowlist-control.js';
 import { KubernetesIntegration, statusSnapshot } from './kubernetes.js';
+import { BrokerView } from './view.js';
 
 export type { DaemonDeps, Readiness } from './deps.js';
 
-import type { DaemonDeps, Readiness } from './deps.js';
+import type { DaemonDeps } from './deps.js';
 import { listenerTasks } from './listeners.js';
-import { logObservers } from './log-observers.js';
+import { brokerObservers } from './observers.js';
 import { createSpireClients } from './spire-clients.js';
 import { takeStateDir } from './state-dir-guard.js';
 import { BROKER_VERSION } from './version.js';
@@ -77,8 +66,9 @@ export class BrokerDaemon {
   readonly #endpointReady: Promise<RunningBundleEndpoint>;
   #resolveEndpoint: (ep: RunningBundleEndpoint) => void = () => undefined;
   #endpoint: RunningBundleEndpoint | undefined;
-  #allowlistLoaded = false;
-  #allowlistRefused: { code: string; message: string; at: number } | undefined;
+  readonly #allowlist: AllowlistControl;
+  /** Status, readiness, diff and the operator actions (the admin API's providers). */
+  readonly view: BrokerView;
   #audit: AuditTrail | undefined;
   #k8s: KubernetesIntegration | undefined;
   #adminToken: string | undefined;
@@ -105,9 +95,9 @@ export class BrokerDaemon {
     this.metrics = new BrokerMetrics({
       registry: createMetricsRegistry(),
       clock,
-      bundles: () => this.#allBundles(),
+      bundles: () => this.view.allBundles(),
       heldRequests: () => this.#endpoint?.app.bundleEndpoint.heldRequests() ?? 0,
-      syncStatus: () => this.serverStatus(),
+      syncStatus: () => this.view.serverStatus(),
       build: { version: BROKER_VERSION, nodeVersion: process.version },
     });
     const propagation = new PropagationTracker({
@@ -115,19 +105,18 @@ export class BrokerDaemon {
       metrics: this.metrics,
       targets: (td) => this.routing.targetsOf(td),
     });
-    const logs = logObservers(log, now);
-    const audit = auditObservers({
-      trail: () => this.#audit,
-      enforce: config.reconcile.enforce,
+    const observers = brokerObservers({
+      logger: log,
       now,
-      onWriteFailure: (record, err) => {
-        this.metrics.auditWriteFailed();
-        log.error('audit write failed', { record, error: err instanceof Error ? err.message : String(err) });
+      metrics: this.metrics,
+      propagation,
+      audit: () => this.#audit,
+      enforce: config.reconcile.enforce,
+      extra: {
+        ...(deps.federationObserver ? { federation: deps.federationObserver } : {}),
+        ...(deps.syncObserver ? { sync: deps.syncObserver } : {}),
       },
     });
-    const observerFailed = (err: unknown, event: string) =>
-      log.error('observer failed', { event, error: String(err) });
-
     this.manager = new FederationManager({
       clock,
       fetcher: new ConfiguredPeerFetcher({
@@ -143,15 +132,14 @@ export class BrokerDaemon {
       persistReset: async (td) => void (await this.stateStore.resetSequence(TrustDomain.parse(td))),
       ...(deps.random ? { random: deps.random } : {}),
       logger: log,
-      observer: composeObservers<FederationObserver>(
-        [
-          logs.federation,
-          audit.federation,
-          this.metrics.federationObserver(propagation),
-          deps.federationObserver,
-        ],
-        observerFailed,
-      ),
+      observer: observers.federation,
+    });
+    this.#allowlist = new AllowlistControl({
+      manager: this.manager,
+      metrics: this.metrics,
+      logger: log,
+      clock,
+      audit: () => this.#audit,
     });
     this.routing = new PublishRouting({
       peers: () => this.manager.peers(),
@@ -164,10 +152,7 @@ export class BrokerDaemon {
       managed: new FileManagedSetStore(this.stateStore),
       clock,
       reconcile: config.reconcile,
-      observer: composeObservers<SpireSyncObserver>(
-        [logs.sync, audit.sync, this.metrics.spireSyncObserver(propagation), deps.syncObserver],
-        observerFailed,
-      ),
+      observer: observers.sync,
     });
     this.syncs = syncs;
     this.localBundle = new LocalBundle({
@@ -180,6 +165,20 @@ export class BrokerDaemon {
           }
         : {}),
       deps: { clock, logger: log },
+    });
+    this.view = new BrokerView({
+      config,
+      clock,
+      logger: log,
+      manager: this.manager,
+      store,
+      syncs,
+      routing: this.routing,
+      localBundle: this.localBundle,
+      allowlist: this.#allowlist,
+      audit: () => this.#audit,
+      mustPush: this.#mustPush,
+      isLeader: () => this.#k8s?.isLeader() ?? true,
     });
     this.#endpointReady = new Promise((r) => {
       this.#resolveEndpoint = r;
@@ -207,95 +206,6 @@ export class BrokerDaemon {
       deps.spireClient,
     );
     return new BrokerDaemon(config, deps, clients);
-  }
-
-  /** The bundles SPIRE server `name` should hold (see {@link PublishRouting.desiredFor}). */
-  desiredFor(name: string): Map<string, TrustBundle> {
-    return this.routing.desiredFor(name);
-  }
-
-  /** The SPIRE servers a peer's bundle is written to. */
-  targetsOf(trustDomain: string): string[] {
-    return this.routing.targetsOf(trustDomain);
-  }
-
-  /** The local bundle (as published) and every federated bundle held. */
-  #allBundles(): TrustBundle[] {
-    const local = this.localBundle.current()?.bundle;
-    return local ? [local, ...this.store.bundles()] : this.store.bundles();
-  }
-
-  /** A {@link BundleSource} of the local bundle and every federated bundle held (verify API). */
-  bundleSource(): BundleSource {
-    return {
-      getBundleForTrustDomain: (td) =>
-        td.equals(this.config.trustDomain)
-          ? this.localBundle.current()?.bundle
-          : this.store.getBundleForTrustDomain(td),
-    };
-  }
-
-  /** The `/v1/status` document. */
-  status(): BrokerStatus {
-    const refused = this.#allowlistRefused;
-    return {
-      ...brokerStatusFrom({
-        trustDomain: this.config.trustDomain.name,
-        peers: this.manager.status(),
-        servers: this.serverStatus(),
-        bundle: (td) => this.store.get(td),
-        targetServers: (td) => this.routing.targetsOf(td),
-        now: this.clock.now(),
-      }),
-      allowlist: {
-        version: this.manager.allowlist?.version ?? null,
-        refused: refused
-          ? { code: refused.code, message: refused.message, at: toRfc3339(refused.at)! }
-          : null,
-      },
-    };
-  }
-
-  /** What a reconcile would change in every SPIRE server, changing nothing (`spiffe-broker diff`). */
-  async diff(): Promise<ReconcileDiff> {
-    const enforce = this.config.reconcile.enforce;
-    return {
-      trustDomain: this.config.trustDomain.name,
-      generatedAt: toRfc3339(this.clock.now())!,
-      enforce,
-      servers: await Promise.all([...this.syncs.values()].map((s) => serverDiff(s, enforce))),
-    };
-  }
-
-  /**
-   * An operator's explicit reset of a peer's `spiffe_sequence` baseline (the peer rebuilt its trust
-   * domain and restarted its sequence): see {@link FederationManager.resetSequence}; audited.
-   * @throws PolicyError `ERR_POLICY_NOT_ALLOWLISTED`
-   */
-  async resetSequence(
-    trustDomain: TrustDomain,
-    operator?: string,
-  ): Promise<{ previousSequence: string | null }> {
-    requireAllowlisted(this.manager.peers(), trustDomain);
-    const previous = this.store.get(trustDomain.name)?.sequence;
-    await this.manager.resetSequence(trustDomain.name);
-    await this.#audit?.sequenceReset({
-      trustDomain,
-      previousSequence: previous ?? 0n,
-      ...(operator ? { operator } : {}),
-    });
-    this.logger.warn('sequence baseline reset by an operator', {
-      trustDomain: trustDomain.name,
-      previousSequence: previous,
-    });
-    return { previousSequence: previous === undefined ? null : previous.toString() };
-  }
-
-  /** Reconciles every SPIRE server now; resolves when each has finished one fresh pass (30 s at most). */
-  async reconcileNow(): Promise<void> {
-    await Promise.all(
-      [...this.syncs.values()].map((s) => Promise.race([s.reconcileSoon(), this.clock.sleep(30_000)])),
-    );
   }
 
   /** The source SPIRE server's client (whose bundle the endpoint publishes). */
@@ -383,23 +293,11 @@ export class BrokerDaemon {
 
   /** Loads allowlist and state, then runs every part of the broker as one task group. */
   async #runBroker(signal: AbortSignal, k8s: KubernetesIntegration | undefined): Promise<void> {
-    const watcher = new AllowlistWatcher(
-      {
-        path: this.config.allowlist.file,
-        parseOptions: { localTrustDomain: this.config.trustDomain, serverNames: [...this.clients.keys()] },
-        referencedFiles: { readFile: this.#read },
-        onChange: ({ allowlist: next }) => this.#applyAllowlist(next),
-        onError: (err, info) => this.#allowlistRefusedNow(err, info.keptVersion),
-      },
-      {
-        fs: { readFile: async (p: string) => Buffer.from(await this.#read(p)).toString('utf8') },
-        sleep: (ms, sig) => this.clock.sleep(ms, sig).catch(() => undefined),
-      },
-    );
+    const watcher = this.#allowlist.watcher(this.config, this.#read, [...this.clients.keys()]);
     let allowlist: Allowlist;
     if (k8s?.source) {
       allowlist = await k8s.waitForAllowlist(signal);
-      k8s.source.subscribe((next) => void this.#applyAllowlist(next));
+      k8s.source.subscribe((next) => void this.#allowlist.apply(next));
     } else {
       allowlist = await watcher.load();
     }
@@ -426,11 +324,7 @@ export class BrokerDaemon {
       this.manager.restore(restored);
       for (const td of restoredFromState(restored))
         for (const name of this.clients.keys()) this.#mustPush.add(`${name}/${td}`);
-      const initial = await this.manager.apply(allowlist);
-      for (const td of initial.added) this.metrics.setPeerState(td, 'PENDING');
-      this.metrics.allowlistReloaded({ ok: true, peers: allowlist.peers.length });
-      await this.#audit.allowlistChanged({ version: allowlist.version, ...initial });
-      this.#allowlistLoaded = true;
+      await this.#allowlist.apply(allowlist);
       await runTasks(this.#parts(k8s, watcher), signal, undefined, (f) =>
         this.logger.warn('error while stopping', { task: f.task, error: f.message }),
       );
@@ -457,16 +351,16 @@ export class BrokerDaemon {
         {
           local: this.localBundle,
           federated: this.store,
-          held: this.bundleSource(),
+          held: this.view.bundleSource(),
           peers: () => this.manager.peers(),
           clients: this.clients,
           admin: {
-            status: () => this.status(),
-            ready: () => this.readiness(),
-            bundles: () => this.#allBundles(),
-            diff: () => this.diff(),
-            reconcile: () => this.reconcileNow(),
-            resetSequence: (td) => this.resetSequence(td, 'admin API'),
+            status: () => this.view.status(),
+            ready: () => this.view.readiness(),
+            bundles: () => this.view.allBundles(),
+            diff: () => this.view.diff(),
+            reconcile: () => this.view.reconcileNow(),
+            resetSequence: (td) => this.view.resetSequence(td, 'admin API'),
             ...(this.#adminToken ? { adminToken: this.#adminToken } : {}),
           },
           listening: (what, address, endpoint) => {
@@ -489,7 +383,9 @@ export class BrokerDaemon {
             ? k8s.runLeaderTasks(sig, {
                 feed: this.store,
                 snapshot: () =>
-                  statusSnapshot(this.manager.status(), this.serverStatus(), (td) => this.targetsOf(td)),
+                  statusSnapshot(this.manager.status(), this.view.serverStatus(), (td) =>
+                    this.routing.targetsOf(td),
+                  ),
                 task: (leader) => this.#runSyncs(leader),
               })
             : this.#runSyncs(sig),
@@ -497,68 +393,7 @@ export class BrokerDaemon {
     ];
   }
 
-  /** Applies a new allowlist (file edit or Kubernetes change): manager, metrics, audit. */
-  async #applyAllowlist(next: Allowlist): Promise<void> {
-    const previousVersion = this.manager.allowlist?.version;
-    this.logger.info('allowlist changed', { version: next.version });
-    this.#allowlistRefused = undefined;
-    const r = await this.manager.apply(next);
-    for (const td of r.added) this.metrics.setPeerState(td, 'PENDING');
-    this.metrics.allowlistReloaded({ ok: true, peers: next.peers.length });
-    await this.#audit?.allowlistChanged({
-      version: next.version,
-      ...(previousVersion ? { previousVersion } : {}),
-      ...r,
-    });
-  }
-
-  /** A reload the watcher refused: the previous allowlist stays in force; status, metrics, log and audit say so. */
-  #allowlistRefusedNow(err: BrokerError, keptVersion: string | undefined): void {
-    this.#allowlistRefused = { code: err.code, message: err.message, at: this.clock.now() };
-    this.metrics.allowlistReloaded({ ok: false });
-    this.logger.error('allowlist refused; the previous one stays in force', {
-      code: err.code,
-      error: err.message,
-      keptVersion,
-    });
-    this.#audit
-      ?.allowlistRefused({ code: err.code, message: err.message, ...(keptVersion ? { keptVersion } : {}) })
-      .catch((e: unknown) => {
-        this.metrics.auditWriteFailed();
-        this.logger.error('audit write failed', { record: 'allowlist-refused', error: String(e) });
-      });
-  }
-
   async #runSyncs(signal: AbortSignal): Promise<void> {
     await Promise.all([...this.syncs.values()].map((s) => s.run(signal)));
-  }
-
-  /** Whether this replica leads (always, without Kubernetes leader election). */
-  isLeader(): boolean {
-    return this.#k8s?.isLeader() ?? true;
-  }
-
-  /**
-   * Ready when the allowlist is loaded and, on the leader, every last-known-good bundle has reached
-   * every targeted server and no revocation is blocked (a follower serves but does not write).
-   */
-  readiness(): Readiness {
-    const { reasons, satisfied } = readinessFrom({
-      allowlistLoaded: this.#allowlistLoaded,
-      leader: this.isLeader(),
-      servers: this.serverStatus(),
-      mustPush: [...this.#mustPush].map((k) => k.split('/') as [string, string]),
-      targetsOf: (td) => this.routing.targetsOf(td),
-    });
-    for (const [server, td] of satisfied) this.#mustPush.delete(`${server}/${td}`);
-    return { ready: reasons.length === 0, reasons };
-  }
-
-  peerStatus(): PeerStatus[] {
-    return this.manager.status();
-  }
-
-  serverStatus(): ServerSyncStatus[] {
-    return [...this.syncs.values()].map((s) => s.status());
   }
 }

@@ -126,8 +126,9 @@ describe('fatal errors stop the whole daemon', () => {
     const text = configText('watch').replace(join(dir, 'allowlist.yaml'), allowlist);
     const daemon = await BrokerDaemon.create(parseBrokerConfig(text), { auditFs });
     const running = daemon.run(new AbortController().signal);
-    for (let i = 0; i < 200 && !daemon.readiness().ready; i++) await new Promise((r) => setTimeout(r, 25));
-    expect(daemon.readiness().ready).toBe(true);
+    for (let i = 0; i < 200 && !daemon.view.readiness().ready; i++)
+      await new Promise((r) => setTimeout(r, 25));
+    expect(daemon.view.readiness().ready).toBe(true);
     failAppends = true;
     await writeFile(allowlist, 'apiVersion: spiffe-broker.dev/v1\nkind: Allowlist\n# changed\npeers: []\n');
     const err = await failureOf(running, 30_000);

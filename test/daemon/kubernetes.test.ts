@@ -118,7 +118,7 @@ kubernetes:
       },
     });
     await Lab.until(() => deltaHolds('beta.lab'), 30_000, 'delta SPIRE to hold beta.lab');
-    const leaders = replicas.filter((r) => r.isLeader());
+    const leaders = replicas.filter((r) => r.view.isLeader());
     expect(leaders).toHaveLength(1);
     // Both replicas read the allowlist and hold the bundle (both serve verification); one writes.
     await Lab.until(

@@ -102,16 +102,16 @@ describe('daemon restarts that lost state', () => {
     await fleet.stop(); // the peer is down at restart
 
     const second = await start();
-    await until('the allowlist to load', () => second.daemon.peerStatus().length === 1);
-    await second.daemon.reconcileNow();
-    await second.daemon.reconcileNow();
+    await until('the allowlist to load', () => second.daemon.view.peerStatus().length === 1);
+    await second.daemon.view.reconcileNow();
+    await second.daemon.view.reconcileNow();
     const held = emulator.federatedBundle(td());
     expect(held?.sequence, 'still in SPIRE after two reconciles').toBe(served.sequence);
-    const st = second.daemon.peerStatus()[0]!;
+    const st = second.daemon.view.peerStatus()[0]!;
     expect(st.bundleOrigin).toBe('spire:main');
     expect(st.sequence).toBe(served.sequence);
     expect(st.state).not.toBe('REVOKED');
-    expect(second.daemon.status().peers[0]).toMatchObject({ bundleOrigin: 'spire:main' });
+    expect(second.daemon.view.status().peers[0]).toMatchObject({ bundleOrigin: 'spire:main' });
     const { peers } = await new StateStore({ dir: join(dir, 'state') }).loadAll();
     expect(peers.find((p) => p.trustDomain.name === td())?.lastKnownGood?.bundle.sequence).toBe(
       served.sequence,
@@ -137,7 +137,7 @@ describe('daemon restarts that lost state', () => {
     });
     const stop = new AbortController();
     const running = daemon.run(stop.signal);
-    await until('the state to load', () => daemon.peerStatus().length === 1);
+    await until('the state to load', () => daemon.view.peerStatus().length === 1);
     expect(problems).toEqual(['ERR_STATE_CORRUPT']);
     stop.abort();
     await running;

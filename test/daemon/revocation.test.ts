@@ -89,11 +89,11 @@ describe('a revocation SPIRE refuses', () => {
     emulator.setFederatingEntries(td, 1); // an entry with -federatesWith the peer
     await writeAllowlist(false);
     await until('the revocation attempt to be refused', () =>
-      daemon
+      daemon.view
         .status()
         .peers.some((p) => p.trustDomain === td && p.reason?.code === 'ERR_SPIRE_REVOCATION_BLOCKED'),
     );
-    const peer = daemon.status().peers.find((p) => p.trustDomain === td)!;
+    const peer = daemon.view.status().peers.find((p) => p.trustDomain === td)!;
     expect(peer.state).toBe('REVOKING');
     expect(peer.reason?.message).toMatch(/SPIRE server main refused.*1 registration entry federates with it/);
     expect(peer.reason?.message).toMatch(/federatesWith.*dissociate or delete/);
@@ -105,7 +105,7 @@ describe('a revocation SPIRE refuses', () => {
     ]);
     expect(emulator.federatedBundle(td)).toBeDefined();
     // Readiness and metrics say it too.
-    const ready = daemon.readiness();
+    const ready = daemon.view.readiness();
     expect(ready.ready).toBe(false);
     expect(ready.reasons.join()).toContain(`revocation of ${td} blocked on SPIRE server main`);
     const metrics = await daemon.metrics.registry.metrics();
@@ -139,10 +139,10 @@ describe('a revocation SPIRE refuses', () => {
     expect(done.code, done.stdout + done.stderr).toBe(0);
     expect(done.json()).toMatchObject({ ok: true, problems: [] });
     expect(emulator.federatedBundle(td)).toBeUndefined();
-    const after = daemon.status().peers.find((p) => p.trustDomain === td)!;
+    const after = daemon.view.status().peers.find((p) => p.trustDomain === td)!;
     expect(after.state).toBe('REVOKED');
     expect(after.reason?.message).toContain('read back');
-    expect(daemon.readiness().ready).toBe(true);
+    expect(daemon.view.readiness().ready).toBe(true);
     expect(await daemon.metrics.registry.metrics()).not.toContain('spiffe_broker_revocation_blocked{');
   });
 });

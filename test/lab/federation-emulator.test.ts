@@ -40,8 +40,8 @@ describe('federation lab (SPIRE emulator)', () => {
         );
       }
     }
-    expect(lab.domains.every((d) => d.daemon.readiness().ready)).toBe(true);
-    const status = lab.domain('alpha.lab').daemon.peerStatus();
+    expect(lab.domains.every((d) => d.daemon.view.readiness().ready)).toBe(true);
+    const status = lab.domain('alpha.lab').daemon.view.peerStatus();
     expect(status.map((s) => [s.trustDomain, s.state])).toEqual([
       ['beta.lab', 'ACTIVE'],
       ['gamma.lab', 'ACTIVE'],
@@ -71,7 +71,7 @@ describe('federation lab (SPIRE emulator)', () => {
     expect(
       lab
         .domain('alpha.lab')
-        .daemon.peerStatus()
+        .daemon.view.peerStatus()
         .find((s) => s.trustDomain === 'gamma.lab')?.state,
     ).toBe('REVOKED');
     await lab.writeAllowlist('alpha.lab', ['beta.lab', 'gamma.lab']);
@@ -104,7 +104,7 @@ describe('federation lab (SPIRE emulator)', () => {
     const kid2 = await beta.spire.rotateJwtAuthority(); // sequence 2 now: below what alpha holds
     await Lab.until(
       () =>
-        alpha.daemon.peerStatus().find((p) => p.trustDomain === 'beta.lab')?.reason?.code ===
+        alpha.daemon.view.peerStatus().find((p) => p.trustDomain === 'beta.lab')?.reason?.code ===
         'ERR_POLICY_SEQUENCE_ROLLBACK',
       10_000,
       'the rollback to be refused',

@@ -42,7 +42,7 @@ describe.skipIf(!real)('federation lab (real spire-server)', () => {
         expect([...held.jwtAuthorities.keys()].sort()).toEqual([...own.jwtAuthorities.keys()].sort());
       }
     }
-    await Lab.until(() => lab.domains.every((d) => d.daemon.readiness().ready), 10_000, 'readiness');
+    await Lab.until(() => lab.domains.every((d) => d.daemon.view.readiness().ready), 10_000, 'readiness');
   }, 60_000);
 
   it('a JWT authority prepared in one real SPIRE reaches the others', async () => {
@@ -163,7 +163,7 @@ describe.skipIf(!real)('federation lab (real spire-server)', () => {
       30_000,
       'beta.lab ACTIVE again',
     );
-    expect(alpha.daemon.peerStatus().find((p) => p.trustDomain === 'beta.lab')?.state).toBe('ACTIVE');
+    expect(alpha.daemon.view.peerStatus().find((p) => p.trustDomain === 'beta.lab')?.state).toBe('ACTIVE');
   }, 90_000);
 
   it('allowlist removal revokes the bundle from the real spire-server (read back), re-adding restores it', async () => {
