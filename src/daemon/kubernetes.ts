@@ -12,6 +12,7 @@ import type { TrustDomain } from '../core/spiffeid/trust-domain.js';
 import type { Allowlist, BrokerConfig } from '../engine/config/types.js';
 import type { FederatedBundleStore } from '../engine/federation/bundle-store.js';
 import type { PeerStatus } from '../engine/federation/manager.js';
+import type { SinkReport } from '../engine/publish/sink.js';
 import type { ServerSyncStatus } from '../engine/publish/spire-sync.js';
 import type { Clock } from '../platform/clock.js';
 import type { Logger } from '../platform/logger.js';
@@ -27,6 +28,8 @@ export interface KubernetesIntegrationDeps {
   readonly serverNames: readonly string[];
   /** Injected API (tests); default from the settings' credentials. */
   readonly api?: KubeApi;
+  /** Hears every ClusterTrustBundle pass's report (metrics, logs). */
+  readonly onClusterTrustBundleReport?: (report: SinkReport) => void;
 }
 
 const STATE: Record<PeerStatus['state'], PeerStatusSnapshot['state']> = {
@@ -88,6 +91,11 @@ export class KubernetesIntegration {
   readonly api: KubeApi;
   readonly elector: LeaderElector | undefined;
   readonly source: CrdAllowlistSource | undefined;
+  /**
+   * The ClusterTrustBundle sink (`kubernetes.clusterTrustBundles`), run by the leader; its
+   * `status()` is for `/v1/status`. Undefined when not configured.
+   */
+  readonly clusterTrustBundles: ClusterTrustBundleSink | undefined;
   readonly #deps: KubernetesIntegrationDeps;
 
   /** From the broker config's `kubernetes:` section (parsed and checked here). */
@@ -133,6 +141,19 @@ export class KubernetesIntegration {
             : {}),
           resyncMs: settings.allowlist.resyncMs,
           canWriteStatus: () => this.isLeader(),
+        })
+      : undefined;
+    const ctb = settings.clusterTrustBundles;
+    // One sink for every leadership term (it keeps the status); the feed comes with each run.
+    this.clusterTrustBundles = ctb
+      ? new ClusterTrustBundleSink({
+          api: this.api,
+          clock,
+          logger,
+          signerName: ctb.signerName,
+          owner: ctb.owner,
+          resyncMs: ctb.resyncMs,
+          ...(deps.onClusterTrustBundleReport ? { onReport: deps.onClusterTrustBundleReport } : {}),
         })
       : undefined;
   }
@@ -184,18 +205,7 @@ export class KubernetesIntegration {
         });
         work.push(sink.run(leaderSignal));
       }
-      if (settings.clusterTrustBundles) {
-        const sink = new ClusterTrustBundleSink({
-          api: this.api,
-          clock,
-          logger,
-          feed: hooks.feed,
-          signerName: settings.clusterTrustBundles.signerName,
-          owner: settings.clusterTrustBundles.owner,
-          resyncMs: settings.clusterTrustBundles.resyncMs,
-        });
-        work.push(sink.run(leaderSignal));
-      }
+      if (this.clusterTrustBundles) work.push(this.clusterTrustBundles.run(leaderSignal, hooks.feed));
       if (settings.statusUpdates && this.source) {
         const writer = this.source.statusWriter;
         work.push(

@@ -134,8 +134,11 @@ export interface ClusterTrustBundleSinkOptions {
   readonly api: KubeApi;
   readonly clock: Clock;
   readonly logger?: K8sLogger;
-  /** The bundles {@link ClusterTrustBundleSink.run} publishes: `FederatedBundleStore` fits. */
-  readonly feed: BundleFeed;
+  /**
+   * The bundles {@link ClusterTrustBundleSink.run} publishes (`FederatedBundleStore` fits), unless
+   * `run` is given one. `apply` does not read it.
+   */
+  readonly feed?: BundleFeed;
   /** Signer name of every object. Default {@link DEFAULT_CTB_SIGNER_NAME}. */
   readonly signerName?: string;
   /** Identifies this broker in the owner annotation. Default `spiffe-broker`. */
@@ -143,6 +146,21 @@ export interface ClusterTrustBundleSinkOptions {
   /** Full pass at least this often (repairs edited or deleted objects), ms. Default 300 000. */
   readonly resyncMs?: number;
   readonly observer?: ClusterTrustBundleSinkObserver;
+  /** Hears every pass's report (logs, metrics). */
+  readonly onReport?: (report: SinkReport) => void;
+}
+
+/** The sink's state, for `/v1/status`. */
+export interface ClusterTrustBundleStatus {
+  readonly signerName: string;
+  /** When a pass last created, updated or deleted an object (RFC 3339), or null when never in this run. */
+  readonly lastWrite: string | null;
+  /** The last pass's first failure, or null when it converged. */
+  readonly lastError: { readonly code: string; readonly message: string; readonly at: string } | null;
+  /** Trust domains with an object now, as far as the last pass knows. */
+  readonly trustDomains: readonly string[];
+  /** Trust domains left without an object, and why. */
+  readonly omitted: readonly { readonly trustDomain: string; readonly reason: string }[];
 }
 
 interface Desired {
@@ -170,6 +188,12 @@ export class ClusterTrustBundleSink implements Sink {
   readonly #trigger = new Trigger();
   /** Skipped trust domains (and the sequence) already logged, so logs say it once. */
   readonly #reported = new Set<string>();
+  #status: Omit<ClusterTrustBundleStatus, 'signerName'> = {
+    lastWrite: null,
+    lastError: null,
+    trustDomains: [],
+    omitted: [],
+  };
 
   constructor(opts: ClusterTrustBundleSinkOptions) {
     this.#o = opts;
@@ -187,14 +211,18 @@ export class ClusterTrustBundleSink implements Sink {
     return this.#signer;
   }
 
-  /** Converges on every feed change and every `resyncMs` until `signal` aborts. */
-  async run(signal: AbortSignal): Promise<void> {
-    const unsubscribe = this.#o.feed.subscribe(() => this.#trigger.fire());
+  /**
+   * Converges on every change of `feed` (default the options' feed) and every `resyncMs` until
+   * `signal` aborts.
+   */
+  async run(signal: AbortSignal, feed: BundleFeed | undefined = this.#o.feed): Promise<void> {
+    if (!feed) throw new TypeError('ClusterTrustBundleSink.run needs a bundle feed');
+    const unsubscribe = feed.subscribe(() => this.#trigger.fire());
     const resync = this.#o.resyncMs ?? 300_000;
     try {
       let backoff = 500;
       for (;;) {
-        const bundles = new Map(this.#o.feed.bundles().map((b) => [b.trustDomain.name, b] as const));
+        const bundles = new Map(feed.bundles().map((b) => [b.trustDomain.name, b] as const));
         const report = await this.apply({ bundles, retained: new Set() }, signal);
         if (report.ok) {
           backoff = 500;
@@ -218,6 +246,40 @@ export class ClusterTrustBundleSink implements Sink {
    * Rejects only when `signal` aborts.
    */
   async apply(want: DesiredBundles, signal: AbortSignal = new AbortController().signal): Promise<SinkReport> {
+    const omitted: { trustDomain: string; reason: string }[] = [];
+    const present = new Set<string>();
+    let report: SinkReport;
+    try {
+      report = await this.#pass(want, signal, omitted, present);
+    } finally {
+      this.#o.observer?.reconciled?.();
+    }
+    const at = new Date(this.#o.clock.now()).toISOString();
+    const first = report.failed[0];
+    this.#status = {
+      lastWrite: report.written.length + report.removed.length > 0 ? at : this.#status.lastWrite,
+      lastError: first ? { code: first.code, message: first.message, at } : null,
+      // Unknown when the list failed: keep what the last pass knew.
+      trustDomains: report.failed.some((f) => f.trustDomain === '*')
+        ? this.#status.trustDomains
+        : [...present].sort(),
+      omitted,
+    };
+    this.#o.onReport?.(report);
+    return report;
+  }
+
+  /** The state after the last pass (`/v1/status`). */
+  status(): ClusterTrustBundleStatus {
+    return { signerName: this.#signer, ...this.#status };
+  }
+
+  async #pass(
+    want: DesiredBundles,
+    signal: AbortSignal,
+    omitted: { trustDomain: string; reason: string }[],
+    present: Set<string>,
+  ): Promise<SinkReport> {
     const written = new Set<string>();
     const removed = new Set<string>();
     const failed: SinkFailure[] = [];
@@ -230,8 +292,8 @@ export class ClusterTrustBundleSink implements Sink {
       this.#o.observer?.error?.(trustDomain, err);
       this.#log.warn('ClusterTrustBundle write failed', { trustDomain, error: (err as Error).message });
     };
-    try {
-      const desired = this.#desired(want);
+    {
+      const desired = this.#desired(want, omitted);
       let ours: Map<string, KubeObject>;
       try {
         const { items } = await this.#o.api.list(CLUSTER_TRUST_BUNDLES, {
@@ -257,15 +319,22 @@ export class ClusterTrustBundleSink implements Sink {
         signal.throwIfAborted();
         try {
           if (await this.#ensure(d, ours.get(d.name), signal)) written.add(d.trustDomain);
+          present.add(d.trustDomain);
         } catch (err) {
           signal.throwIfAborted();
           fail(d.trustDomain, err);
+          // The previous version, if any, is still there.
+          if (ours.has(d.name)) present.add(d.trustDomain);
         }
       }
       const wanted = new Set(desired.map((d) => d.name));
       for (const [name, obj] of ours) {
         const td = obj.metadata.annotations?.[TRUST_DOMAIN_ANNOTATION] ?? '';
-        if (wanted.has(name) || (want.retained.has(td) && specOf(obj).signerName === this.#signer)) continue;
+        if (wanted.has(name)) continue;
+        if (want.retained.has(td) && specOf(obj).signerName === this.#signer) {
+          present.add(td);
+          continue;
+        }
         signal.throwIfAborted();
         try {
           // Preconditions: never delete a version we did not look at.
@@ -285,20 +354,20 @@ export class ClusterTrustBundleSink implements Sink {
         } catch (err) {
           signal.throwIfAborted();
           fail(td, err);
+          present.add(td);
         }
       }
       return { ok: failed.length === 0, written: [...written].sort(), removed: [...removed].sort(), failed };
-    } finally {
-      this.#o.observer?.reconciled?.();
     }
   }
 
-  #desired(want: DesiredBundles): Desired[] {
+  #desired(want: DesiredBundles, omitted: { trustDomain: string; reason: string }[]): Desired[] {
     const out: Desired[] = [];
     for (const [td, bundle] of want.bundles) {
       const pem = clusterTrustBundlePem(bundle);
       if (pem === '') {
         const reason = `the bundle of ${td} has no X.509 CA authority: no ClusterTrustBundle (the API requires at least one)`;
+        omitted.push({ trustDomain: td, reason });
         this.#o.observer?.skipped?.(td, reason);
         this.#once(`skip:${td}:${bundle.sequence}`, () => this.#log.info(reason, { trustDomain: td }));
         continue;

@@ -20,6 +20,7 @@
 export type {
   ClusterTrustBundleSinkObserver,
   ClusterTrustBundleSinkOptions,
+  ClusterTrustBundleStatus,
 } from './cluster-trust-bundle-sink.js';
 export {
   ClusterTrustBundleSink,

@@ -19,7 +19,9 @@ import {
   trustDomainLabelValue,
 } from '../../../src/adapters/k8s/index.js';
 import { TrustBundle } from '../../../src/core/bundle/index.js';
+import { TrustDomain } from '../../../src/core/spiffeid/trust-domain.js';
 import { FederatedBundleStore } from '../../../src/engine/federation/bundle-store.js';
+import type { SinkReport } from '../../../src/engine/publish/sink.js';
 import { systemClock } from '../../../src/platform/clock.js';
 import { makePki } from '../../support/fixtures.js';
 import { type KubeHarness, kubeAvailable, startKube } from '../../support/kube-harness.js';
@@ -252,22 +254,32 @@ describe.skipIf(!kubeAvailable())('ClusterTrustBundleSink against a real kube-ap
     const p = await makePki('sink-p.example');
     const q = await makePki('sink-q.example');
     const signerName = 'sink.example.com/federation';
+    const reports: SinkReport[] = [];
     const sink = new ClusterTrustBundleSink({
       api,
       clock: systemClock,
-      feed: new FederatedBundleStore(),
       signerName,
       owner: 'sink-owner',
+      onReport: (r) => reports.push(r),
     });
     expect(sink.name).toBe('cluster-trust-bundles');
+    expect(sink.status()).toEqual({
+      signerName,
+      lastWrite: null,
+      lastError: null,
+      trustDomains: [],
+      omitted: [],
+    });
     // p lists a root and an intermediate: both CA certificates, as the API requires.
     const twoRoots = TrustBundle.create({
       trustDomain: p.td,
       x509Authorities: [p.root.der, p.intermediate.der],
     });
+    const jwtOnly = TrustBundle.create({ trustDomain: TrustDomain.parse('sink-jwt.example') });
     const both = new Map([
       ['sink-p.example', twoRoots],
       ['sink-q.example', q.bundle],
+      ['sink-jwt.example', jwtOnly],
     ]);
     expect(await sink.apply({ bundles: both, retained: new Set() })).toEqual({
       ok: true,
@@ -275,6 +287,14 @@ describe.skipIf(!kubeAvailable())('ClusterTrustBundleSink against a real kube-ap
       removed: [],
       failed: [],
     });
+    const afterWrite = sink.status();
+    expect(afterWrite.lastWrite).toMatch(/^\d{4}-\d\d-\d\dT/);
+    expect(afterWrite.lastError).toBeNull();
+    expect(afterWrite.trustDomains).toEqual(['sink-p.example', 'sink-q.example']);
+    expect(afterWrite.omitted).toEqual([
+      { trustDomain: 'sink-jwt.example', reason: expect.stringContaining('no X.509 CA authority') },
+    ]);
+    expect(reports).toHaveLength(1);
     expect(await sink.apply({ bundles: both, retained: new Set() })).toEqual({
       ok: true,
       written: [],
@@ -289,6 +309,8 @@ describe.skipIf(!kubeAvailable())('ClusterTrustBundleSink against a real kube-ap
       }),
     ).toEqual({ ok: true, written: [], removed: [], failed: [] });
     expect(await ctb(clusterTrustBundleName(signerName, 'sink-q.example'))).toBeDefined();
+    expect(sink.status().trustDomains).toEqual(['sink-p.example', 'sink-q.example']);
+    expect(sink.status().lastWrite).toBe(afterWrite.lastWrite);
     expect(spec(await ctb(clusterTrustBundleName(signerName, 'sink-p.example')))?.trustBundle).toBe(
       p.root.pem + p.intermediate.pem,
     );
@@ -440,5 +462,7 @@ describe.skipIf(!kubeAvailable())('ClusterTrustBundleSink on a kube-apiserver wi
     expect(report.failed).toHaveLength(1);
     expect(report.failed[0]!.code).toBe('ERR_K8S_NOT_FOUND');
     expect(report.failed[0]!.message).toContain('--feature-gates=ClusterTrustBundle=true');
+    expect(sink.status().lastError).toMatchObject({ code: 'ERR_K8S_NOT_FOUND' });
+    expect(sink.status().lastWrite).toBeNull();
   });
 });
