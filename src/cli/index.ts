@@ -7,6 +7,7 @@ import { AUDIT_USAGE, auditCommand } from './audit-command.js';
 import { BUNDLE_USAGE, bundleCommand } from './bundle-command.js';
 import { CHECK_CONFIG_USAGE, checkConfigCommand } from './check-config-command.js';
 import { DIFF_USAGE, diffCommand } from './diff-command.js';
+import { EXPORT_USAGE, exportCommand } from './export-command.js';
 import { FETCH_USAGE, fetchCommand } from './fetch-command.js';
 import { type CliIo, EXIT_OK, EXIT_USAGE } from './io.js';
 import { LAB_USAGE, labCommand } from './lab-command.js';
@@ -58,6 +59,11 @@ const COMMANDS: Record<string, Command> = {
     summary: "fetch and validate one peer's bundle, changing nothing",
     usage: FETCH_USAGE,
     run: (a, io) => fetchCommand(a, io),
+  },
+  export: {
+    summary: 'print the accepted bundles in a consumer format (gRPC/Envoy bundle map, PEM, JWKS, ...)',
+    usage: EXPORT_USAGE,
+    run: exportCommand,
   },
   bundle: { summary: 'parse and inspect a SPIFFE bundle file', usage: BUNDLE_USAGE, run: bundleCommand },
   verify: {
