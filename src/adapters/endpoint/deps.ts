@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { type Clock, systemClock } from '../../platform/clock.js';
+import { type Logger, nullLogger } from '../../platform/logger.js';
 
 /**
  * The side effects the endpoint uses — clock and sleeps, file reads, logging — as one typed deps
@@ -9,13 +10,8 @@ import { type Clock, systemClock } from '../../platform/clock.js';
  * @module
  */
 
-/** Structured log lines; every method may be a no-op. */
-export interface EndpointLogger {
-  debug(message: string, fields?: Readonly<Record<string, unknown>>): void;
-  info(message: string, fields?: Readonly<Record<string, unknown>>): void;
-  warn(message: string, fields?: Readonly<Record<string, unknown>>): void;
-  error(message: string, fields?: Readonly<Record<string, unknown>>): void;
-}
+/** The structured logger (src/platform/logger.ts). */
+export type EndpointLogger = Logger;
 
 /** Every side effect of the endpoint module. */
 export interface EndpointDeps {
@@ -26,13 +22,8 @@ export interface EndpointDeps {
   readonly readFile: (path: string) => Promise<Uint8Array>;
 }
 
-/** A logger that drops everything: the default, so library code is silent unless given one. */
-export const NULL_LOGGER: EndpointLogger = Object.freeze({
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-});
+/** The silent logger (src/platform/logger.ts `nullLogger`): library code logs nothing unless given one. */
+export const NULL_LOGGER: EndpointLogger = nullLogger;
 
 /** The one place where the endpoint's side effects are bound to the real process. */
 export function defaultEndpointDeps(overrides: Partial<EndpointDeps> = {}): EndpointDeps {

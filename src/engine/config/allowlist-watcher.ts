@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleepTimer } from 'node:timers/promises';
 import { ConfigError } from '../../errors.js';
+import { Trigger } from '../../platform/trigger.js';
 import { type AllowlistParseOptions, parseAllowlist } from './allowlist.js';
 import { type AllowlistDiff, diffAllowlists } from './allowlist-diff.js';
 import { assertReferencedFiles, type ReferencedFileFs } from './referenced-files.js';
@@ -101,7 +102,7 @@ export class AllowlistWatcher {
   #lastSeen: string | undefined;
   /** The last referenced-file refusal reported (content key and message), so it is reported once. */
   #lastFileProblem: string | undefined;
-  #wake: (() => void) | undefined;
+  readonly #trigger = new Trigger();
 
   constructor(options: AllowlistWatcherOptions, deps: AllowlistWatcherDeps = {}) {
     const interval = options.intervalMs ?? DEFAULT_ALLOWLIST_POLL_MS;
@@ -184,7 +185,7 @@ export class AllowlistWatcher {
 
   /** Asks a running watcher to check now (e.g. on SIGHUP or an admin request). */
   reload(): void {
-    this.#wake?.();
+    this.#trigger.fire();
   }
 
   /**
@@ -193,24 +194,14 @@ export class AllowlistWatcher {
    */
   async run(signal: AbortSignal): Promise<void> {
     if (!this.#current && !signal.aborted) await this.check();
+    const timer = { sleep: (ms: number, s?: AbortSignal) => this.#sleep(ms, s ?? signal) };
     while (!signal.aborted) {
-      const woken = new Promise<void>((resolve) => {
-        this.#wake = resolve;
-      });
-      const local = new AbortController();
-      const stop = (): void => local.abort();
-      signal.addEventListener('abort', stop, { once: true });
       try {
-        await Promise.race([
-          this.#sleep(this.#opts.intervalMs ?? DEFAULT_ALLOWLIST_POLL_MS, local.signal),
-          woken,
-        ]);
-      } finally {
-        local.abort();
-        signal.removeEventListener('abort', stop);
-        this.#wake = undefined;
+        await this.#trigger.wait(timer, this.#opts.intervalMs ?? DEFAULT_ALLOWLIST_POLL_MS, signal);
+      } catch (err) {
+        if (signal.aborted) break;
+        throw err;
       }
-      if (signal.aborted) break;
       await this.check();
     }
   }

@@ -1,0 +1,49 @@
+import type { Clock } from './clock.js';
+
+/** What {@link Trigger.wait} sleeps on: a {@link Clock}, or any `sleep(ms, signal)`. */
+export type Sleeper = Pick<Clock, 'sleep'>;
+
+/**
+ * The project's one wake-up primitive: a coalescing trigger — any number of `fire()` calls
+ * between two `wait()`s wake one waiter once. Level-triggered loops (the Kubernetes sinks and
+ * sources, the allowlist watcher) sleep on it until "something changed" or a period passes.
+ */
+export class Trigger {
+  #pending = false;
+  #wake: (() => void) | undefined;
+
+  /** Marks work pending and wakes a current waiter. */
+  fire(): void {
+    this.#pending = true;
+    const w = this.#wake;
+    this.#wake = undefined;
+    w?.();
+  }
+
+  /**
+   * Resolves at once when work is pending (clearing it), else when {@link Trigger.fire} is called
+   * or `ms` pass on `clock`, whichever is first. Rejects with the signal's reason when it aborts.
+   */
+  async wait(clock: Sleeper, ms: number, signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
+    if (this.#pending) {
+      this.#pending = false;
+      return;
+    }
+    const timer = new AbortController();
+    const onAbort = (): void => timer.abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.#wake = resolve;
+        clock.sleep(ms, timer.signal).then(resolve, reject);
+      });
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      this.#wake = undefined;
+      timer.abort();
+    }
+    signal.throwIfAborted();
+    this.#pending = false;
+  }
+}
