@@ -101,13 +101,12 @@ describe.skipIf(!kubeAvailable())('ClusterTrustBundleSink against a real kube-ap
 
   /** What a projected volume `clusterTrustBundle: {signerName, labelSelector}` selects. */
   async function select(signer: string, trustDomain: string): Promise<KubeObject[]> {
-    const q = new URLSearchParams({
+    // Through KubeApi's fieldSelector (the example test below uses a raw request).
+    const { items } = await api.list(CLUSTER_TRUST_BUNDLES, {
       fieldSelector: `spec.signerName=${signer}`,
       labelSelector: `${TD_LABEL}=${trustDomainLabelValue(trustDomain)}`,
     });
-    const res = await kube.request('GET', `${CTB_PATH}?${q}`);
-    expect(res.status).toBe(200);
-    return res.body.items as KubeObject[];
+    return items;
   }
 
   function startSink(
