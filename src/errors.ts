@@ -228,7 +228,6 @@ export type MtlsErrorCode =
 export type OutputErrorCode =
   | 'ERR_OUTPUT_FORMAT'
   | 'ERR_OUTPUT_TRUST_DOMAIN'
-  | 'ERR_OUTPUT_UNAVAILABLE'
   | 'ERR_OUTPUT_WRITE';
 
 /** Every error code the broker can produce. */
