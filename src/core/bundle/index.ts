@@ -22,8 +22,6 @@ export {
 } from './codec.js';
 export type { BundleDiff, EqualityOptions } from './diff.js';
 export { authoritiesUnchanged, bundlesEqual, diffBundles } from './diff.js';
-export type { JsonObject, JsonValue } from './json.js';
-export { JsonNumber, parseJson } from './json.js';
 export type { OidcDiscoveryInit } from './oidc.js';
 export {
   DEFAULT_JWKS_PATH,

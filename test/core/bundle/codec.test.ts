@@ -9,9 +9,9 @@ import {
   MAX_KEY_ID_BYTES,
   marshalBundle,
   parseBundle,
-  parseJson,
   TrustBundle,
 } from '../../../src/core/bundle/index.js';
+import { parseJson } from '../../../src/core/bundle/json.js';
 import { SpiffeId, TrustDomain } from '../../../src/core/spiffeid/index.js';
 import { BundleError } from '../../../src/errors.js';
 
