@@ -118,6 +118,8 @@ export class BrokerMetrics {
   readonly #refreshHint: Gauge<string>;
   readonly #peerState: Gauge<string>;
   readonly #syncTotal: Counter<string>;
+  readonly #outputFiles: Counter<string>;
+  readonly #outputPass: Histogram<string>;
   readonly #syncDuration: Histogram<string>;
   readonly #writeTotal: Counter<string>;
   readonly #propagation: Histogram<string>;
@@ -181,6 +183,8 @@ export class BrokerMetrics {
     );
     this.#peerState = gauge(r, METRICS.peerState);
     this.#syncTotal = counter(r, METRICS.spireSyncTotal);
+    this.#outputFiles = counter(r, METRICS.outputFileWriteTotal);
+    this.#outputPass = histogram(r, METRICS.outputPassDuration);
     this.#syncDuration = histogram(r, METRICS.spireSyncDuration);
     this.#writeTotal = counter(r, METRICS.spireWriteTotal);
     this.#propagation = histogram(r, METRICS.propagation);
@@ -336,6 +340,16 @@ export class BrokerMetrics {
     readonly ok: boolean;
   }): void {
     this.#writeTotal.inc({ server: o.server, operation: o.operation, result: o.ok ? 'ok' : 'error' });
+  }
+
+  /** A file output wrote, removed, or failed to write or remove one file of `format`. */
+  observeOutputFile(o: { readonly format: string; readonly result: 'written' | 'removed' | 'error' }): void {
+    this.#outputFiles.inc({ format: o.format, result: o.result });
+  }
+
+  /** One pass of output `output` (`files`) took `durationSeconds`. */
+  observeOutputPass(o: { readonly output: string; readonly durationSeconds: number }): void {
+    this.#outputPass.observe({ output: o.output }, seconds(o.durationSeconds));
   }
 
   /** A peer's new sequence reached every target server `seconds` after it was first seen. */

@@ -133,6 +133,19 @@ export const METRICS = {
     'Time from a peer’s new bundle sequence first seen to it being written to every target SPIRE server.',
     PROPAGATION_BUCKETS,
   ),
+  outputFileWriteTotal: def(
+    'spiffe_broker_output_file_write_total',
+    'counter',
+    ['format', 'result'],
+    'Files of the file outputs by format and result: written (bytes changed), removed (a trust domain left), error (the previous file kept).',
+  ),
+  outputPassDuration: def(
+    'spiffe_broker_output_pass_duration_seconds',
+    'histogram',
+    ['output'],
+    'Duration of output passes: render every configured format of the accepted bundles and write what changed.',
+    NETWORK_BUCKETS,
+  ),
   driftBundles: def(
     'spiffe_broker_drift_bundles',
     'gauge',

@@ -79,6 +79,18 @@ export interface FileOutputDeps {
   readonly randomSuffix?: () => string;
   /** Hears every pass's report (logs, metrics). */
   readonly onReport?: (report: SinkReport) => void;
+  /** Hears each file written, removed or failed, and each pass's duration (metrics). */
+  readonly observer?: FileOutputObserver;
+}
+
+/** Hooks for metrics (`BrokerMetrics.observeOutputFile`, `observeOutputPass`). */
+export interface FileOutputObserver {
+  file?(o: {
+    readonly format: OutputFormat;
+    readonly name: string;
+    readonly result: 'written' | 'removed' | 'error';
+  }): void;
+  pass?(o: { readonly durationMs: number; readonly ok: boolean }): void;
 }
 
 /** One format's state, for `/v1/status` (`outputs.files[]`). */
@@ -181,6 +193,7 @@ export class FileOutputSink implements Sink {
   readonly #clock: Clock;
   readonly #random: () => string;
   readonly #onReport: ((r: SinkReport) => void) | undefined;
+  readonly #observer: FileOutputObserver | undefined;
   /** File name → the bytes it holds as last written or read (absent: not known). */
   readonly #known = new Map<string, string>();
   /** Per trust domain, the bundle document last converged (what "changed" is measured against). */
@@ -204,6 +217,7 @@ export class FileOutputSink implements Sink {
     this.#clock = deps.clock ?? systemClock;
     this.#random = deps.randomSuffix ?? (() => randomBytes(4).toString('hex'));
     this.#onReport = deps.onReport;
+    this.#observer = deps.observer;
     for (const f of this.#formats) {
       this.#state.set(f, { lastWrite: undefined, lastError: undefined, trustDomains: [], omitted: [] });
     }
@@ -319,6 +333,7 @@ export class FileOutputSink implements Sink {
 
   async #pass(desired: DesiredBundles, signal: AbortSignal | undefined, full: boolean): Promise<SinkReport> {
     signal?.throwIfAborted();
+    const started = this.#clock.now();
     if (full) this.#known.clear();
     const bundles = [...desired.bundles.values()];
     const local = this.#o.local?.current()?.bundle;
@@ -364,6 +379,7 @@ export class FileOutputSink implements Sink {
         await this.#writeAtomic(name, path, file.text);
         this.#known.set(name, file.text);
         this.#state.get(file.format)!.lastWrite = this.#clock.now();
+        this.#observer?.file?.({ format: file.format, name, result: 'written' });
         dirty = true;
         for (const td of file.trustDomains) if (changed.has(td) || !before) written.add(td);
         // A map rewritten without a domain it held: that domain is gone from this file.
@@ -375,6 +391,7 @@ export class FileOutputSink implements Sink {
             : new OutputError('ERR_OUTPUT_WRITE', `${path}: ${describe(err)}`, { cause: err });
         const scope = PER_TRUST_DOMAIN_FORMATS.has(file.format) ? file.trustDomains[0]! : '*';
         fail(file.format, scope, e);
+        this.#observer?.file?.({ format: file.format, name, result: 'error' });
       }
     }
 
@@ -404,6 +421,7 @@ export class FileOutputSink implements Sink {
         this.#known.delete(name);
         dirty = true;
         if (managed.trustDomain !== undefined) removed.add(managed.trustDomain);
+        this.#observer?.file?.({ format: managed.format, name, result: 'removed' });
         const state = this.#state.get(managed.format);
         if (state) state.lastWrite = this.#clock.now();
       } catch (err) {
@@ -413,6 +431,7 @@ export class FileOutputSink implements Sink {
         });
         const format = this.#formats.includes(managed.format) ? managed.format : undefined;
         fail(format, managed.trustDomain ?? '*', e);
+        this.#observer?.file?.({ format: managed.format, name, result: 'error' });
       }
     }
     this.#cleanedTemps = true;
@@ -428,6 +447,7 @@ export class FileOutputSink implements Sink {
       removed: [...removed].filter((td) => !now.has(td)).sort(),
       failed,
     };
+    this.#observer?.pass?.({ durationMs: this.#clock.now() - started, ok: report.ok });
     return this.#finish(failedFormats, report);
   }
 

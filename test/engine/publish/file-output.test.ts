@@ -202,6 +202,30 @@ describe('FileOutputSink', () => {
     ]);
   });
 
+  it('tells its observer each file written, removed or failed, and each pass', async () => {
+    const files: string[] = [];
+    const passes: boolean[] = [];
+    const fs = countingFs();
+    const observer = {
+      file: (o: { format: string; name: string; result: string }) =>
+        files.push(`${o.result} ${o.format} ${o.name}`),
+      pass: (o: { ok: boolean }) => passes.push(o.ok),
+    };
+    const sink = new FileOutputSink({ dir, formats: ['grpc-bundle-map', 'pem'] }, { fs, observer });
+    await sink.apply(desired([a.bundle, b.bundle]));
+    await sink.apply(desired([a.bundle, b.bundle]));
+    fs.failRenameTo = 'grpc-bundle-map.json';
+    await sink.apply(desired([a.bundle]));
+    expect(files).toEqual([
+      'written grpc-bundle-map grpc-bundle-map.json',
+      'written pem a.example.pem',
+      'written pem b.example.pem',
+      'error grpc-bundle-map grpc-bundle-map.json',
+      'removed pem b.example.pem',
+    ]);
+    expect(passes).toEqual([true, true, false]);
+  });
+
   it('includes the local trust domain when configured', async () => {
     const localFeed = { current: () => ({ bundle: local.bundle }), subscribe: () => () => {} };
     const sink = new FileOutputSink({ dir, formats: ['envoy-bundle-map', 'pem'], local: localFeed });
