@@ -12,6 +12,18 @@ export class Trigger {
   #pending = false;
   #wake: (() => void) | undefined;
 
+  /** Work is pending (fired since the last {@link Trigger.take} or completed wait). */
+  get pending(): boolean {
+    return this.#pending;
+  }
+
+  /** Clears pending work; true when there was some (the caller does it now). */
+  take(): boolean {
+    const was = this.#pending;
+    this.#pending = false;
+    return was;
+  }
+
   /** Marks work pending and wakes a current waiter. */
   fire(): void {
     this.#pending = true;

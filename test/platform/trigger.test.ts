@@ -32,4 +32,13 @@ describe('Trigger (the one wake-up primitive)', () => {
     stop.abort(new Error('stopping'));
     await expect(w2).rejects.toThrow('stopping');
   });
+
+  it('pending and take(): a loop can look at and consume the pending work without waiting', () => {
+    const t = new Trigger();
+    expect(t.pending).toBe(false);
+    t.fire();
+    expect(t.pending).toBe(true);
+    expect(t.take()).toBe(true);
+    expect(t.take()).toBe(false);
+  });
 });

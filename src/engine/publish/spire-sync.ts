@@ -2,6 +2,7 @@ import { bundlesEqual } from '../../core/bundle/diff.js';
 import type { TrustBundle } from '../../core/bundle/trust-bundle.js';
 import { BrokerError, SpireError } from '../../errors.js';
 import { type Clock, isAbort } from '../../platform/clock.js';
+import { Trigger } from '../../platform/trigger.js';
 import type { DesiredBundles, Sink, SinkFailure, SinkReport } from './sink.js';
 
 /** SPIRE's BatchDeleteFederatedBundle modes. */
@@ -227,10 +228,10 @@ export class SpireServerSync implements Sink {
   readonly name: string;
   readonly #deps: SpireSyncDeps;
   #managed: Set<string> | undefined;
-  #wake: AbortController | undefined;
+  /** Pending work and the wake-up of the loop's sleep. */
+  readonly #wakeup = new Trigger();
   /** Counts {@link SpireServerSync.trigger} calls, so the coalescing wait can tell a quiet moment. */
   #triggers = 0;
-  #dirty = true;
   #failures = 0;
   #reachable = false;
   #lastSync: number | undefined;
@@ -246,13 +247,13 @@ export class SpireServerSync implements Sink {
   constructor(name: string, deps: SpireSyncDeps) {
     this.name = name;
     this.#deps = deps;
+    this.#wakeup.fire(); // the first pass runs at once
   }
 
   /** Asks for a reconcile soon (coalesced). Call on every desired-state change. */
   trigger(): void {
-    this.#dirty = true;
     this.#triggers++;
-    this.#wake?.abort();
+    this.#wakeup.fire();
   }
 
   status(): ServerSyncStatus {
@@ -281,15 +282,15 @@ export class SpireServerSync implements Sink {
 
   /** Resolves once the sync has no pending work and its last reconcile succeeded (tests, readiness). */
   whenIdle(): Promise<void> {
-    if (!this.#dirty && this.#failures === 0 && this.#lastSync !== undefined) return Promise.resolve();
+    if (!this.#wakeup.pending && this.#failures === 0 && this.#lastSync !== undefined)
+      return Promise.resolve();
     return new Promise((r) => this.#idle.push(r));
   }
 
   async run(signal: AbortSignal): Promise<void> {
     const { clock } = this.#deps;
     while (!signal.aborted) {
-      if (this.#dirty) {
-        this.#dirty = false;
+      if (this.#wakeup.take()) {
         const pass = ++this.#passes;
         const ok = await this.reconcileOnce(signal).catch((err: unknown) => {
           if (signal.aborted || isAbort(err, signal)) return true;
@@ -303,14 +304,14 @@ export class SpireServerSync implements Sink {
         if (signal.aborted) return;
         if (ok) {
           this.#failures = 0;
-          if (!this.#dirty) for (const resolve of this.#idle.splice(0)) resolve();
+          if (!this.#wakeup.pending) for (const resolve of this.#idle.splice(0)) resolve();
         } else {
           this.#failures++;
         }
       }
       // A trigger that arrived during the pass: go again as soon as its burst is over (unless
       // backing off).
-      if (this.#dirty && this.#failures === 0) {
+      if (this.#wakeup.pending && this.#failures === 0) {
         await this.#quietMoment(signal);
         continue;
       }
@@ -321,16 +322,19 @@ export class SpireServerSync implements Sink {
               (this.#deps.retryBaseMs ?? 500) * 2 ** Math.min(this.#failures - 1, 16),
             )
           : (this.#deps.resyncMs ?? 30_000);
-      const wake = new AbortController();
-      this.#wake = wake;
+      // Backing off: a trigger that came during the failed pass does not cut the wait short.
+      if (this.#failures > 0) this.#wakeup.take();
+      const seen = this.#triggers;
       try {
-        await clock.sleep(delay, AbortSignal.any([signal, wake.signal]));
-        this.#dirty = true; // periodic resync, or retry after a failure
+        await this.#wakeup.wait(clock, delay, signal);
       } catch {
-        if (signal.aborted) return;
-        // Woken by trigger(): let the burst finish, then reconcile it all at once.
-        await this.#quietMoment(signal);
+        return; // aborted
       }
+      // Woken by trigger(): let the burst finish, then reconcile it all at once. Otherwise the
+      // period passed: a periodic resync, or the retry after a failure.
+      if (this.#triggers !== seen) await this.#quietMoment(signal);
+      if (signal.aborted) return;
+      this.#wakeup.fire();
     }
   }
 
