@@ -1,5 +1,6 @@
 import type { TrustBundle } from '../../core/bundle/trust-bundle.js';
 import type { PeerStatus as ManagerPeerStatus } from '../../engine/federation/manager.js';
+import type { FileOutputSink, FileOutputStatus } from '../../engine/publish/file-output.js';
 import type { ServerSyncStatus } from '../../engine/publish/spire-sync.js';
 import type { PeerStateName } from '../metrics/names.js';
 
@@ -102,6 +103,14 @@ export interface BrokerStatus {
   /** Sorted by trust domain. */
   readonly peers: readonly PeerStatus[];
   readonly drift: readonly DriftEntry[];
+  /** The hub outputs (`outputs:` in broker.yaml); absent when none is configured. */
+  readonly outputs?: OutputsStatus;
+}
+
+/** `/v1/status` `outputs`: each configured output's last write and error. */
+export interface OutputsStatus {
+  /** `outputs.files`: one entry per configured format ({@link FileOutputSink.status}). */
+  readonly files?: readonly FileOutputStatus[];
 }
 
 /** What a reconcile would do to one federated bundle of one server. */
@@ -249,6 +258,45 @@ export const BROKER_STATUS_SCHEMA = {
         additionalProperties: false,
         required: ['server', 'trustDomain'],
         properties: { server: { type: 'string' }, trustDomain: { type: 'string' } },
+      },
+    },
+    outputs: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        files: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['format', 'path', 'lastWrite', 'lastError', 'trustDomains', 'omitted'],
+            properties: {
+              format: { type: 'string' },
+              path: { type: 'string' },
+              lastWrite: NULLABLE_STRING,
+              lastError: {
+                type: ['object', 'null'],
+                additionalProperties: false,
+                required: ['code', 'message', 'at'],
+                properties: { code: { type: 'string' }, message: { type: 'string' }, at: { type: 'string' } },
+              },
+              trustDomains: { type: 'array', items: { type: 'string' } },
+              omitted: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  additionalProperties: false,
+                  required: ['trustDomain', 'reason'],
+                  properties: {
+                    trustDomain: { type: 'string' },
+                    authority: { type: 'string' },
+                    reason: { type: 'string' },
+                  },
+                },
+              },
+            },
+          },
+        },
       },
     },
   },
