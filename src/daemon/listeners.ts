@@ -6,6 +6,7 @@ import { type RunningBundleEndpoint, startBundleEndpoint } from '../adapters/end
 import { MintedSvidCredentials } from '../adapters/endpoint/svid-credentials.js';
 import { FileTlsCredentials, type TlsCredentialSource } from '../adapters/endpoint/tls-credentials.js';
 import type { BrokerMetrics } from '../adapters/metrics/broker-metrics.js';
+import type { PeerOidc } from '../adapters/oidc/app.js';
 import { OidcDiscoveryServer } from '../adapters/oidc/server.js';
 import { MtlsProbe, type ProbePeer } from '../adapters/probe/mtls-probe.js';
 import type { SpireServerClient } from '../adapters/spire/client.js';
@@ -161,6 +162,18 @@ export async function startEndpoint(
   );
 }
 
+/** Per-peer OIDC discovery: the accepted bundle of a peer whose live allowlist entry has `oidcIssuer`. */
+export function peerOidc(
+  federated: FederatedBundleStore,
+  peers: () => readonly PeerConfig[],
+): (trustDomain: string) => PeerOidc | undefined {
+  return (td) => {
+    const issuer = peers().find((p) => p.trustDomain.name === td)?.oidcIssuer;
+    const bundle = issuer === undefined ? undefined : federated.get(td);
+    return issuer !== undefined && bundle ? { issuer, bundle } : undefined;
+  };
+}
+
 /**
  * Serves OIDC discovery for the local trust domain's JWT-SVIDs (`oidc:`) until `signal` aborts:
  * HTTPS with `certFile`/`keyFile` (reloaded as they change), else plain HTTP on loopback.
@@ -170,6 +183,8 @@ export async function serveOidc(
   local: LocalBundle,
   signal: AbortSignal,
   onListening: (url: string) => void,
+  /** Per-peer discovery for allowlist entries with `oidcIssuer`: the live allowlist and the store. */
+  peerSource?: { readonly peers: () => readonly PeerConfig[]; readonly federated: FederatedBundleStore },
 ): Promise<void> {
   const o = ctx.config.oidc;
   if (!o) return;
@@ -181,6 +196,7 @@ export async function serveOidc(
     ...(o.jwksUri !== undefined ? { jwksUri: o.jwksUri } : {}),
     maxAgeSeconds: o.maxAgeSeconds,
     local,
+    ...(peerSource ? { peers: peerOidc(peerSource.federated, peerSource.peers) } : {}),
     ...(o.certFile !== undefined && o.keyFile !== undefined
       ? { credentials: new FileTlsCredentials({ certFile: o.certFile, keyFile: o.keyFile, deps }) }
       : {}),
@@ -326,7 +342,10 @@ export function listenerTasks(ctx: ListenerContext, host: ListenerHost): Task[] 
     listener('mTLS probe', (signal) => runMtlsProbe(ctx, host, signal)),
     listener('health listener', (signal) => serveHealth(ctx, host.admin.ready, signal)),
     listener('OIDC discovery', (signal) =>
-      serveOidc(ctx, host.local, signal, (url) => host.listening('oidc', url)),
+      serveOidc(ctx, host.local, signal, (url) => host.listening('oidc', url), {
+        peers: host.peers,
+        federated: host.federated,
+      }),
     ),
   ];
 }

@@ -9,7 +9,12 @@
 // Usage:
 //
 //	oidc-consumer -issuer https://oidc.example.test -audience aud -token <jwt> \
-//	    [-caFile ca.pem] [-connect 127.0.0.1:8443]
+//	    [-caFile ca.pem] [-connect 127.0.0.1:8443] [-discovery https://broker/peers/td]
+//
+// -discovery fetches the provider metadata under that base URL instead of the issuer (go-oidc's
+// InsecureIssuerURLContext, what relying parties with a separate discovery or JWKS URL do, e.g.
+// for a partner's JWT-SVIDs relayed by the broker); the discovered issuer must still be -issuer
+// and equal the token's iss.
 //
 // -connect dials that address for every request whatever the URL's host (so an issuer with a
 // public name can be tested on loopback; TLS still checks the issuer's name). -version prints the
@@ -53,6 +58,7 @@ func run() error {
 	token := flag.String("token", "", "the JWT to verify")
 	caFile := flag.String("caFile", "", "PEM roots to trust instead of the system roots")
 	connect := flag.String("connect", "", "host:port to dial instead of the URL's host")
+	discovery := flag.String("discovery", "", "base URL of the provider metadata, when not the issuer")
 	timeout := flag.Duration("timeout", 10*time.Second, "overall deadline")
 	version := flag.Bool("version", false, "print the go-oidc version and exit")
 	flag.Parse()
@@ -94,7 +100,12 @@ func run() error {
 	defer cancel()
 	ctx = oidc.ClientContext(ctx, client)
 
-	provider, err := oidc.NewProvider(ctx, *issuer)
+	base := *issuer
+	if *discovery != "" {
+		ctx = oidc.InsecureIssuerURLContext(ctx, *issuer)
+		base = *discovery
+	}
+	provider, err := oidc.NewProvider(ctx, base)
 	if err != nil {
 		return fmt.Errorf("discovery: %w", err)
 	}

@@ -43,6 +43,8 @@ export interface FederationPeerSpec {
   readonly allowEmptyBundle?: unknown;
   /** Relay the accepted bundle on the broker's bundle endpoint at `/bundles/<trustDomain>`. */
   readonly relay?: unknown;
+  /** The `iss` of the peer's JWT-SVIDs: per-peer OIDC discovery on the broker's OIDC listener. */
+  readonly oidcIssuer?: unknown;
 }
 
 /** `spec` of spire-controller-manager's ClusterFederatedTrustDomain (spire.spiffe.io/v1alpha1). */
@@ -118,6 +120,7 @@ export function entryFromFederationPeer(
   if (present(s.spireServers)) entry.spireServers = s.spireServers;
   if (present(s.allowEmptyBundle)) entry.allowEmptyBundle = s.allowEmptyBundle;
   if (present(s.relay)) entry.relay = s.relay;
+  if (present(s.oidcIssuer)) entry.oidcIssuer = s.oidcIssuer;
   return entry;
 }
 

@@ -2,17 +2,30 @@ import { createHash } from 'node:crypto';
 import type { Server } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
+  DEFAULT_JWKS_PATH,
   defaultJwksUri,
   OIDC_DISCOVERY_PATH,
   renderJwks,
   renderOidcDiscovery,
 } from '../../core/bundle/oidc.js';
+import type { TrustBundle } from '../../core/bundle/trust-bundle.js';
 import type { PublishedBundleProvider } from '../endpoint/app.js';
 import { evaluateIfNoneMatch } from '../endpoint/conditional.js';
 import type { PublishedBundle } from '../endpoint/local-bundle.js';
 
 /** Default `Cache-Control: max-age` of both documents, seconds. */
 export const DEFAULT_OIDC_MAX_AGE_SECONDS = 60;
+
+/** Path prefix of per-peer discovery: `/peers/<trust domain>/…`. */
+export const OIDC_PEERS_PREFIX = '/peers/';
+
+/** A peer's JWT-SVIDs as the OIDC listener publishes them. */
+export interface PeerOidc {
+  /** The peer's JWT-SVID `iss` (its SPIRE's `jwt_issuer`): the issuer published for it. */
+  readonly issuer: string;
+  /** The peer's accepted bundle. */
+  readonly bundle: TrustBundle;
+}
 
 /** Options of {@link buildOidcDiscoveryApp}. */
 export interface OidcDiscoveryAppOptions {
@@ -27,6 +40,14 @@ export interface OidcDiscoveryAppOptions {
   readonly jwksUri?: string;
   /** `Cache-Control: max-age` of both documents, seconds. Default 60. */
   readonly maxAgeSeconds?: number;
+  /**
+   * Per-peer discovery (allowlist `oidcIssuer`): the peer's issuer and accepted bundle, or
+   * undefined for a trust domain that is not published. Served at
+   * `/peers/<td>/.well-known/openid-configuration` (issuer: the peer's) and `/peers/<td>/keys`
+   * under this listener's issuer, for relying parties configured with a discovery or JWKS URL of
+   * their own (Vault's `jwks_url`, go-oidc's `InsecureIssuerURLContext`). Absent: no peer routes.
+   */
+  readonly peers?: (trustDomain: string) => PeerOidc | undefined;
   /** Builds the node server (an `https.Server` for TLS); fastify's default http server otherwise. */
   readonly serverFactory?: (handler: (req: never, res: never) => void) => Server;
 }
@@ -85,6 +106,19 @@ export async function buildOidcDiscoveryApp(opts: OidcDiscoveryAppOptions): Prom
     throw new TypeError(`jwksUri ${jwksUri} collides with the discovery path`);
   const served = new Set([...discoveryPaths, jwksPath]);
 
+  const peerRendered = new WeakMap<TrustBundle, { issuer: string; rendered: Rendered }>();
+  const renderPeer = (td: string, p: PeerOidc): Rendered => {
+    const hit = peerRendered.get(p.bundle);
+    if (hit && hit.issuer === p.issuer) return hit.rendered;
+    const peerJwks = `${issuer}${OIDC_PEERS_PREFIX}${td}${DEFAULT_JWKS_PATH}`;
+    const rendered: Rendered = {
+      discovery: tagged(renderOidcDiscovery(p.bundle, { issuer: p.issuer, jwksUri: peerJwks })),
+      jwks: tagged(renderJwks(p.bundle)),
+    };
+    peerRendered.set(p.bundle, { issuer: p.issuer, rendered });
+    return rendered;
+  };
+
   let last: { doc: PublishedBundle; rendered: Rendered } | undefined;
   const render = (doc: PublishedBundle): Rendered => {
     if (last?.doc === doc) return last.rendered;
@@ -110,7 +144,11 @@ export async function buildOidcDiscoveryApp(opts: OidcDiscoveryAppOptions): Prom
   app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
   app.setNotFoundHandler((request, reply) => {
     const path = pathOf(request.url);
-    if (served.has(path)) {
+    const peerPath =
+      opts.peers !== undefined &&
+      path.includes(OIDC_PEERS_PREFIX) &&
+      (path.endsWith(DEFAULT_JWKS_PATH) || path.endsWith(OIDC_DISCOVERY_PATH));
+    if (served.has(path) || peerPath) {
       return reply
         .code(405)
         .header('allow', 'GET, HEAD')
@@ -153,6 +191,46 @@ export async function buildOidcDiscoveryApp(opts: OidcDiscoveryAppOptions): Prom
     jwksPath,
     answer((r) => r.jwks),
   );
+  const peers = opts.peers;
+  if (peers) {
+    const answerPeer =
+      (pick: (r: Rendered) => { body: Buffer; etag: string }) =>
+      (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+        const td = (request.params as { trustDomain: string }).trustDomain;
+        const p = peers(td);
+        reply.header('access-control-allow-origin', '*');
+        // SPIFFE Federation §4.2: a bundle is published only under its own trust domain.
+        if (!p || p.bundle.trustDomain.name !== td) {
+          return reply
+            .code(404)
+            .header('cache-control', 'no-store')
+            .type('application/json')
+            .send(
+              errorBody(
+                'ERR_ENDPOINT_OIDC_NOT_FOUND',
+                `no OIDC discovery for trust domain ${JSON.stringify(td.slice(0, 255))}`,
+              ),
+            );
+        }
+        const { body, etag } = pick(renderPeer(td, p));
+        reply.header('etag', etag).header('cache-control', `max-age=${maxAge}`);
+        const inm = evaluateIfNoneMatch(request.headers['if-none-match'], etag);
+        if (inm === 'match' || inm === 'any') return reply.code(304).send();
+        return reply.code(200).type('application/json').send(body);
+      };
+    // At the root and under the issuer's path, as the local documents (a proxy may strip it or not).
+    for (const prefix of new Set(['', issuerPath])) {
+      const base = `${prefix}${OIDC_PEERS_PREFIX}:trustDomain`;
+      app.get(
+        `${base}${OIDC_DISCOVERY_PATH}`,
+        answerPeer((r) => r.discovery),
+      );
+      app.get(
+        `${base}${DEFAULT_JWKS_PATH}`,
+        answerPeer((r) => r.jwks),
+      );
+    }
+  }
   await app.ready();
   return app;
 }

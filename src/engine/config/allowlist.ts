@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { issuerProblem } from '../../core/bundle/oidc.js';
 import { SpiffeId } from '../../core/spiffeid/spiffe-id.js';
 import { TrustDomain } from '../../core/spiffeid/trust-domain.js';
 import { parseListenAddress } from './broker-config.js';
@@ -28,6 +29,7 @@ const PEER_KEYS = [
   'allowEmptyBundle',
   'probe',
   'relay',
+  'oidcIssuer',
 ] as const;
 const ENDPOINT_KEYS = ['urls', 'profile', 'caFile', 'endpointSPIFFEID', 'bootstrapBundleFile'] as const;
 const KEY_POLICY_KEYS = [
@@ -158,6 +160,15 @@ function readPeer(
   const probe = probeField && !reader.isNull(probeField) ? readProbe(reader, probeField) : null;
   const relayField = m.get('relay');
   const relay = relayField && !reader.isNull(relayField) ? reader.boolean(relayField) : false;
+  const oiField = m.get('oidcIssuer');
+  const oidcIssuer =
+    oiField && !reader.isNull(oiField)
+      ? reader.string(oiField, 'the https issuer of the peer JWT-SVIDs')
+      : undefined;
+  if (oiField && oidcIssuer !== undefined) {
+    const problem = issuerProblem(oidcIssuer);
+    if (problem) reader.report(oiField, `oidcIssuer ${problem}`, 'ERR_CONFIG_URL');
+  }
   if (
     probe === undefined ||
     relay === undefined ||
@@ -181,6 +192,7 @@ function readPeer(
     allowEmptyBundle,
     ...(probe ? { probe } : {}),
     ...(relay ? { relay } : {}),
+    ...(oidcIssuer !== undefined ? { oidcIssuer } : {}),
     line: reader.lineOf(item),
   });
   if (endpoint.needsEndpointTdCheck) {

@@ -72,6 +72,11 @@ export interface PeerConfig {
    * (e.g. for Istio's `caCertificates[].spiffeBundleUrl`). Absent (default): not relayed.
    */
   readonly relay?: true;
+  /**
+   * The `iss` of the peer's JWT-SVIDs (its SPIRE's `jwt_issuer`): publishes OIDC discovery for
+   * them on the broker's OIDC listener at `/peers/<trust domain>/…`. Absent: not published.
+   */
+  readonly oidcIssuer?: string;
   /** 1-based line of the entry in its file, for messages. */
   readonly line?: number;
 }

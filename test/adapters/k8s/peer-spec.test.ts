@@ -35,6 +35,7 @@ describe('FederationPeer → allowlist entry', () => {
         spireServers: ['main'],
         allowEmptyBundle: true,
         relay: true,
+        oidcIssuer: 'https://oidc.partner.example',
       },
       { bootstrapBundleFile: '/state/abc.json' },
     );
@@ -51,6 +52,7 @@ describe('FederationPeer → allowlist entry', () => {
       spireServers: ['main'],
       allowEmptyBundle: true,
       relay: true,
+      oidcIssuer: 'https://oidc.partner.example',
     });
   });
 

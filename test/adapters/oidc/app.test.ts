@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { LocalBundle } from '../../../src/adapters/endpoint/local-bundle.js';
 import { buildOidcDiscoveryApp } from '../../../src/adapters/oidc/app.js';
 import { OidcDiscoveryServer } from '../../../src/adapters/oidc/server.js';
+import { TrustDomain } from '../../../src/core/spiffeid/trust-domain.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 import { FakeBundleGetter, LOCAL_TD, makeBundle } from '../endpoint/fixtures.js';
 
@@ -140,5 +141,73 @@ describe('OidcDiscoveryServer', () => {
     ac.abort();
     await running;
     await expect(fetch(`${url}/keys`)).rejects.toThrow();
+  });
+});
+
+describe('OIDC discovery app: per-peer documents', () => {
+  async function peerSetup() {
+    const { local } = await setup({ issuer: 'https://oidc.local.test/tenant' });
+    await local.refresh();
+    const partner = await makeBundle({ td: TrustDomain.parse('partner.test'), jwt: 2 });
+    const published = new Map([['partner.test', { issuer: 'https://oidc.partner.test', bundle: partner }]]);
+    const app = await buildOidcDiscoveryApp({
+      local,
+      issuer: 'https://oidc.local.test/tenant',
+      peers: (td) => published.get(td),
+    });
+    return { app, partner, published };
+  }
+
+  it("publishes a peer's JWT authorities under /peers/<td>/ with the peer's issuer", async () => {
+    const { app, partner } = await peerSetup();
+    for (const prefix of ['', '/tenant']) {
+      const doc = await app.inject({ url: `${prefix}/peers/partner.test/.well-known/openid-configuration` });
+      expect(doc.statusCode).toBe(200);
+      expect(doc.json()).toMatchObject({
+        issuer: 'https://oidc.partner.test',
+        jwks_uri: 'https://oidc.local.test/tenant/peers/partner.test/keys',
+      });
+      const keys = await app.inject({ url: `${prefix}/peers/partner.test/keys` });
+      expect(
+        (keys.json() as { keys: { kid: string; use: string }[] }).keys.map((k) => [k.kid, k.use]),
+      ).toEqual([...partner.jwtAuthorities.keys()].map((kid) => [kid, 'sig']));
+    }
+    // The local documents are unchanged.
+    const own = await app.inject({ url: '/tenant/.well-known/openid-configuration' });
+    expect(own.json()).toMatchObject({ issuer: 'https://oidc.local.test/tenant' });
+  });
+
+  it('answers 404 for a peer that is not published, and follows a peer rotation', async () => {
+    const { app, published } = await peerSetup();
+    const nf = await app.inject({ url: '/peers/quiet.test/keys' });
+    expect(nf.statusCode).toBe(404);
+    expect(nf.json()).toMatchObject({ code: 'ERR_ENDPOINT_OIDC_NOT_FOUND' });
+    expect((await app.inject({ url: '/peers/partner.test/other' })).statusCode).toBe(404);
+    expect((await app.inject({ method: 'DELETE', url: '/peers/partner.test/keys' })).statusCode).toBe(405);
+    const before = await app.inject({ url: '/peers/partner.test/keys' });
+    const rotated = await makeBundle({ td: TrustDomain.parse('partner.test'), jwt: 1 });
+    published.set('partner.test', { issuer: 'https://oidc.partner.test', bundle: rotated });
+    const after = await app.inject({
+      url: '/peers/partner.test/keys',
+      headers: { 'if-none-match': before.headers.etag as string },
+    });
+    expect(after.statusCode).toBe(200);
+    expect((after.json() as { keys: { kid: string }[] }).keys.map((k) => k.kid)).toEqual([
+      ...rotated.jwtAuthorities.keys(),
+    ]);
+    published.delete('partner.test');
+    expect((await app.inject({ url: '/peers/partner.test/keys' })).statusCode).toBe(404);
+  });
+
+  it('refuses a provider answer for another trust domain', async () => {
+    const { local } = await setup();
+    await local.refresh();
+    const other = await makeBundle({ td: TrustDomain.parse('other.test') });
+    const app = await buildOidcDiscoveryApp({
+      local,
+      issuer: ISSUER,
+      peers: () => ({ issuer: 'https://x.test', bundle: other }),
+    });
+    expect((await app.inject({ url: '/peers/partner.test/keys' })).statusCode).toBe(404);
   });
 });

@@ -37,3 +37,29 @@ describe('allowlist: relay', () => {
     expect(schema(parseYaml(peer('    relay: 1\n')))).toBe(false);
   });
 });
+
+describe('allowlist: oidcIssuer', () => {
+  it('is absent by default and read when set', () => {
+    expect(parse(peer()).peers[0]!.oidcIssuer).toBeUndefined();
+    expect(parse(peer('    oidcIssuer: https://oidc.a.example\n')).peers[0]!.oidcIssuer).toBe(
+      'https://oidc.a.example',
+    );
+  });
+
+  it.each(['http://oidc.a.example', 'https://oidc.a.example/', 'oidc.a.example'])('refuses %s', (issuer) => {
+    try {
+      parse(peer(`    oidcIssuer: ${issuer}\n`));
+      expect.unreachable();
+    } catch (err) {
+      expect((err as ConfigValidationError).issues.map((i) => i.code)).toEqual(['ERR_CONFIG_URL']);
+    }
+  });
+
+  it('agrees with deploy/schema/allowlist.schema.json', () => {
+    const ajv = new Ajv2020({ allErrors: true, strict: true, strictRequired: false });
+    const schema = ajv.compile(JSON.parse(readFileSync('deploy/schema/allowlist.schema.json', 'utf8')));
+    expect(schema(parseYaml(peer('    oidcIssuer: https://oidc.a.example\n')))).toBe(true);
+    expect(schema(parseYaml(peer('    oidcIssuer: http://oidc.a.example\n')))).toBe(false);
+    expect(schema(parseYaml(peer('    oidcIssuer: https://oidc.a.example/\n')))).toBe(false);
+  });
+});
