@@ -2,6 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { LocalBundle } from '../../../src/adapters/endpoint/local-bundle.js';
 import { parseBundle, parseBundleMap, TrustBundle } from '../../../src/core/bundle/index.js';
 import { FederatedBundleStore } from '../../../src/engine/federation/bundle-store.js';
 import { nodeStateFs, type StateFs } from '../../../src/engine/federation/state-store.js';
@@ -232,6 +233,39 @@ describe('FileOutputSink', () => {
     await sink.apply(desired([a.bundle]));
     expect(mapDomains('envoy-bundle-map.json')).toEqual(['a.example', 'local.example']);
     expect(read(outputFileName('pem', 'local.example'))).toBe(local.root.pem);
+  });
+
+  it("run(): a rotation of the local bundle (the daemon's LocalBundle) reaches the files", async () => {
+    const rotated = TrustBundle.create({
+      trustDomain: local.td,
+      x509Authorities: [local.root.der, a.root.der],
+      sequence: 2n,
+    });
+    let current = local.bundle;
+    const localBundle = new LocalBundle({
+      source: { getBundle: async () => current },
+      trustDomain: local.td,
+    });
+    await localBundle.refresh();
+    const store = new FederatedBundleStore();
+    let next: ((r: SinkReport) => void) | undefined;
+    const passed = () => new Promise<SinkReport>((resolve) => (next = resolve));
+    const sink = new FileOutputSink(
+      { dir, formats: ['pem'], local: localBundle, resyncMs: 3_600_000 },
+      { clock: new FakeClock(), onReport: (r) => next?.(r) },
+    );
+    const ac = new AbortController();
+    let pass = passed();
+    const running = sink.run(store, ac.signal);
+    expect((await pass).written).toEqual(['local.example']);
+    expect(read('local.example.pem')).toBe(local.root.pem);
+    pass = passed();
+    current = rotated;
+    await localBundle.refresh();
+    expect((await pass).written).toEqual(['local.example']);
+    expect(read('local.example.pem').match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+    ac.abort();
+    await running;
   });
 
   it('reports a directory it cannot create for every format', async () => {
