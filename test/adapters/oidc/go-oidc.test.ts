@@ -4,7 +4,9 @@
  * HTTPS, fetches the JWKS and verifies JWT-SVIDs minted by a real spire-server 1.15.3 whose
  * `jwt_issuer` is the broker's `oidc.issuer`. The broker reads the local bundle from that server
  * exactly as the daemon does (GetBundle through SpireServerClient, polled by LocalBundle), and the
- * JWKS follows a JWT authority rotation within a second.
+ * JWKS follows a JWT authority rotation within a second. A second spire-server plays a partner
+ * trust domain with its own jwt_issuer: go-oidc verifies the partner's JWT-SVIDs through the
+ * broker's per-peer discovery (`/peers/<td>/`, allowlist `oidcIssuer`).
  *
  * Skips loudly without the program or spire-server; fails instead with CI=true.
  */
@@ -20,12 +22,15 @@ import { FileTlsCredentials } from '../../../src/adapters/endpoint/tls-credentia
 import { OidcDiscoveryServer } from '../../../src/adapters/oidc/server.js';
 import { createCa, createX509Svid } from '../../../src/adapters/pki/index.js';
 import { SpireServerClient } from '../../../src/adapters/spire/client.js';
+import type { TrustBundle } from '../../../src/core/bundle/trust-bundle.js';
 import { SpiffeId } from '../../../src/core/spiffeid/spiffe-id.js';
 import { TrustDomain } from '../../../src/core/spiffeid/trust-domain.js';
 import { realSpireOrSkip, type SpireServerInstance, startSpireServer } from '../../support/spire-harness.js';
 
 const ISSUER = 'https://oidc.example.test';
 const TD = TrustDomain.parse('oidc.test');
+const PARTNER = TrustDomain.parse('partner.test');
+const PARTNER_ISSUER = 'https://oidc.partner.test';
 
 function consumerBinary(): string {
   const cache = process.env.SPIFFE_BROKER_CACHE ?? join(homedir(), '.cache', 'spiffe-broker');
@@ -56,6 +61,8 @@ describe.skipIf(!haveConsumer || !haveSpire)(
   'OIDC discovery: go-oidc verifies JWT-SVIDs from real SPIRE',
   () => {
     let spire: SpireServerInstance;
+    let partner: SpireServerInstance;
+    let partnerBundle: TrustBundle;
     let client: SpireServerClient;
     let dir: string;
     let caFile: string;
@@ -65,7 +72,13 @@ describe.skipIf(!haveConsumer || !haveSpire)(
     let running: Promise<void>;
     let local: LocalBundle;
 
-    const verify = (token: string, audience: string, issuer = ISSUER, at = port): Promise<Verified> =>
+    const verify = (
+      token: string,
+      audience: string,
+      issuer = ISSUER,
+      at = port,
+      discovery?: string,
+    ): Promise<Verified> =>
       new Promise((resolve, reject) => {
         execFile(
           consumerBinary(),
@@ -80,6 +93,7 @@ describe.skipIf(!haveConsumer || !haveSpire)(
             caFile,
             '-connect',
             `127.0.0.1:${at}`,
+            ...(discovery ? ['-discovery', discovery] : []),
           ],
           { timeout: 30_000 },
           (err, stdout, stderr) => {
@@ -113,6 +127,15 @@ describe.skipIf(!haveConsumer || !haveSpire)(
 
     beforeAll(async () => {
       spire = await startSpireServer({ trustDomain: TD.name, jwtIssuer: ISSUER });
+      // A partner trust domain whose JWT-SVIDs carry its own issuer; the broker holds its bundle as
+      // accepted (read from the partner's SPIRE, standing in for a federation fetch).
+      partner = await startSpireServer({ trustDomain: PARTNER.name, jwtIssuer: PARTNER_ISSUER });
+      const partnerClient = new SpireServerClient({ address: partner.address });
+      try {
+        partnerBundle = await partnerClient.getBundle();
+      } finally {
+        partnerClient.close();
+      }
       client = new SpireServerClient({ address: spire.address });
       local = new LocalBundle({ source: client, trustDomain: TD, pollIntervalMs: 100 });
       void local.run(ac.signal);
@@ -146,6 +169,7 @@ describe.skipIf(!haveConsumer || !haveSpire)(
         issuer: ISSUER,
         local,
         credentials,
+        peers: (td) => (td === PARTNER.name ? { issuer: PARTNER_ISSUER, bundle: partnerBundle } : undefined),
         onListening: (u) => {
           url = u;
         },
@@ -160,6 +184,7 @@ describe.skipIf(!haveConsumer || !haveSpire)(
       await running;
       client?.close();
       await spire?.stop();
+      await partner?.stop();
       if (dir) await rm(dir, { recursive: true, force: true });
     });
 
@@ -232,5 +257,38 @@ describe.skipIf(!haveConsumer || !haveSpire)(
       const got = await verify(token, 'partner-cloud');
       expect(got.subject).toBe(`spiffe://${TD.name}/rotated`);
     }, 30_000);
+
+    it("verifies a partner's JWT-SVID through the per-peer discovery under the broker, and not through the local one", async () => {
+      const token = (
+        await partner.cliOk([
+          'jwt',
+          'mint',
+          '-spiffeID',
+          `spiffe://${PARTNER.name}/api`,
+          '-audience',
+          'partner-cloud',
+        ])
+      ).trim();
+      const got = await verify(
+        token,
+        'partner-cloud',
+        PARTNER_ISSUER,
+        port,
+        `${ISSUER}/peers/${PARTNER.name}`,
+      );
+      expect(got).toMatchObject({
+        issuer: PARTNER_ISSUER,
+        jwks_uri: `${ISSUER}/peers/${PARTNER.name}/keys`,
+        subject: `spiffe://${PARTNER.name}/api`,
+      });
+      // The local trust domain's discovery does not vouch for the partner's tokens.
+      await expect(verify(token, 'partner-cloud')).rejects.toThrow(
+        /failed to verify id token signature|different provider/,
+      );
+      // Nor does a peer the broker does not publish.
+      await expect(
+        verify(token, 'partner-cloud', PARTNER_ISSUER, port, `${ISSUER}/peers/other.test`),
+      ).rejects.toThrow(/404/);
+    });
   },
 );
