@@ -12,6 +12,7 @@ import { MtlsProbe, type ProbePeer } from '../adapters/probe/mtls-probe.js';
 import type { SpireServerClient } from '../adapters/spire/client.js';
 import type { SvidSource } from '../adapters/tls/svid.js';
 import { buildVerifyApiApp } from '../adapters/verify-api/app.js';
+import { defaultJwksUri, discoveryUrl } from '../core/bundle/oidc.js';
 import type { BundleSource } from '../core/bundle/source.js';
 import type { TrustBundle } from '../core/bundle/trust-bundle.js';
 import { SpiffeId } from '../core/spiffeid/spiffe-id.js';
@@ -204,6 +205,89 @@ export async function serveOidc(
     deps,
   });
   await server.run(signal);
+}
+
+/** The OIDC discovery listener in `/v1/status` (and the lab's ready line). */
+export interface OidcStatus {
+  /** The listener's bound base URL once it listens (`https://…` or `http://` on loopback). */
+  readonly url?: string;
+  readonly issuer: string;
+  /** `<issuer>/.well-known/openid-configuration`: what relying parties are configured with. */
+  readonly discovery: string;
+  readonly jwksUri: string;
+  /** The `kid`s served now (the local bundle's JWT authorities). */
+  readonly keys: readonly string[];
+  /** Version of the local bundle document the JWKS was rendered from. */
+  readonly localVersion?: number;
+  /** Peers published under `/peers/<td>/` (allowlist `oidcIssuer`), with whether a bundle is held. */
+  readonly peers: readonly {
+    readonly trustDomain: string;
+    readonly issuer: string;
+    readonly accepted: boolean;
+  }[];
+}
+
+/** Status of the OIDC listener, or undefined when `oidc:` is not configured. */
+export function oidcStatus(
+  config: BrokerConfig,
+  local: LocalBundle,
+  peers: readonly PeerConfig[],
+  federated: FederatedBundleStore,
+  url?: string,
+): OidcStatus | undefined {
+  const o = config.oidc;
+  if (!o) return undefined;
+  const cur = local.current();
+  return {
+    ...(url !== undefined ? { url } : {}),
+    issuer: o.issuer,
+    discovery: discoveryUrl(o.issuer),
+    jwksUri: o.jwksUri ?? defaultJwksUri(o.issuer),
+    keys: cur ? [...cur.bundle.jwtAuthorities.keys()] : [],
+    ...(cur ? { localVersion: cur.version } : {}),
+    peers: peers.flatMap((p) =>
+      p.oidcIssuer === undefined
+        ? []
+        : [
+            {
+              trustDomain: p.trustDomain.name,
+              issuer: p.oidcIssuer,
+              accepted: federated.get(p.trustDomain.name) !== undefined,
+            },
+          ],
+    ),
+  };
+}
+
+/** The relay in `/v1/status` (and the lab's ready line). */
+export interface RelayStatus {
+  /** `<bundle endpoint URL>bundles/` once the endpoint listens: append a trust domain name. */
+  readonly base?: string;
+  /** Relay-enabled peers, whether an accepted bundle is served for each, and its URL. */
+  readonly trustDomains: readonly {
+    readonly trustDomain: string;
+    readonly accepted: boolean;
+    readonly url?: string;
+  }[];
+}
+
+/** Status of the relay from the live allowlist and the store; `endpointUrl` ends with `/`. */
+export function relayStatus(
+  peers: readonly PeerConfig[],
+  federated: FederatedBundleStore,
+  endpointUrl?: string,
+): RelayStatus {
+  const base = endpointUrl === undefined ? undefined : `${endpointUrl.replace(/\/?$/, '/')}bundles/`;
+  return {
+    ...(base !== undefined ? { base } : {}),
+    trustDomains: peers
+      .filter((p) => p.relay)
+      .map((p) => ({
+        trustDomain: p.trustDomain.name,
+        accepted: federated.get(p.trustDomain.name) !== undefined,
+        ...(base !== undefined ? { url: `${base}${p.trustDomain.name}` } : {}),
+      })),
+  };
 }
 
 /** What the mTLS probe reads of the broker. */

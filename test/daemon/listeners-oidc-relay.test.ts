@@ -10,7 +10,14 @@ import { LocalBundle } from '../../src/adapters/endpoint/local-bundle.js';
 import { createX509Svid } from '../../src/adapters/pki/index.js';
 import { SpiffeId } from '../../src/core/spiffeid/spiffe-id.js';
 import { TrustDomain } from '../../src/core/spiffeid/trust-domain.js';
-import { type ListenerContext, relayProvider, serveOidc, startEndpoint } from '../../src/daemon/listeners.js';
+import {
+  type ListenerContext,
+  oidcStatus,
+  relayProvider,
+  relayStatus,
+  serveOidc,
+  startEndpoint,
+} from '../../src/daemon/listeners.js';
 import { parseAllowlist, parseBrokerConfig } from '../../src/engine/config/index.js';
 import { FederatedBundleStore } from '../../src/engine/federation/bundle-store.js';
 import { systemClock } from '../../src/platform/clock.js';
@@ -41,6 +48,7 @@ peers:
   - trustDomain: relayed.test
     bundleEndpoint: { urls: [https://relayed.test/b], profile: https_web }
     relay: true
+    oidcIssuer: https://oidc.relayed.test
   - trustDomain: plain.test
     bundleEndpoint: { urls: [https://plain.test/b], profile: https_web }
 `,
@@ -161,6 +169,28 @@ describe('daemon listeners: relay and OIDC discovery', () => {
     // No oidc: section → the task returns at once.
     await serveOidc(context(HEAD), local, new AbortController().signal, () => {
       throw new Error('must not listen');
+    });
+  });
+  it('status: relay base and relayed domains; OIDC issuer, discovery URL, served keys and peers', async () => {
+    expect(relayStatus(allowlist.peers, store, 'https://127.0.0.1:8443/')).toEqual({
+      base: 'https://127.0.0.1:8443/bundles/',
+      trustDomains: [
+        { trustDomain: 'relayed.test', accepted: true, url: 'https://127.0.0.1:8443/bundles/relayed.test' },
+      ],
+    });
+    expect(relayStatus(allowlist.peers, new FederatedBundleStore())).toEqual({
+      trustDomains: [{ trustDomain: 'relayed.test', accepted: false }],
+    });
+    expect(oidcStatus(context(HEAD).config, local, allowlist.peers, store)).toBeUndefined();
+    const cfg = context(`${HEAD}oidc: { listen: 127.0.0.1:0, issuer: https://oidc.local.test }\n`).config;
+    expect(oidcStatus(cfg, local, allowlist.peers, store, 'http://127.0.0.1:9999')).toEqual({
+      url: 'http://127.0.0.1:9999',
+      issuer: 'https://oidc.local.test',
+      discovery: 'https://oidc.local.test/.well-known/openid-configuration',
+      jwksUri: 'https://oidc.local.test/keys',
+      keys: [...local.current()!.bundle.jwtAuthorities.keys()],
+      localVersion: local.current()!.version,
+      peers: [{ trustDomain: 'relayed.test', issuer: 'https://oidc.relayed.test', accepted: true }],
     });
   });
 });
