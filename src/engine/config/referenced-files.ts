@@ -96,8 +96,8 @@ function spki(key: KeyObject): string {
  * `ERR_CONFIG_FILE` issue at the key that names the file. A broker config's allowlist file is
  * followed (see {@link ReferencedFileCheckOptions.followAllowlist}); its issues carry `file`.
  *
- * What is checked: `spire.servers[].adminCertFile`/`adminKeyFile` and `endpoint.certFile`/
- * `keyFile` (PEM certificates that parse, a private key that parses and belongs to the first
+ * What is checked: `spire.servers[].adminCertFile`/`adminKeyFile`, `endpoint.certFile`/
+ * `keyFile` and `oidc.certFile`/`keyFile` (PEM certificates that parse, a private key that parses and belongs to the first
  * certificate), `spire.servers[].serverBundleFile` (PEM CA certificates), `allowlist.file` (a
  * valid allowlist), and in an allowlist each peer's `caFile` (PEM CA certificates) and
  * `bootstrapBundleFile` (a bundle of the endpoint ID's trust domain: a SPIFFE bundle, a Bundle Map
@@ -213,6 +213,17 @@ function brokerChecks(config: BrokerConfig): Check[] {
       certFile: ep.certFile,
       keyKey: 'keyFile',
       keyFile: ep.keyFile,
+    });
+  }
+  const oidc = config.oidc;
+  if (oidc?.certFile !== undefined && oidc.keyFile !== undefined) {
+    out.push({
+      kind: 'key-pair',
+      path: '/oidc',
+      certKey: 'certFile',
+      certFile: oidc.certFile,
+      keyKey: 'keyFile',
+      keyFile: oidc.keyFile,
     });
   }
   return out;

@@ -2,7 +2,10 @@ import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { createCa } from '../../../src/adapters/pki/index.js';
+import { TrustDomain } from '../../../src/core/spiffeid/trust-domain.js';
 import { ConfigValidationError, parseBrokerConfig } from '../../../src/engine/config/index.js';
+import { checkReferencedFiles } from '../../../src/engine/config/referenced-files.js';
 
 const MINIMAL = `apiVersion: spiffe-broker.dev/v1
 kind: BrokerConfig
@@ -155,5 +158,39 @@ describe('deploy/schema/broker-config.schema.json agrees on oidc', () => {
     const text = o('  listen: 0.0.0.0:8444\n  issuer: https://a.example\n');
     expect(schema(parseYaml(text))).toBe(true);
     expect(accepts(text)).toBe(false);
+  });
+});
+
+describe('check-config: the oidc certificate and key files', () => {
+  it('reports a missing certFile and a key of another certificate at the oidc keys', async () => {
+    const T0 = new Date('2026-01-01T00:00:00Z');
+    const T1 = new Date('2036-01-01T00:00:00Z');
+    const a = await createCa({ trustDomain: TrustDomain.parse('a.example'), notBefore: T0, notAfter: T1 });
+    const b = await createCa({ trustDomain: TrustDomain.parse('b.example'), notBefore: T0, notAfter: T1 });
+    const text = `${MINIMAL}oidc:\n  listen: 0.0.0.0:443\n  issuer: https://oidc.example.org\n  certFile: /tls/tls.crt\n  keyFile: /tls/tls.key\n`;
+    const fsWith = (files: Record<string, string>) => ({
+      readFile: async (p: string) => {
+        const f = files[p];
+        if (f === undefined) throw Object.assign(new Error(`ENOENT: open '${p}'`), { code: 'ENOENT' });
+        return new TextEncoder().encode(f);
+      },
+    });
+    const parsed = { kind: 'BrokerConfig' as const, config: parseBrokerConfig(text) };
+    const opts = { text, followAllowlist: false };
+    expect(
+      await checkReferencedFiles(
+        parsed,
+        fsWith({ '/tls/tls.crt': a.pem, '/tls/tls.key': a.privateKeyPem! }),
+        opts,
+      ),
+    ).toEqual([]);
+    const mismatch = await checkReferencedFiles(
+      parsed,
+      fsWith({ '/tls/tls.crt': a.pem, '/tls/tls.key': b.privateKeyPem! }),
+      opts,
+    );
+    expect(mismatch.map((i) => [i.path, i.code])).toEqual([['/oidc/keyFile', 'ERR_CONFIG_FILE']]);
+    const missing = await checkReferencedFiles(parsed, fsWith({ '/tls/tls.key': a.privateKeyPem! }), opts);
+    expect(missing.map((i) => i.path)).toEqual(['/oidc/certFile']);
   });
 });
