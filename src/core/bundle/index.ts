@@ -45,6 +45,7 @@ export {
   isOutputFormat,
   OUTPUT_FORMATS,
   PER_TRUST_DOMAIN_FORMATS,
+  RenderCache,
   renderJwtJwks,
   renderOutput,
   renderPem,

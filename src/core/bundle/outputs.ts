@@ -1,6 +1,5 @@
 import { toPem } from '../../adapters/pki/pem.js';
 import { OutputError } from '../../errors.js';
-import { marshalBundleMap } from './bundle-map.js';
 import { marshalBundle } from './codec.js';
 import { renderJwks } from './oidc.js';
 import { TrustBundle, type X509Authority } from './trust-bundle.js';
@@ -106,6 +105,31 @@ function sortedUnique(bundles: Iterable<TrustBundle>, what: string): TrustBundle
   return sorted;
 }
 
+/**
+ * Memo of per-bundle renderings, keyed by bundle identity ({@link TrustBundle} is immutable): a
+ * writer that renders on every change passes one, so a pass over 1,000 peers re-renders only the
+ * bundles that changed. Entries go with their bundles (a WeakMap).
+ */
+export class RenderCache {
+  readonly #memo = new WeakMap<TrustBundle, Map<string, unknown>>();
+
+  /** The value of `key` for `bundle`, made once by `make`. */
+  get<T>(bundle: TrustBundle, key: string, make: () => T): T {
+    let entries = this.#memo.get(bundle);
+    if (!entries) {
+      entries = new Map();
+      this.#memo.set(bundle, entries);
+    }
+    if (entries.has(key)) return entries.get(key) as T;
+    const value = make();
+    entries.set(key, value);
+    return value;
+  }
+}
+
+/** Renders without memo. */
+const NO_CACHE = { get: <T>(_b: TrustBundle, _k: string, make: () => T): T => make() };
+
 /** Why a consumer parser would refuse `a`'s key, or undefined when every one takes it. */
 function consumerKeyProblem(a: X509Authority): string | undefined {
   const key = a.certificate.publicKey;
@@ -138,35 +162,47 @@ function publicMembers(a: X509Authority): string {
  * const { text, omitted } = renderX509BundleMap(store.bundles());
  * // {"trust_domains":{"partner.example":{"keys":[{"use":"x509-svid","kty":"EC",…,"x5c":["MIIB…"]}]}}}
  */
-export function renderX509BundleMap(bundles: Iterable<TrustBundle>): X509BundleMap {
+export function renderX509BundleMap(
+  bundles: Iterable<TrustBundle>,
+  cache: Pick<RenderCache, 'get'> = NO_CACHE,
+): X509BundleMap {
   const parts: string[] = [];
   const trustDomains: string[] = [];
   const omitted: OmittedEntry[] = [];
   for (const b of sortedUnique(bundles, 'renderX509BundleMap')) {
-    const td = b.trustDomain.name;
-    const keys: string[] = [];
-    for (const a of [...b.x509Authorities].sort(bySha)) {
-      const problem = consumerKeyProblem(a);
-      if (problem !== undefined) {
-        omitted.push({ trustDomain: td, authority: a.sha256, reason: problem });
-        continue;
-      }
-      keys.push(`{"use":"x509-svid",${publicMembers(a)},"x5c":["${Buffer.from(a.der).toString('base64')}"]}`);
-    }
-    if (keys.length === 0) {
-      omitted.push({
-        trustDomain: td,
-        reason:
-          b.x509Authorities.length === 0
-            ? 'no X.509 authority (an empty bundle would make the consumers refuse the whole map)'
-            : 'no X.509 authority with an RSA or EC P-256/P-384/P-521 key',
-      });
-      continue;
-    }
-    trustDomains.push(td);
-    parts.push(`${JSON.stringify(td)}:{"keys":[${keys.join(',')}]}`);
+    const entry = cache.get(b, 'x509-map-entry', () => x509MapEntry(b));
+    omitted.push(...entry.omitted);
+    if (entry.json === undefined) continue;
+    trustDomains.push(b.trustDomain.name);
+    parts.push(entry.json);
   }
   return { text: `{"trust_domains":{${parts.join(',')}}}`, trustDomains, omitted };
+}
+
+/** One trust domain's member of the consumer map (`"<td>":{"keys":[…]}`), or none, and what was left out. */
+function x509MapEntry(b: TrustBundle): { json?: string; omitted: OmittedEntry[] } {
+  const td = b.trustDomain.name;
+  const keys: string[] = [];
+  const omitted: OmittedEntry[] = [];
+  for (const a of [...b.x509Authorities].sort(bySha)) {
+    const problem = consumerKeyProblem(a);
+    if (problem !== undefined) {
+      omitted.push({ trustDomain: td, authority: a.sha256, reason: problem });
+      continue;
+    }
+    keys.push(`{"use":"x509-svid",${publicMembers(a)},"x5c":["${Buffer.from(a.der).toString('base64')}"]}`);
+  }
+  if (keys.length === 0) {
+    omitted.push({
+      trustDomain: td,
+      reason:
+        b.x509Authorities.length === 0
+          ? 'no X.509 authority (an empty bundle would make the consumers refuse the whole map)'
+          : 'no X.509 authority with an RSA or EC P-256/P-384/P-521 key',
+    });
+    return { omitted };
+  }
+  return { json: `${JSON.stringify(td)}:{"keys":[${keys.join(',')}]}`, omitted };
 }
 
 /** One trust domain's X.509 authorities as PEM, sorted by DER SHA-256; `''` when it has none. */
@@ -216,7 +252,11 @@ export interface RenderedOutput {
  * @throws OutputError `ERR_OUTPUT_FORMAT` for an unknown format or a per-trust-domain format without
  *   `trustDomain`; `ERR_OUTPUT_TRUST_DOMAIN` when no bundle of `trustDomain` is among `bundles`.
  */
-export function renderOutput(format: string, input: RenderOutputInput): RenderedOutput {
+export function renderOutput(
+  format: string,
+  input: RenderOutputInput,
+  cache: Pick<RenderCache, 'get'> = NO_CACHE,
+): RenderedOutput {
   if (!isOutputFormat(format)) {
     throw new OutputError(
       'ERR_OUTPUT_FORMAT',
@@ -227,13 +267,22 @@ export function renderOutput(format: string, input: RenderOutputInput): Rendered
   switch (format) {
     case 'grpc-bundle-map':
     case 'envoy-bundle-map': {
-      const map = renderX509BundleMap(bundles);
+      const map = renderX509BundleMap(bundles, cache);
       return { format, text: `${map.text}\n`, trustDomains: map.trustDomains, omitted: map.omitted };
     }
     case 'bundle-map':
       return {
         format,
-        text: `${marshalBundleMap(bundles)}\n`,
+        // The same bytes as marshalBundleMap (and so /v1/bundles): members sorted, hints omitted.
+        text: `{"trust_domains":{${bundles
+          .map((b) =>
+            cache.get(
+              b,
+              'map-entry',
+              () => `${JSON.stringify(b.trustDomain.name)}:${marshalBundle(b, { refreshHint: 0 })}`,
+            ),
+          )
+          .join(',')}}}\n`,
         trustDomains: bundles.map((b) => b.trustDomain.name),
         omitted: [],
       };
@@ -249,12 +298,13 @@ export function renderOutput(format: string, input: RenderOutputInput): Rendered
           `no accepted bundle for trust domain ${JSON.stringify(td)} (held: ${bundles.map((b) => b.trustDomain.name).join(', ') || 'none'})`,
         );
       }
-      const text =
+      const text = cache.get(bundle, format, () =>
         format === 'bundle'
           ? `${marshalBundle(bundle, { indent: 2 })}\n`
           : format === 'pem'
             ? renderPem(bundle)
-            : `${renderJwtJwks(bundle)}\n`;
+            : `${renderJwtJwks(bundle)}\n`,
+      );
       return { format, text, trustDomains: [td], omitted: [] };
     }
   }

@@ -3,9 +3,8 @@ import {
   type OmittedEntry,
   type OutputFormat,
   PER_TRUST_DOMAIN_FORMATS,
-  renderJwtJwks,
+  RenderCache,
   renderOutput,
-  renderPem,
 } from '../../core/bundle/outputs.js';
 import type { TrustBundle } from '../../core/bundle/trust-bundle.js';
 import { TrustDomain } from '../../core/spiffeid/trust-domain.js';
@@ -199,6 +198,8 @@ export class FileOutputSink implements Sink {
   /** Per trust domain, the bundle document last converged (what "changed" is measured against). */
   #lastConverged: Map<string, string> | undefined;
   readonly #state = new Map<OutputFormat, FormatState>();
+  /** Per-bundle renderings: a pass re-renders only the bundles that changed. */
+  readonly #cache = new RenderCache();
   #cleanedTemps = false;
   /** Serialises passes: `apply` from `run` and from a caller never interleave. */
   #queue: Promise<unknown> = Promise.resolve();
@@ -303,7 +304,7 @@ export class FileOutputSink implements Sink {
     for (const format of this.#formats) {
       const state = this.#state.get(format)!;
       if (!PER_TRUST_DOMAIN_FORMATS.has(format)) {
-        const out = renderOutput(format, { bundles });
+        const out = renderOutput(format, { bundles }, this.#cache);
         files.set(outputFileName(format), { format, trustDomains: out.trustDomains, text: out.text });
         state.trustDomains = out.trustDomains;
         state.omitted = out.omitted;
@@ -316,12 +317,7 @@ export class FileOutputSink implements Sink {
         // JWKS a JWT authority. The SPIFFE bundle is always written: empty, it means "all revoked".
         if (format === 'pem' && b.x509Authorities.length === 0) continue;
         if (format === 'jwks' && b.jwtAuthorities.size === 0) continue;
-        const text =
-          format === 'pem'
-            ? renderPem(b)
-            : format === 'jwks'
-              ? `${renderJwtJwks(b)}\n`
-              : renderOutput('bundle', { bundles: [b], trustDomain: td }).text;
+        const text = renderOutput(format, { bundles: [b], trustDomain: td }, this.#cache).text;
         files.set(outputFileName(format, td), { format, trustDomains: [td], text });
         tds.push(td);
       }
@@ -340,7 +336,10 @@ export class FileOutputSink implements Sink {
     if (local && !desired.bundles.has(local.trustDomain.name)) bundles.push(local);
     bundles.sort((a, b) => (a.trustDomain.name < b.trustDomain.name ? -1 : 1));
     const now = new Map(
-      bundles.map((b) => [b.trustDomain.name, renderOutput('bundle-map', { bundles: [b] }).text]),
+      bundles.map((b) => [
+        b.trustDomain.name,
+        renderOutput('bundle-map', { bundles: [b] }, this.#cache).text,
+      ]),
     );
     const before = this.#lastConverged;
     const changed = new Set([...now].filter(([td, doc]) => before?.get(td) !== doc).map(([td]) => td));

@@ -5,6 +5,7 @@ import {
   marshalBundleMap,
   parseBundle,
   parseBundleMap,
+  RenderCache,
   renderOutput,
   renderX509BundleMap,
   TrustBundle,
@@ -189,5 +190,25 @@ describe('renderOutput', () => {
     expect(() => renderOutput('bundle', { bundles: [a.bundle], trustDomain: 'nope.example' })).toThrow(
       expect.objectContaining({ code: 'ERR_OUTPUT_TRUST_DOMAIN' }),
     );
+  });
+});
+
+describe('RenderCache', () => {
+  it('renders the same bytes as without it, and reuses a bundle’s rendering by identity', () => {
+    const cache = new RenderCache();
+    for (const format of ['grpc-bundle-map', 'envoy-bundle-map', 'bundle-map'] as const) {
+      const plain = renderOutput(format, { bundles: [a.bundle, b.bundle, rsa.bundle] });
+      expect(renderOutput(format, { bundles: [a.bundle, b.bundle, rsa.bundle] }, cache)).toEqual(plain);
+      expect(renderOutput(format, { bundles: [rsa.bundle, a.bundle, b.bundle] }, cache)).toEqual(plain);
+    }
+    for (const format of ['bundle', 'pem', 'jwks'] as const) {
+      const input = { bundles: [a.bundle], trustDomain: 'a.example' };
+      expect(renderOutput(format, input, cache).text).toBe(renderOutput(format, input).text);
+    }
+    let made = 0;
+    cache.get(a.bundle, 'probe', () => ++made);
+    cache.get(a.bundle, 'probe', () => ++made);
+    cache.get(b.bundle, 'probe', () => ++made);
+    expect(made).toBe(2);
   });
 });
