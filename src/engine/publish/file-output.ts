@@ -10,6 +10,7 @@ import type { TrustBundle } from '../../core/bundle/trust-bundle.js';
 import { TrustDomain } from '../../core/spiffeid/trust-domain.js';
 import { OutputError } from '../../errors.js';
 import { type Clock, systemClock } from '../../platform/clock.js';
+import { Trigger } from '../../platform/trigger.js';
 import { nodeStateFs, type StateFs } from '../federation/state-store.js';
 import type { DesiredBundles, Sink, SinkFailure, SinkReport } from './sink.js';
 
@@ -262,7 +263,7 @@ export class FileOutputSink implements Sink {
     signal: AbortSignal,
     retained: () => ReadonlySet<string> = () => new Set(),
   ): Promise<void> {
-    const wake = new Wake();
+    const wake = new Trigger();
     const fire = (): void => wake.fire();
     const unsubs = [feed.subscribe(fire), ...(this.#o.local ? [this.#o.local.subscribe(fire)] : [])];
     const resync = this.#o.resyncMs ?? 60_000;
@@ -501,42 +502,6 @@ export class FileOutputSink implements Sink {
       await h.sync();
     } finally {
       await h.close();
-    }
-  }
-}
-
-/** A coalescing wake-up: `fire()` calls between two `wait()`s wake the waiter once. */
-class Wake {
-  #pending = false;
-  #wake: (() => void) | undefined;
-
-  fire(): void {
-    this.#pending = true;
-    const w = this.#wake;
-    this.#wake = undefined;
-    w?.();
-  }
-
-  /** Resolves when fired (or already pending) or after `ms`; rejects when `signal` aborts. */
-  async wait(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
-    signal.throwIfAborted();
-    if (this.#pending) {
-      this.#pending = false;
-      return;
-    }
-    const timer = new AbortController();
-    const onAbort = (): void => timer.abort(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        this.#wake = resolve;
-        clock.sleep(ms, timer.signal).then(resolve, reject);
-      });
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-      timer.abort();
-      this.#wake = undefined;
-      this.#pending = false;
     }
   }
 }
