@@ -1,6 +1,7 @@
 import {
   type BrokerStatus,
   brokerStatusFrom,
+  type OutputsStatus,
   type ReconcileDiff,
   readinessFrom,
   toRfc3339,
@@ -37,6 +38,8 @@ export interface BrokerParts {
   /** `[server, trust domain]` of last-known-good bundles loaded at start, until seen in SPIRE. */
   readonly mustPush: Set<string>;
   readonly isLeader: () => boolean;
+  /** The hub outputs' status (`outputs:`; e.g. `{ files: fileOutputs.status() }`), when any is configured. */
+  readonly outputs?: () => OutputsStatus;
 }
 
 /**
@@ -102,6 +105,7 @@ export class BrokerView {
         now: clock.now(),
       }),
       allowlist: this.#p.allowlist.status(),
+      ...(this.#p.outputs ? { outputs: this.#p.outputs() } : {}),
     };
   }
 

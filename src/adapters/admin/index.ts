@@ -19,6 +19,7 @@ export type {
   BrokerStatusInputs,
   DiffChange,
   DriftEntry,
+  OutputsStatus,
   PeerStatus,
   ReconcileDiff,
   ServerDiff,
