@@ -1,6 +1,6 @@
 import { type AdminAppOptions, buildAdminApp, buildHealthApp, runAdmin } from '../adapters/admin/app.js';
 import { runApp } from '../adapters/admin/http.js';
-import type { RelayedBundlesProvider } from '../adapters/endpoint/app.js';
+import type { RelayedBundlesProvider, RelayRequestResult } from '../adapters/endpoint/app.js';
 import type { LocalBundle } from '../adapters/endpoint/local-bundle.js';
 import { type RunningBundleEndpoint, startBundleEndpoint } from '../adapters/endpoint/server.js';
 import { MintedSvidCredentials } from '../adapters/endpoint/svid-credentials.js';
@@ -156,7 +156,12 @@ export async function startEndpoint(
       ...(ep.bundleMapPath
         ? { bundleMap: { path: ep.bundleMapPath, ...(ep.serveFederatedInMap ? { federated } : {}) } }
         : {}),
-      ...(peers ? { relay: relayProvider(federated, peers) } : {}),
+      ...(peers
+        ? {
+            relay: relayProvider(federated, peers),
+            onRelayRequest: (result: RelayRequestResult) => ctx.metrics.observeRelayRequest(result),
+          }
+        : {}),
       deps,
     },
     signal,
@@ -198,6 +203,7 @@ export async function serveOidc(
     maxAgeSeconds: o.maxAgeSeconds,
     local,
     ...(peerSource ? { peers: peerOidc(peerSource.federated, peerSource.peers) } : {}),
+    onRequest: (document, result) => ctx.metrics.observeOidcRequest(document, result),
     ...(o.certFile !== undefined && o.keyFile !== undefined
       ? { credentials: new FileTlsCredentials({ certFile: o.certFile, keyFile: o.keyFile, deps }) }
       : {}),

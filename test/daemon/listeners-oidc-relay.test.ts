@@ -7,6 +7,7 @@ import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalBundle } from '../../src/adapters/endpoint/local-bundle.js';
+import { BrokerMetrics, createMetricsRegistry } from '../../src/adapters/metrics/broker-metrics.js';
 import { createX509Svid } from '../../src/adapters/pki/index.js';
 import { SpiffeId } from '../../src/core/spiffeid/spiffe-id.js';
 import { TrustDomain } from '../../src/core/spiffeid/trust-domain.js';
@@ -55,12 +56,15 @@ peers:
   { localTrustDomain: LOCAL_TD, serverNames: ['main'] },
 );
 
+const registry = createMetricsRegistry();
+const metrics = new BrokerMetrics({ registry, clock: systemClock });
+
 function context(yaml: string): ListenerContext {
   return {
     config: parseBrokerConfig(yaml),
     clock: systemClock,
     logger: nullLogger,
-    metrics: undefined as never,
+    metrics,
     readFile: async (p) => new Uint8Array(await readFile(p)),
     source: undefined as never,
   };
@@ -134,6 +138,9 @@ describe('daemon listeners: relay and OIDC discovery', () => {
       const hidden = await get(`${base}/bundles/plain.test`, caPem);
       expect(hidden.status).toBe(404);
       expect(JSON.parse(hidden.body).code).toBe('ERR_ENDPOINT_RELAY_NOT_FOUND');
+      const text = await registry.metrics();
+      expect(text).toContain('spiffe_broker_relay_requests_total{result="served"} 1');
+      expect(text).toContain('spiffe_broker_relay_requests_total{result="not_found"} 1');
     } finally {
       stop.abort();
       await ep?.closed;
@@ -162,6 +169,9 @@ describe('daemon listeners: relay and OIDC discovery', () => {
       expect(JSON.parse(keys.body).keys.map((k: { kid: string }) => k.kid)).toEqual([
         ...local.current()!.bundle.jwtAuthorities.keys(),
       ]);
+      const text = await registry.metrics();
+      expect(text).toContain('spiffe_broker_oidc_requests_total{document="discovery",result="served"} 1');
+      expect(text).toContain('spiffe_broker_oidc_requests_total{document="jwks",result="served"} 1');
     } finally {
       stop.abort();
       await running;

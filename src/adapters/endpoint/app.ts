@@ -42,6 +42,9 @@ export interface RelayedBundlesProvider {
   subscribe(listener: (trustDomain: string) => void): () => void;
 }
 
+/** How a relay request was answered: 200, 304, 404, or 503 past the held-request cap. */
+export type RelayRequestResult = 'served' | 'not_modified' | 'not_found' | 'too_many';
+
 /** Path prefix of relayed peer bundles: `GET /bundles/<trust domain>`. */
 export const RELAY_PATH_PREFIX = '/bundles/';
 /** `Cache-Control: max-age` of a relayed bundle that carries no refresh hint, seconds. */
@@ -65,6 +68,8 @@ export interface BundleEndpointOptions {
    * `ERR_ENDPOINT_RELAY_NOT_FOUND`. Absent: no relay routes.
    */
   readonly relay?: RelayedBundlesProvider;
+  /** Hears how each relay request was answered (metrics). */
+  readonly onRelayRequest?: (result: RelayRequestResult) => void;
   /** Cap on held requests; past it a waiting request gets 503. Default 10,000. */
   readonly maxHeldRequests?: number;
   /** Cap on `Prefer: wait`, seconds (≤ 60). Default 60. */
@@ -294,8 +299,20 @@ export const bundleEndpointPlugin: FastifyPluginAsync<BundleEndpointOptions> = a
       // SPIFFE Federation §4.2: a bundle is served only under its own trust domain.
       return bundle && bundle.trustDomain.name === td ? relayDocument(bundle) : undefined;
     };
-    const notRelayed = (reply: FastifyReply, td: string): FastifyReply =>
-      reply
+    const observe = (result: RelayRequestResult): void => {
+      try {
+        opts.onRelayRequest?.(result);
+      } catch {
+        // A metrics hook never fails a request.
+      }
+    };
+    const tooMany = (reply: FastifyReply): FastifyReply => {
+      observe('too_many');
+      return reply.code(503).header('retry-after', retryAfter).type(TEXT).send(BODY_TOO_MANY);
+    };
+    const notRelayed = (reply: FastifyReply, td: string): FastifyReply => {
+      observe('not_found');
+      return reply
         .code(404)
         .header('cache-control', 'no-store')
         .type('application/json')
@@ -306,13 +323,17 @@ export const bundleEndpointPlugin: FastifyPluginAsync<BundleEndpointOptions> = a
             message: `no relayed bundle for trust domain ${JSON.stringify(td.slice(0, 255))}`,
           }),
         );
+    };
     const sendRelayed = (reply: FastifyReply, doc: RelayDocument, applied?: string): FastifyReply => {
+      observe('served');
       reply.header('etag', doc.etag).header('cache-control', `max-age=${doc.maxAge}`);
       if (applied !== undefined) reply.header('preference-applied', applied);
       return reply.code(200).type('application/json').send(doc.body);
     };
-    const relayNotModified = (reply: FastifyReply, doc: RelayDocument): FastifyReply =>
-      reply.code(304).header('etag', doc.etag).header('cache-control', `max-age=${doc.maxAge}`).send();
+    const relayNotModified = (reply: FastifyReply, doc: RelayDocument): FastifyReply => {
+      observe('not_modified');
+      return reply.code(304).header('etag', doc.etag).header('cache-control', `max-age=${doc.maxAge}`).send();
+    };
     app.get(`${RELAY_PATH_PREFIX}:trustDomain`, (request: FastifyRequest, reply: FastifyReply) => {
       const td = (request.params as { trustDomain: string }).trustDomain;
       const doc = relayDoc(td);
@@ -321,9 +342,7 @@ export const bundleEndpointPlugin: FastifyPluginAsync<BundleEndpointOptions> = a
       if (inm === 'absent' || inm === 'no-match') return sendRelayed(reply, doc);
       const wait = inm === 'match' ? preferredWaitSeconds(request.headers.prefer, maxWait) : undefined;
       if (wait === undefined || wait <= 0) return relayNotModified(reply, doc);
-      if (held.size + relayHeldCount() >= maxHeld) {
-        return reply.code(503).header('retry-after', retryAfter).type(TEXT).send(BODY_TOO_MANY);
-      }
+      if (held.size + relayHeldCount() >= maxHeld) return tooMany(reply);
       let set = relayHeld.get(td);
       if (!set) {
         set = new HeldRequests({
@@ -344,7 +363,7 @@ export const bundleEndpointPlugin: FastifyPluginAsync<BundleEndpointOptions> = a
           else resolve(relayNotModified(reply.header('preference-applied', applied), now));
         });
         if (!handle) {
-          resolve(reply.code(503).header('retry-after', retryAfter).type(TEXT).send(BODY_TOO_MANY));
+          resolve(tooMany(reply));
           return;
         }
         reply.raw.once('close', onClose);

@@ -24,6 +24,7 @@ export type {
   FederatedBundlesProvider,
   PublishedBundleProvider,
   RelayedBundlesProvider,
+  RelayRequestResult,
 } from './app.js';
 export {
   buildBundleEndpointApp,

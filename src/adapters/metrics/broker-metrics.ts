@@ -120,6 +120,8 @@ export class BrokerMetrics {
   readonly #syncTotal: Counter<string>;
   readonly #outputFiles: Counter<string>;
   readonly #outputPass: Histogram<string>;
+  readonly #relayRequests: Counter<string>;
+  readonly #oidcRequests: Counter<string>;
   readonly #syncDuration: Histogram<string>;
   readonly #writeTotal: Counter<string>;
   readonly #propagation: Histogram<string>;
@@ -185,6 +187,8 @@ export class BrokerMetrics {
     this.#syncTotal = counter(r, METRICS.spireSyncTotal);
     this.#outputFiles = counter(r, METRICS.outputFileWriteTotal);
     this.#outputPass = histogram(r, METRICS.outputPassDuration);
+    this.#relayRequests = counter(r, METRICS.relayRequestsTotal);
+    this.#oidcRequests = counter(r, METRICS.oidcRequestsTotal);
     this.#syncDuration = histogram(r, METRICS.spireSyncDuration);
     this.#writeTotal = counter(r, METRICS.spireWriteTotal);
     this.#propagation = histogram(r, METRICS.propagation);
@@ -350,6 +354,19 @@ export class BrokerMetrics {
   /** One pass of output `output` (`files`) took `durationSeconds`. */
   observeOutputPass(o: { readonly output: string; readonly durationSeconds: number }): void {
     this.#outputPass.observe({ output: o.output }, seconds(o.durationSeconds));
+  }
+
+  /** A request for a relayed peer bundle (`GET /bundles/<td>`) was answered with `result`. */
+  observeRelayRequest(result: 'served' | 'not_modified' | 'not_found' | 'too_many'): void {
+    this.#relayRequests.inc({ result });
+  }
+
+  /** A request to the OIDC discovery listener for `document` was answered with `result`. */
+  observeOidcRequest(
+    document: 'discovery' | 'jwks' | 'peer_discovery' | 'peer_jwks',
+    result: 'served' | 'not_modified' | 'not_found' | 'not_ready',
+  ): void {
+    this.#oidcRequests.inc({ document, result });
   }
 
   /** A peer's new sequence reached every target server `seconds` after it was first seen. */

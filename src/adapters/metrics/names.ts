@@ -146,6 +146,18 @@ export const METRICS = {
     'Duration of output passes: render every configured format of the accepted bundles and write what changed.',
     NETWORK_BUCKETS,
   ),
+  relayRequestsTotal: def(
+    'spiffe_broker_relay_requests_total',
+    'counter',
+    ['result'],
+    'Requests for relayed peer bundles (GET /bundles/<trust domain>) by result: served, not_modified, not_found, too_many.',
+  ),
+  oidcRequestsTotal: def(
+    'spiffe_broker_oidc_requests_total',
+    'counter',
+    ['document', 'result'],
+    'Requests to the OIDC discovery listener by document (discovery, jwks, peer_discovery, peer_jwks) and result: served, not_modified, not_found, not_ready.',
+  ),
   driftBundles: def(
     'spiffe_broker_drift_bundles',
     'gauge',

@@ -27,6 +27,11 @@ export interface PeerOidc {
   readonly bundle: TrustBundle;
 }
 
+/** The documents of the OIDC listener. */
+export type OidcDocument = 'discovery' | 'jwks' | 'peer_discovery' | 'peer_jwks';
+/** How a request was answered: 200, 304, 404 (unpublished peer), 503 (no local bundle yet). */
+export type OidcRequestResult = 'served' | 'not_modified' | 'not_found' | 'not_ready';
+
 /** Options of {@link buildOidcDiscoveryApp}. */
 export interface OidcDiscoveryAppOptions {
   /** The local trust domain's bundle as the broker publishes it ({@link LocalBundle} implements it). */
@@ -48,6 +53,8 @@ export interface OidcDiscoveryAppOptions {
    * their own (Vault's `jwks_url`, go-oidc's `InsecureIssuerURLContext`). Absent: no peer routes.
    */
   readonly peers?: (trustDomain: string) => PeerOidc | undefined;
+  /** Hears how each request for a document was answered (metrics). */
+  readonly onRequest?: (document: OidcDocument, result: OidcRequestResult) => void;
   /** Builds the node server (an `https.Server` for TLS); fastify's default http server otherwise. */
   readonly serverFactory?: (handler: (req: never, res: never) => void) => Server;
 }
@@ -161,12 +168,36 @@ export async function buildOidcDiscoveryApp(opts: OidcDiscoveryAppOptions): Prom
       .send(errorBody('ERR_ENDPOINT_OIDC_NOT_FOUND', `no OIDC discovery document at ${path.slice(0, 200)}`));
   });
 
+  const observe = (document: OidcDocument, result: OidcRequestResult): void => {
+    try {
+      opts.onRequest?.(document, result);
+    } catch {
+      // A metrics hook never fails a request.
+    }
+  };
+  /** 200 with the document, or 304 when `If-None-Match` names its tag. */
+  const send = (
+    document: OidcDocument,
+    request: FastifyRequest,
+    reply: FastifyReply,
+    { body, etag }: { body: Buffer; etag: string },
+  ): FastifyReply => {
+    reply.header('etag', etag).header('cache-control', `max-age=${maxAge}`);
+    const inm = evaluateIfNoneMatch(request.headers['if-none-match'], etag);
+    if (inm === 'match' || inm === 'any') {
+      observe(document, 'not_modified');
+      return reply.code(304).send();
+    }
+    observe(document, 'served');
+    return reply.code(200).type('application/json').send(body);
+  };
   const answer =
-    (pick: (r: Rendered) => { body: Buffer; etag: string }) =>
+    (document: OidcDocument, pick: (r: Rendered) => { body: Buffer; etag: string }) =>
     (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
       const doc = opts.local.current();
       reply.header('access-control-allow-origin', '*');
       if (!doc) {
+        observe(document, 'not_ready');
         return reply
           .code(503)
           .header('retry-after', '1')
@@ -176,31 +207,28 @@ export async function buildOidcDiscoveryApp(opts: OidcDiscoveryAppOptions): Prom
             errorBody('ERR_ENDPOINT_OIDC_NOT_READY', 'the local trust domain bundle is not available yet'),
           );
       }
-      const { body, etag } = pick(render(doc));
-      reply.header('etag', etag).header('cache-control', `max-age=${maxAge}`);
-      const inm = evaluateIfNoneMatch(request.headers['if-none-match'], etag);
-      if (inm === 'match' || inm === 'any') return reply.code(304).send();
-      return reply.code(200).type('application/json').send(body);
+      return send(document, request, reply, pick(render(doc)));
     };
   for (const p of discoveryPaths)
     app.get(
       p,
-      answer((r) => r.discovery),
+      answer('discovery', (r) => r.discovery),
     );
   app.get(
     jwksPath,
-    answer((r) => r.jwks),
+    answer('jwks', (r) => r.jwks),
   );
   const peers = opts.peers;
   if (peers) {
     const answerPeer =
-      (pick: (r: Rendered) => { body: Buffer; etag: string }) =>
+      (document: OidcDocument, pick: (r: Rendered) => { body: Buffer; etag: string }) =>
       (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
         const td = (request.params as { trustDomain: string }).trustDomain;
         const p = peers(td);
         reply.header('access-control-allow-origin', '*');
         // SPIFFE Federation §4.2: a bundle is published only under its own trust domain.
         if (!p || p.bundle.trustDomain.name !== td) {
+          observe(document, 'not_found');
           return reply
             .code(404)
             .header('cache-control', 'no-store')
@@ -212,22 +240,18 @@ export async function buildOidcDiscoveryApp(opts: OidcDiscoveryAppOptions): Prom
               ),
             );
         }
-        const { body, etag } = pick(renderPeer(td, p));
-        reply.header('etag', etag).header('cache-control', `max-age=${maxAge}`);
-        const inm = evaluateIfNoneMatch(request.headers['if-none-match'], etag);
-        if (inm === 'match' || inm === 'any') return reply.code(304).send();
-        return reply.code(200).type('application/json').send(body);
+        return send(document, request, reply, pick(renderPeer(td, p)));
       };
     // At the root and under the issuer's path, as the local documents (a proxy may strip it or not).
     for (const prefix of new Set(['', issuerPath])) {
       const base = `${prefix}${OIDC_PEERS_PREFIX}:trustDomain`;
       app.get(
         `${base}${OIDC_DISCOVERY_PATH}`,
-        answerPeer((r) => r.discovery),
+        answerPeer('peer_discovery', (r) => r.discovery),
       );
       app.get(
         `${base}${DEFAULT_JWKS_PATH}`,
-        answerPeer((r) => r.jwks),
+        answerPeer('peer_jwks', (r) => r.jwks),
       );
     }
   }

@@ -11,7 +11,7 @@
  * See docs/configuration.md (`oidc:`).
  * @module
  */
-export type { OidcDiscoveryAppOptions, PeerOidc } from './app.js';
+export type { OidcDiscoveryAppOptions, OidcDocument, OidcRequestResult, PeerOidc } from './app.js';
 export { buildOidcDiscoveryApp, DEFAULT_OIDC_MAX_AGE_SECONDS, OIDC_PEERS_PREFIX } from './app.js';
 export type { OidcDiscoveryServerOptions } from './server.js';
 export { OidcDiscoveryServer } from './server.js';
