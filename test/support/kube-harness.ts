@@ -464,4 +464,5 @@ const KNOWN_PLURALS: Record<string, string> = {
   PodDisruptionBudget: 'poddisruptionbudgets',
   FederationPeer: 'federationpeers',
   ClusterFederatedTrustDomain: 'clusterfederatedtrustdomains',
+  ValidatingAdmissionPolicy: 'validatingadmissionpolicies',
 };
