@@ -31,6 +31,8 @@ export function peerSettingsKey(peer: PeerConfig): string {
     ],
     peer.targetServers,
     peer.allowEmptyBundle,
+    peer.relay ?? false,
+    peer.oidcIssuer ?? null,
   ]);
 }
 

@@ -215,6 +215,9 @@ export class FederationManager {
         t.peer = peer;
         t.updater.update(peer);
         changed.push(td);
+      } else {
+        // Settings the updater does not use (relay, oidcIssuer, probe) take effect at once.
+        t.peer = peer;
       }
     }
     for (const [td, t] of this.#peers) {
