@@ -25,7 +25,7 @@ import { createSpireSyncs } from '../engine/publish/spire-syncs.js';
 import { BrokerError } from '../errors.js';
 import { type Clock, systemClock } from '../platform/clock.js';
 import { type Logger, nullLogger } from '../platform/logger.js';
-import { runTasks, type Task } from '../platform/tasks.js';
+import { runTasks, type Task, type TaskFailure } from '../platform/tasks.js';
 import { AllowlistControl } from './allowlist-control.js';
 import { KubernetesIntegration, statusSnapshot } from './kubernetes.js';
 import { BrokerView } from './view.js';
@@ -35,17 +35,14 @@ export type { DaemonDeps, Readiness } from './deps.js';
 import type { DaemonDeps } from './deps.js';
 import { listenerTasks } from './listeners.js';
 import { brokerObservers } from './observers.js';
+import { hubOutputs } from './outputs.js';
 import { createSpireClients } from './spire-clients.js';
 import { takeStateDir } from './state-dir-guard.js';
 import { BROKER_VERSION } from './version.js';
 
 /**
- * The composition root: builds every part of a broker from its configuration and runs them as
- * one task group. No logic of its own: fetching and acceptance live in federation/ (fetcher,
- * manager, restore), routing and SPIRE writes in publish/, listeners in ./listeners.ts, the
- * observers in audit/, metrics/ and ./log-observers.ts. A bundle's path: ConfiguredPeerFetcher →
- * PeerUpdater → FederationManager (policy, persist) → FederatedBundleStore → (trigger) →
- * SpireServerSync ← PublishRouting.desiredFor → BatchSetFederatedBundle.
+ * The composition root: builds every part of a broker from its configuration and runs them as one
+ * task group; no logic of its own (docs/design.md, "Layers" and "The path of a bundle").
  */
 export class BrokerDaemon {
   readonly config: BrokerConfig;
@@ -72,8 +69,9 @@ export class BrokerDaemon {
   #audit: AuditTrail | undefined;
   #k8s: KubernetesIntegration | undefined;
   #adminToken: string | undefined;
-  #adminUrl: string | undefined;
-  #verifyUrl: string | undefined;
+  /** Where the admin, verify and OIDC listeners listen, once they do. */
+  readonly #urls: { admin?: string; verify?: string; oidc?: string } = {};
+  readonly #outputTasks: readonly Task[];
   /** `server/trust domain` of last-known-good bundles loaded at start, until written to SPIRE. */
   readonly #mustPush = new Set<string>();
 
@@ -112,10 +110,8 @@ export class BrokerDaemon {
       propagation,
       audit: () => this.#audit,
       enforce: config.reconcile.enforce,
-      extra: {
-        ...(deps.federationObserver ? { federation: deps.federationObserver } : {}),
-        ...(deps.syncObserver ? { sync: deps.syncObserver } : {}),
-      },
+      extraFederation: deps.federationObserver,
+      extraSync: deps.syncObserver,
     });
     this.manager = new FederationManager({
       clock,
@@ -146,7 +142,7 @@ export class BrokerDaemon {
       bundle: (td) => store.get(td),
       servers: () => [...clients.keys()],
     });
-    const syncs = createSpireSyncs({
+    this.syncs = createSpireSyncs({
       clients,
       routing: this.routing,
       managed: new FileManagedSetStore(this.stateStore),
@@ -154,25 +150,33 @@ export class BrokerDaemon {
       reconcile: config.reconcile,
       observer: observers.sync,
     });
-    this.syncs = syncs;
     this.localBundle = new LocalBundle({
       source: this.sourceClient(),
       trustDomain: config.trustDomain,
-      ...(config.endpoint
-        ? {
-            pollIntervalMs: config.endpoint.pollIntervalMs,
-            refreshHintSeconds: config.endpoint.refreshHintSeconds,
-          }
-        : {}),
+      ...(config.endpoint && { pollIntervalMs: config.endpoint.pollIntervalMs }),
+      ...(config.endpoint && { refreshHintSeconds: config.endpoint.refreshHintSeconds }),
       deps: { clock, logger: log },
     });
+    const outputs = hubOutputs(config, {
+      store,
+      localBundle: this.localBundle,
+      peers: () => this.manager.peers(),
+      metrics: this.metrics,
+      logger: log,
+      clock,
+      oidcUrl: () => this.#urls.oidc,
+      endpointUrl: () => this.#endpoint?.url,
+      clusterTrustBundles: () => this.#k8s?.clusterTrustBundles,
+    });
+    this.#outputTasks = outputs.tasks;
     this.view = new BrokerView({
+      outputs: () => outputs.status(),
       config,
       clock,
       logger: log,
       manager: this.manager,
       store,
-      syncs,
+      syncs: this.syncs,
       routing: this.routing,
       localBundle: this.localBundle,
       allowlist: this.#allowlist,
@@ -181,11 +185,14 @@ export class BrokerDaemon {
       isLeader: () => this.#k8s?.isLeader() ?? true,
     });
     this.#endpointReady = new Promise((r) => {
-      this.#resolveEndpoint = r;
+      this.#resolveEndpoint = (ep) => {
+        this.#endpoint = ep;
+        r(ep);
+      };
     });
     // Every change of the held bundles is a reason for every server to reconcile.
     store.subscribe(() => {
-      for (const s of syncs.values()) s.trigger();
+      for (const s of this.syncs.values()) s.trigger();
     });
   }
 
@@ -227,12 +234,12 @@ export class BrokerDaemon {
 
   /** `http://host:port` of the admin API once it listens (undefined until then). */
   get adminUrl(): string | undefined {
-    return this.#adminUrl;
+    return this.#urls.admin;
   }
 
   /** `http://host:port` of the verify API once it listens. */
   get verifyUrl(): string | undefined {
-    return this.#verifyUrl;
+    return this.#urls.verify;
   }
 
   /**
@@ -283,13 +290,16 @@ export class BrokerDaemon {
           const code = f.error instanceof BrokerError ? f.error.code : undefined;
           this.logger.error('broker stopping: a part failed', { task: f.task, code, error: f.message });
         },
-        (f) => this.logger.warn('error while stopping', { task: f.task, error: f.message }),
+        this.#stopping,
       );
     } finally {
       for (const c of this.clients.values()) c.close();
       await lock.release();
     }
   }
+
+  readonly #stopping = (f: TaskFailure): void =>
+    this.logger.warn('error while stopping', { task: f.task, error: f.message });
 
   /** Loads allowlist and state, then runs every part of the broker as one task group. */
   async #runBroker(signal: AbortSignal, k8s: KubernetesIntegration | undefined): Promise<void> {
@@ -308,26 +318,18 @@ export class BrokerDaemon {
     );
     try {
       this.#audit = new AuditTrail(writer);
-      const source = this.config.spire.source;
       const restored = await restorePeers({
         state: this.stateStore,
         allowlist,
-        spire: [...this.clients]
-          .sort(([a], [b]) => (a === source ? -1 : b === source ? 1 : 0))
-          .map(([name, client]) => ({
-            name,
-            listFederatedBundles: (sig) => client.listFederatedBundles({ signal: sig }),
-          })),
+        spire: this.clients,
+        source: this.config.spire.source,
         logger: this.logger,
         signal,
       });
       this.manager.restore(restored);
-      for (const td of restoredFromState(restored))
-        for (const name of this.clients.keys()) this.#mustPush.add(`${name}/${td}`);
+      for (const key of restoredFromState(restored, this.clients.keys())) this.#mustPush.add(key);
       await this.#allowlist.apply(allowlist);
-      await runTasks(this.#parts(k8s, watcher), signal, undefined, (f) =>
-        this.logger.warn('error while stopping', { task: f.task, error: f.message }),
-      );
+      await runTasks(this.#parts(k8s, watcher), signal, undefined, this.#stopping);
     } finally {
       // Every part has returned: nothing can be accepted (or audited) after this point.
       this.#audit = undefined;
@@ -364,16 +366,14 @@ export class BrokerDaemon {
             ...(this.#adminToken ? { adminToken: this.#adminToken } : {}),
           },
           listening: (what, address, endpoint) => {
-            if (what === 'admin') this.#adminUrl = address;
-            else if (what === 'verify') this.#verifyUrl = address;
-            else if (endpoint) {
-              this.#endpoint = endpoint;
-              this.#resolveEndpoint(endpoint);
-            }
+            if (what !== 'endpoint') this.#urls[what] = address;
+            else if (endpoint) this.#resolveEndpoint(endpoint);
           },
         },
       ),
       { name: 'federation', run: (sig) => this.manager.run(sig) },
+      // Every replica writes its own local output files (not leader-gated).
+      ...this.#outputTasks,
       ...(k8s?.source ? [] : [{ name: 'allowlist watcher', run: (sig: AbortSignal) => watcher.run(sig) }]),
       {
         name: 'SPIRE sync',

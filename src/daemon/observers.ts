@@ -19,7 +19,9 @@ export function brokerObservers(opts: {
   readonly propagation: PropagationTracker;
   readonly audit: () => AuditTrail | undefined;
   readonly enforce: boolean;
-  readonly extra?: { federation?: Partial<FederationObserver>; sync?: Partial<SpireSyncObserver> };
+  /** Extra observers (tests, the crash child). */
+  readonly extraFederation?: Partial<FederationObserver> | undefined;
+  readonly extraSync?: Partial<SpireSyncObserver> | undefined;
 }): { federation: Partial<FederationObserver>; sync: Partial<SpireSyncObserver> } {
   const { logger: log, metrics, propagation } = opts;
   const logs = logObservers(log, opts.now);
@@ -35,11 +37,11 @@ export function brokerObservers(opts: {
   const failed = (err: unknown, event: string) => log.error('observer failed', { event, error: String(err) });
   return {
     federation: composeObservers<FederationObserver>(
-      [logs.federation, audit.federation, metrics.federationObserver(propagation), opts.extra?.federation],
+      [logs.federation, audit.federation, metrics.federationObserver(propagation), opts.extraFederation],
       failed,
     ),
     sync: composeObservers<SpireSyncObserver>(
-      [logs.sync, audit.sync, metrics.spireSyncObserver(propagation), opts.extra?.sync],
+      [logs.sync, audit.sync, metrics.spireSyncObserver(propagation), opts.extraSync],
       failed,
     ),
   };

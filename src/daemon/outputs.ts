@@ -7,6 +7,7 @@ import { FileOutputSink } from '../engine/publish/file-output.js';
 import type { Clock } from '../platform/clock.js';
 import type { Logger } from '../platform/logger.js';
 import type { Task } from '../platform/tasks.js';
+import { oidcStatus, relayStatus } from './listeners.js';
 
 /** What the hub outputs are built from: the daemon's parts. */
 export interface OutputParts {
@@ -79,5 +80,55 @@ export function buildHubOutputs(config: BrokerConfig, parts: OutputParts): HubOu
     fileOutputs: sink,
     tasks: [{ name: 'file outputs', run: (sig) => sink.run(store, sig, retained) }],
     status: () => ({ files: sink.status() }),
+  };
+}
+
+/** Where the other outputs are, for their status: read when status is asked for. */
+export interface OutputPlaces {
+  readonly oidcUrl: () => string | undefined;
+  readonly endpointUrl: () => string | undefined;
+  readonly clusterTrustBundles: () => { status(): object } | undefined;
+}
+
+/**
+ * The file outputs' tasks, and everything `/v1/status` says about the outputs: files, OIDC
+ * discovery, relay, ClusterTrustBundles.
+ */
+export function hubOutputs(
+  config: BrokerConfig,
+  parts: OutputParts & OutputPlaces,
+): { readonly tasks: readonly Task[]; status(): OutputsStatus } {
+  const files = buildHubOutputs(config, parts);
+  return {
+    tasks: files?.tasks ?? [],
+    status: () =>
+      outputsStatus(config, {
+        ...parts,
+        files,
+        oidcUrl: parts.oidcUrl(),
+        endpointUrl: parts.endpointUrl(),
+        clusterTrustBundles: parts.clusterTrustBundles(),
+      }),
+  };
+}
+
+/** Everything `/v1/status` says about the outputs: files, OIDC discovery, relay, ClusterTrustBundles. */
+export function outputsStatus(
+  config: BrokerConfig,
+  parts: Pick<OutputParts, 'store' | 'localBundle' | 'peers'> & {
+    readonly files: HubOutputs | undefined;
+    readonly oidcUrl: string | undefined;
+    readonly endpointUrl: string | undefined;
+    readonly clusterTrustBundles: { status(): object } | undefined;
+  },
+): OutputsStatus {
+  const peers = parts.peers();
+  const oidc = oidcStatus(config, parts.localBundle, peers, parts.store, parts.oidcUrl);
+  const relay = relayStatus(peers, parts.store, parts.endpointUrl);
+  return {
+    ...(parts.files?.status() ?? {}),
+    ...(oidc ? { oidc: { ...oidc } } : {}),
+    ...(relay.trustDomains.length > 0 ? { relay: { ...relay } } : {}),
+    ...(parts.clusterTrustBundles ? { clusterTrustBundles: { ...parts.clusterTrustBundles.status() } } : {}),
   };
 }

@@ -111,6 +111,12 @@ export interface BrokerStatus {
 export interface OutputsStatus {
   /** `outputs.files`: one entry per configured format ({@link FileOutputSink.status}). */
   readonly files?: readonly FileOutputStatus[];
+  /** `oidc`: the discovery listener, its issuer, discovery URL, served key IDs, per-peer issuers. */
+  readonly oidc?: Readonly<Record<string, unknown>>;
+  /** The per-peer relay on the bundle endpoint: its base URL and the relay-enabled peers. */
+  readonly relay?: Readonly<Record<string, unknown>>;
+  /** `kubernetes.clusterTrustBundles` (leader only): signer, last write and error, objects. */
+  readonly clusterTrustBundles?: Readonly<Record<string, unknown>>;
 }
 
 /** What a reconcile would do to one federated bundle of one server. */
@@ -264,6 +270,9 @@ export const BROKER_STATUS_SCHEMA = {
       type: 'object',
       additionalProperties: false,
       properties: {
+        oidc: { type: 'object', additionalProperties: true },
+        relay: { type: 'object', additionalProperties: true },
+        clusterTrustBundles: { type: 'object', additionalProperties: true },
         files: {
           type: 'array',
           items: {

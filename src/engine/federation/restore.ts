@@ -1,23 +1,23 @@
 import type { TrustBundle } from '../../core/bundle/trust-bundle.js';
-import type { TrustDomain } from '../../core/spiffeid/trust-domain.js';
 import type { Logger } from '../../platform/logger.js';
 import type { Allowlist } from '../config/types.js';
 import type { RestoredPeer } from './manager.js';
 import type { StateStore } from './state-store.js';
 
-/** A SPIRE server to re-read lost last-known-good bundles from. */
+/** A SPIRE server to re-read lost last-known-good bundles from (a SpireServerClient fits). */
 export interface RecoverySource {
-  readonly name: string;
   /** Every federated bundle the server holds. */
-  listFederatedBundles(signal: AbortSignal): Promise<TrustBundle[]>;
+  listFederatedBundles(opts: { signal: AbortSignal }): Promise<TrustBundle[]>;
 }
 
 /** What {@link restorePeers} needs. */
 export interface RestoreOptions {
   readonly state: StateStore;
   readonly allowlist: Allowlist;
-  /** SPIRE servers, the source server first. */
-  readonly spire: readonly RecoverySource[];
+  /** SPIRE servers by name. */
+  readonly spire: ReadonlyMap<string, RecoverySource>;
+  /** The source server's name: asked first. */
+  readonly source: string;
   readonly logger: Logger;
   readonly signal: AbortSignal;
   /** Per SPIRE server, how long to wait for its list. Default 5 s. */
@@ -53,10 +53,14 @@ export async function restorePeers(opts: RestoreOptions): Promise<RestoredPeer[]
   const lost = new Set(
     opts.allowlist.peers.map((p) => p.trustDomain.name).filter((td) => !restored.get(td)?.bundle),
   );
-  for (const server of opts.spire) {
+  const ordered = [...opts.spire].sort(([a], [b]) => (a === opts.source ? -1 : b === opts.source ? 1 : 0));
+  for (const [name, client] of ordered) {
+    const server = { name };
     if (lost.size === 0) break;
-    const held = await server
-      .listFederatedBundles(AbortSignal.any([opts.signal, AbortSignal.timeout(opts.timeoutMs ?? 5000)]))
+    const held = await client
+      .listFederatedBundles({
+        signal: AbortSignal.any([opts.signal, AbortSignal.timeout(opts.timeoutMs ?? 5000)]),
+      })
       .catch((err: unknown) => {
         logger.warn('could not read federated bundles from SPIRE to recover lost state', {
           server: server.name,
@@ -90,7 +94,11 @@ export async function restorePeers(opts: RestoreOptions): Promise<RestoredPeer[]
   return [...restored.values()];
 }
 
-/** Trust domains of `restored` whose bundle came from the state directory (to push before ready). */
-export function restoredFromState(restored: readonly RestoredPeer[]): TrustDomain['name'][] {
-  return restored.filter((r) => r.bundle && r.origin === 'state').map((r) => r.trustDomain);
+/**
+ * `server/trust domain` keys of the bundles that came from the state directory, for every server:
+ * readiness waits until each is in SPIRE.
+ */
+export function restoredFromState(restored: readonly RestoredPeer[], servers: Iterable<string>): string[] {
+  const tds = restored.filter((r) => r.bundle && r.origin === 'state').map((r) => r.trustDomain);
+  return [...servers].flatMap((server) => tds.map((td) => `${server}/${td}`));
 }
