@@ -152,6 +152,7 @@ describe.skipIf(!haveTools)(
         `ValidatingAdmissionPolicy '${POLICY}' with binding '${POLICY}' denied request`,
       );
       expect(r.message).toContain(MSG_CA);
+      console.info(`refusal as the API server words it: ${r.message}`);
     });
 
     it('refuses trust domains outside the allowed suffixes, including look-alikes that only end with the text', async () => {
