@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Lab } from '../lab/lab.js';
+import { Lab, type LabDomain } from '../lab/lab.js';
 import { runMtlsDemo } from '../lab/mtls-demo.js';
 import { type CliIo, EXIT_OK, EXIT_REFUSED } from './io.js';
 import { printJson, reportFailure, UsageError } from './output.js';
@@ -14,7 +14,9 @@ built by scripts/install-spire.sh when present, else the in-process SPIRE emulat
 allowlists federating them — then walks through a demo: a rotation propagates (with the measured
 time), a peer goes down and stays trusted, an allowlist removal revokes.
 
---json            print one line {"ok":true,"ready":true,...} once everything is federated, then keep running
+--json            print one line {"ok":true,"ready":true,...} once everything is federated and every
+                  output written (per trust domain: bundle endpoint, admin URL, and "outputs": files
+                  by format, relayBase, oidcDiscovery, oidcCa), then keep running
 --spire           which SPIRE to use (default auto)
 --keep-running    after the demo, keep the lab up until Ctrl-C
 Stops everything and removes its temp dirs on SIGINT/SIGTERM.`;
@@ -24,6 +26,21 @@ export function defaultSpireServerBin(env: Readonly<Record<string, string | unde
   if (env.SPIRE_SERVER_BIN) return env.SPIRE_SERVER_BIN;
   const cache = env.SPIFFE_BROKER_CACHE ?? join(homedir(), '.cache', 'spiffe-broker');
   return join(cache, 'bin', 'spire-server');
+}
+
+/**
+ * True once the domain's broker reports every hub output current for its `peers` peers: each file
+ * format lists them, each relayed peer has an accepted bundle, and the OIDC listener listens.
+ */
+function outputsReady(d: LabDomain, peers: number): boolean {
+  const o = d.daemon.view.status().outputs;
+  const relay = o?.relay as { trustDomains?: readonly { accepted: boolean }[] } | undefined;
+  return (
+    o?.files?.every((f) => f.trustDomains.length === peers && f.lastError === null) === true &&
+    relay?.trustDomains?.length === peers &&
+    relay.trustDomains.every((t) => t.accepted) &&
+    typeof o.oidc?.url === 'string'
+  );
 }
 
 function waitForAbort(signal: AbortSignal): Promise<void> {
@@ -70,6 +87,7 @@ export async function labCommand(args: string[], io: CliIo): Promise<number> {
         30_000,
         `${d.name} to federate`,
       );
+      await Lab.until(() => outputsReady(d, lab!.domains.length - 1), 30_000, `${d.name}'s outputs`);
     }
     const summary = {
       ok: true,
@@ -83,6 +101,12 @@ export async function labCommand(args: string[], io: CliIo): Promise<number> {
         endpointSpiffeId: d.endpointSpiffeId,
         admin: d.daemon.adminUrl ?? null,
         spireSockets: [d.spire.socketPath],
+        outputs: {
+          files: d.outputs.files,
+          relayBase: `${d.endpointUrl.replace(/\/?$/, '/')}bundles/`,
+          oidcDiscovery: d.outputs.oidcDiscovery,
+          oidcCa: d.outputs.oidcCa,
+        },
       })),
     };
     if (json) {

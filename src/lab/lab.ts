@@ -1,11 +1,17 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createCa, createX509Svid, type IssuedCert } from '../adapters/pki/certificates.js';
 import { SpireEmulator } from '../adapters/spire/emulator/emulator.js';
 import { marshalBundle } from '../core/bundle/codec.js';
+import { discoveryUrl } from '../core/bundle/oidc.js';
+import { OUTPUT_FORMATS, type OutputFormat, PER_TRUST_DOMAIN_FORMATS } from '../core/bundle/outputs.js';
 import type { TrustBundle } from '../core/bundle/trust-bundle.js';
+import { SpiffeId } from '../core/spiffeid/spiffe-id.js';
+import { TrustDomain } from '../core/spiffeid/trust-domain.js';
 import { BrokerDaemon, type DaemonDeps } from '../daemon/daemon.js';
 import { parseBrokerConfig } from '../engine/config/broker-config.js';
+import { outputFileName } from '../engine/publish/file-output.js';
 import type { Logger } from '../platform/logger.js';
 import { nullLogger } from '../platform/logger.js';
 import { freePort, RealSpireServer, type SpireServerRunner } from './spire-process.js';
@@ -24,6 +30,25 @@ export interface LabDomain {
   readonly endpointSpiffeId: string;
   /** The broker's cross-domain mTLS probe port. */
   readonly probePort: number;
+  /** The broker's hub outputs (every one the lab can run: files, relay, OIDC discovery). */
+  readonly outputs: LabOutputs;
+}
+
+/** Where a lab broker's hub outputs are (docs/configuration.md#outputs). */
+export interface LabOutputs {
+  /** `outputs.files.dir`: every format, the local trust domain left out (`includeLocal: false`). */
+  readonly dir: string;
+  /**
+   * Each format's file, by format; per-trust-domain formats as a pattern with `<trust domain>` in
+   * place of the name (as `/v1/status` lists them).
+   */
+  readonly files: Readonly<Record<OutputFormat, string>>;
+  /** `oidc.issuer`: `https://localhost:<port>` (SPIRE's `jwt_issuer` when the lab runs real SPIRE). */
+  readonly oidcIssuer: string;
+  /** `<oidcIssuer>/.well-known/openid-configuration`. */
+  readonly oidcDiscovery: string;
+  /** PEM of the lab's CA that issued the OIDC listener's certificate (DNS name `localhost`). */
+  readonly oidcCa: string;
 }
 
 /** The SPIRE server of a lab trust domain: the in-process emulator or a real spire-server. */
@@ -62,7 +87,14 @@ export interface LabOptions {
 
 function allowlistYaml(
   self: string,
-  peers: readonly { name: string; url: string; id: string; bootstrap: string; probePort?: number }[],
+  peers: readonly {
+    name: string;
+    url: string;
+    id: string;
+    bootstrap: string;
+    probePort?: number;
+    oidcIssuer?: string;
+  }[],
 ): string {
   const lines = ['apiVersion: spiffe-broker.dev/v1', 'kind: Allowlist', 'peers:'];
   if (peers.length === 0) return 'apiVersion: spiffe-broker.dev/v1\nkind: Allowlist\npeers: []\n';
@@ -76,15 +108,69 @@ function allowlistYaml(
       `      endpointSPIFFEID: ${p.id}`,
       `      bootstrapBundleFile: ${p.bootstrap}`,
       '    refresh: { minInterval: 1s, maxInterval: 30s }',
+      '    relay: true',
+      ...(p.oidcIssuer ? [`    oidcIssuer: ${p.oidcIssuer}`] : []),
       ...(p.probePort ? [`    probe: { address: "127.0.0.1:${p.probePort}" }`] : []),
     );
   }
   return `${lines.join('\n')}\n`;
 }
 
+/** A day of validity either side of now: the lab's OIDC certificates outlive any lab run. */
+const LAB_CERT_VALIDITY_MS = 86_400_000;
+
+/**
+ * The lab's WebPKI-style CA for the OIDC listeners (written to `<dir>/oidc-ca.pem`) and, per
+ * domain, a server certificate for `localhost` (OIDC consumers fetch over https and check the
+ * host name; pki issues DNS names, so the issuer is `https://localhost:<port>`).
+ */
+async function labOidcCa(dir: string): Promise<{ ca: IssuedCert; file: string }> {
+  const notBefore = new Date(Date.now() - LAB_CERT_VALIDITY_MS);
+  const notAfter = new Date(Date.now() + LAB_CERT_VALIDITY_MS);
+  const ca = await createCa({
+    trustDomain: TrustDomain.parse('oidc.lab'),
+    notBefore,
+    notAfter,
+    subject: 'O=spiffe-broker lab, CN=lab OIDC CA',
+  });
+  const file = join(dir, 'oidc-ca.pem');
+  await writeFile(file, ca.pem);
+  return { ca, file };
+}
+
+async function writeOidcServerCert(ca: IssuedCert, ddir: string): Promise<{ cert: string; key: string }> {
+  const leaf = await createX509Svid({
+    id: SpiffeId.parse('spiffe://oidc.lab/localhost'),
+    issuer: ca,
+    notBefore: new Date(Date.now() - LAB_CERT_VALIDITY_MS),
+    notAfter: new Date(Date.now() + LAB_CERT_VALIDITY_MS),
+    dnsNames: ['localhost'],
+  });
+  const cert = join(ddir, 'oidc-tls.crt');
+  const key = join(ddir, 'oidc-tls.key');
+  await writeFile(cert, leaf.pem);
+  await writeFile(key, leaf.privateKeyPem!, { mode: 0o600 });
+  return { cert, key };
+}
+
+/** Each output format's file in `dir` (per-trust-domain formats as a `<trust domain>` pattern). */
+function outputFiles(dir: string): Record<OutputFormat, string> {
+  const out = {} as Record<OutputFormat, string>;
+  for (const f of OUTPUT_FORMATS) {
+    out[f] = join(
+      dir,
+      PER_TRUST_DOMAIN_FORMATS.has(f) ? outputFileName(f, '<trust domain>') : outputFileName(f),
+    );
+  }
+  return out;
+}
+
 /**
  * A federation lab on loopback: N trust domains, each with its SPIRE server (real or emulated), a
  * broker publishing its bundle (https_spiffe) and an allowlist federating with every other domain.
+ * Every hub output is on: file outputs in every format, the relay of every peer on the bundle
+ * endpoint (`/bundles/<td>`), and OIDC discovery over HTTPS (the local JWT-SVIDs, and each peer's
+ * under `/peers/<td>/`).
  * Used by `spiffe-broker lab` and the end-to-end tests.
  */
 export class Lab {
@@ -143,13 +229,21 @@ export class Lab {
       `starting ${names.length} trust domains with ${kind === 'real' ? 'real spire-server' : 'the SPIRE emulator'}`,
     );
 
-    // 1. SPIRE servers.
+    // 1. SPIRE servers, whose JWT-SVIDs name their broker's OIDC issuer.
     const spires: LabSpire[] = [];
     try {
+      const oidcCa = await labOidcCa(dir);
+      const oidcPorts = new Map<string, number>();
+      for (const name of names) oidcPorts.set(name, await freePort());
+      const issuerOf = (name: string) => `https://localhost:${oidcPorts.get(name)}`;
       for (const name of names) {
         const ddir = join(dir, name.split('.')[0]!);
         await mkdir(ddir, { recursive: true });
-        spires.push(runner ? await runner.start(name, ddir) : await startEmulator(name, ddir));
+        spires.push(
+          runner
+            ? await runner.start(name, ddir, { jwtIssuer: issuerOf(name) })
+            : await startEmulator(name, ddir),
+        );
       }
       // 2. Brokers: endpoint on a free port, allowlist written once every endpoint is known.
       const probePorts = new Map<string, number>();
@@ -161,6 +255,8 @@ export class Lab {
         const allowlistFile = join(ddir, 'allowlist.yaml');
         await writeFile(allowlistFile, allowlistYaml(name, []));
         const configFile = join(ddir, 'broker.yaml');
+        const outputsDir = join(ddir, 'outputs');
+        const tls = await writeOidcServerCert(oidcCa.ca, ddir);
         const yaml = [
           'apiVersion: spiffe-broker.dev/v1',
           'kind: BrokerConfig',
@@ -180,6 +276,15 @@ export class Lab {
           'admin: { listen: 127.0.0.1:0 }',
           `mtlsProbe: { listen: 127.0.0.1:${probePorts.get(name)}, interval: 2s }`,
           'verify: { listen: 127.0.0.1:0 }',
+          'outputs:',
+          '  files:',
+          `    dir: ${outputsDir}`,
+          `    formats: [${OUTPUT_FORMATS.join(', ')}]`,
+          'oidc:',
+          `  listen: 127.0.0.1:${oidcPorts.get(name)}`,
+          `  issuer: ${issuerOf(name)}`,
+          `  certFile: ${tls.cert}`,
+          `  keyFile: ${tls.key}`,
         ].join('\n');
         await writeFile(configFile, `${yaml}\n`);
         const config = parseBrokerConfig(yaml);
@@ -197,6 +302,13 @@ export class Lab {
           endpointUrl: '',
           endpointSpiffeId: `spiffe://${name}/spiffe-broker`,
           probePort: probePorts.get(name)!,
+          outputs: {
+            dir: outputsDir,
+            files: outputFiles(outputsDir),
+            oidcIssuer: issuerOf(name),
+            oidcDiscovery: discoveryUrl(issuerOf(name)),
+            oidcCa: oidcCa.file,
+          },
         });
       }
       const domainStops = new Map(domains.map((d) => [d.name, new AbortController()]));
@@ -251,6 +363,7 @@ export class Lab {
         id: peer.endpointSpiffeId,
         bootstrap: join(peer.dir, 'bundle.json'),
         probePort: peer.probePort,
+        oidcIssuer: peer.outputs.oidcIssuer,
       };
     });
     await writeFile(d.allowlistFile, allowlistYaml(self, entries));

@@ -244,7 +244,8 @@ export async function startSpireServerProcess(opts: SpireProcessOptions): Promis
 /** Starts lab trust domains on real spire-server processes. */
 export interface SpireServerRunner {
   available(): Promise<boolean>;
-  start(trustDomain: string, dir: string): Promise<LabSpire>;
+  /** `opts.jwtIssuer`: the server's `jwt_issuer` (the lab broker's OIDC issuer). */
+  start(trustDomain: string, dir: string, opts?: { readonly jwtIssuer?: string }): Promise<LabSpire>;
 }
 
 /** {@link SpireServerRunner} for a spire-server binary. */
@@ -257,8 +258,17 @@ export class RealSpireServer implements SpireServerRunner {
     return r.code === 0 || /\d+\.\d+/.test(r.stdout + r.stderr);
   }
 
-  async start(trustDomain: string, dir: string): Promise<LabSpire> {
-    const proc = await startSpireServerProcess({ bin: this.bin, trustDomain, dir });
+  async start(
+    trustDomain: string,
+    dir: string,
+    opts: { readonly jwtIssuer?: string } = {},
+  ): Promise<LabSpire> {
+    const proc = await startSpireServerProcess({
+      bin: this.bin,
+      trustDomain,
+      dir,
+      ...(opts.jwtIssuer !== undefined ? { jwtIssuer: opts.jwtIssuer } : {}),
+    });
     const client = new SpireServerClient({ address: proc.address });
     return {
       kind: 'real',
