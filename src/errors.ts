@@ -225,10 +225,7 @@ export type MtlsErrorCode =
   | 'ERR_MTLS_PROBE_RATE_LIMITED';
 
 /** Hub outputs: bundle files for other consumers and `spiffe-broker export`. */
-export type OutputErrorCode =
-  | 'ERR_OUTPUT_FORMAT'
-  | 'ERR_OUTPUT_TRUST_DOMAIN'
-  | 'ERR_OUTPUT_WRITE';
+export type OutputErrorCode = 'ERR_OUTPUT_FORMAT' | 'ERR_OUTPUT_TRUST_DOMAIN' | 'ERR_OUTPUT_WRITE';
 
 /** Every error code the broker can produce. */
 export type ErrorCode =
