@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
 import { marshalBundle, type TrustBundle } from '../../core/bundle/index.js';
+import { renderOutput } from '../../core/bundle/outputs.js';
+import { outputFileName } from '../../engine/publish/file-output.js';
 import type { DesiredBundles, Sink, SinkFailure, SinkReport } from '../../engine/publish/sink.js';
 import { K8sError } from '../../errors.js';
 import type { Clock } from '../../platform/clock.js';
@@ -25,6 +27,12 @@ import { TRUST_DOMAIN_LABEL, trustDomainLabelValue } from './trust-domain-label.
  * Each also carries the `spiffe-broker.dev/trust-domain` label ({@link trustDomainLabelValue}), so
  * a trust-manager `Bundle` per trust domain can select it (`sources[].configMap.selector` + `key:
  * bundle.pem`, docs/kubernetes.md).
+ *
+ * Besides, one ConfigMap per matching namespace, {@link BUNDLE_MAP_CONFIG_MAP_NAME}, holds the
+ * X.509 SPIFFE Bundle Map of every peer for proxyless gRPC (`grpc-bundle-map.json`, gRFC A87
+ * `spiffe_trust_bundle_map_file`) and Envoy (`envoy-bundle-map.json`,
+ * `SPIFFECertValidatorConfig.trust_bundles`), rendered as the file outputs render it; it exists
+ * while at least one peer has an X.509 authority (an empty map would be refused by Envoy).
  * @module
  */
 
@@ -40,6 +48,17 @@ export const OWNER_ANNOTATION = 'spiffe-broker.dev/owner';
 export const TRUST_DOMAIN_ANNOTATION = 'spiffe-broker.dev/trust-domain';
 /** `spiffe_sequence` of the distributed bundle. */
 const SEQUENCE_ANNOTATION = 'spiffe-broker.dev/sequence';
+/** `spiffe-broker.dev/component` of per-trust-domain bundle ConfigMaps. */
+const BUNDLE_COMPONENT = 'bundle';
+/** `spiffe-broker.dev/component` of the Bundle Map ConfigMap. */
+const BUNDLE_MAP_COMPONENT = 'bundle-map';
+/** The trust domains in the Bundle Map ConfigMap, comma-separated, sorted. */
+export const TRUST_DOMAINS_ANNOTATION = 'spiffe-broker.dev/trust-domains';
+/**
+ * Name of the Bundle Map ConfigMap in each matching namespace. Never a per-trust-domain name:
+ * those all start with `spiffe-bundle-` ({@link bundleConfigMapName}).
+ */
+export const BUNDLE_MAP_CONFIG_MAP_NAME = 'spiffe-trust-bundle-map';
 
 /** What the sink reads bundles from: `FederatedBundleStore` fits. */
 export interface BundleFeed {
@@ -49,7 +68,10 @@ export interface BundleFeed {
   subscribe(listener: () => void): () => void;
 }
 
-/** Hooks for tests and metrics. */
+/**
+ * Hooks for tests and metrics. `trustDomain` is `*` for the Bundle Map ConfigMap
+ * ({@link BUNDLE_MAP_CONFIG_MAP_NAME}).
+ */
 export interface ConfigMapSinkObserver {
   created?(namespace: string, name: string, trustDomain: string): void;
   updated?(namespace: string, name: string, trustDomain: string): void;
@@ -108,11 +130,33 @@ export function bundleConfigMapData(bundle: TrustBundle): Record<string, string>
   };
 }
 
+/**
+ * The Bundle Map ConfigMap's data: the X.509 SPIFFE Bundle Map of `bundles` under the file output
+ * names (`grpc-bundle-map.json`, `envoy-bundle-map.json`; the same bytes, core/bundle/outputs), and
+ * the trust domains it holds; undefined when no bundle has an X.509 authority a consumer takes.
+ */
+export function bundleMapConfigMapData(
+  bundles: readonly TrustBundle[],
+): { readonly data: Record<string, string>; readonly trustDomains: readonly string[] } | undefined {
+  const map = renderOutput('grpc-bundle-map', { bundles });
+  if (map.trustDomains.length === 0) return undefined;
+  return {
+    data: {
+      [outputFileName('grpc-bundle-map')]: map.text,
+      [outputFileName('envoy-bundle-map')]: map.text,
+    },
+    trustDomains: map.trustDomains,
+  };
+}
+
 interface Desired {
+  readonly component: typeof BUNDLE_COMPONENT | typeof BUNDLE_MAP_COMPONENT;
   readonly name: string;
+  /** The bundle's trust domain; `*` for the Bundle Map. */
   readonly trustDomain: string;
   readonly data: Record<string, string>;
-  readonly sequence: string;
+  /** Per trust domain: `spiffe_sequence`; for the Bundle Map: its trust domains. */
+  readonly annotations: Record<string, string>;
 }
 
 /**
@@ -304,23 +348,37 @@ export class ConfigMapSink implements Sink {
       const n = bundleConfigMapName(b.trustDomain.name);
       names.set(n, (names.get(n) ?? 0) + 1);
     }
-    return bundles.map((b) => {
+    const out: Desired[] = bundles.map((b) => {
       const td = b.trustDomain.name;
       const plain = bundleConfigMapName(td);
       return {
+        component: BUNDLE_COMPONENT,
         name: (names.get(plain) ?? 0) > 1 ? bundleConfigMapName(td, true) : plain,
         trustDomain: td,
         data: bundleConfigMapData(b),
-        sequence: b.sequence.toString(),
+        annotations: { [TRUST_DOMAIN_ANNOTATION]: td, [SEQUENCE_ANNOTATION]: b.sequence.toString() },
       };
     });
+    const map = bundleMapConfigMapData(bundles);
+    if (map) {
+      out.push({
+        component: BUNDLE_MAP_COMPONENT,
+        name: BUNDLE_MAP_CONFIG_MAP_NAME,
+        trustDomain: '*',
+        data: map.data,
+        annotations: { [TRUST_DOMAINS_ANNOTATION]: map.trustDomains.join(',') },
+      });
+    }
+    return out;
   }
 
-  #isOurs(cm: KubeObject): boolean {
+  #isOurs(cm: KubeObject, component: string = BUNDLE_COMPONENT): boolean {
     return (
       cm.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY_VALUE &&
-      cm.metadata.labels?.[BUNDLE_COMPONENT_LABEL] === 'bundle' &&
-      cm.metadata.annotations?.[OWNER_ANNOTATION] === this.#owner
+      cm.metadata.labels?.[BUNDLE_COMPONENT_LABEL] === component &&
+      cm.metadata.annotations?.[OWNER_ANNOTATION] === this.#owner &&
+      // The Bundle Map has one name; a per-trust-domain ConfigMap never has it.
+      (cm.metadata.name === BUNDLE_MAP_CONFIG_MAP_NAME) === (component === BUNDLE_MAP_COMPONENT)
     );
   }
 
@@ -332,18 +390,21 @@ export class ConfigMapSink implements Sink {
         name: d.name,
         namespace: ns,
         ...(resourceVersion ? { resourceVersion } : {}),
-        labels: {
-          [MANAGED_BY_LABEL]: MANAGED_BY_VALUE,
-          [BUNDLE_COMPONENT_LABEL]: 'bundle',
-          'app.kubernetes.io/name': 'spiffe-bundle',
-          // One trust domain per selector: a trust-manager Bundle source, `kubectl get -l`.
-          [TRUST_DOMAIN_LABEL]: trustDomainLabelValue(d.trustDomain),
-        },
-        annotations: {
-          [OWNER_ANNOTATION]: this.#owner,
-          [TRUST_DOMAIN_ANNOTATION]: d.trustDomain,
-          [SEQUENCE_ANNOTATION]: d.sequence,
-        },
+        labels:
+          d.component === BUNDLE_COMPONENT
+            ? {
+                [MANAGED_BY_LABEL]: MANAGED_BY_VALUE,
+                [BUNDLE_COMPONENT_LABEL]: BUNDLE_COMPONENT,
+                'app.kubernetes.io/name': 'spiffe-bundle',
+                // One trust domain per selector: a trust-manager Bundle source, `kubectl get -l`.
+                [TRUST_DOMAIN_LABEL]: trustDomainLabelValue(d.trustDomain),
+              }
+            : {
+                [MANAGED_BY_LABEL]: MANAGED_BY_VALUE,
+                [BUNDLE_COMPONENT_LABEL]: BUNDLE_MAP_COMPONENT,
+                'app.kubernetes.io/name': 'spiffe-bundle-map',
+              },
+        annotations: { [OWNER_ANNOTATION]: this.#owner, ...d.annotations },
       },
       data: d.data,
     };
@@ -352,10 +413,14 @@ export class ConfigMapSink implements Sink {
   async #reconcileNamespace(ns: string, desired: readonly Desired[], signal: AbortSignal): Promise<void> {
     const { items } = await this.#o.api.list(CONFIG_MAPS, {
       namespace: ns,
-      labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${BUNDLE_COMPONENT_LABEL}=bundle`,
+      labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${BUNDLE_COMPONENT_LABEL} in (${BUNDLE_COMPONENT},${BUNDLE_MAP_COMPONENT})`,
       signal,
     });
-    const ours = new Map(items.filter((cm) => this.#isOurs(cm)).map((cm) => [cm.metadata.name, cm] as const));
+    const ours = new Map(
+      items
+        .filter((cm) => this.#isOurs(cm) || this.#isOurs(cm, BUNDLE_MAP_COMPONENT))
+        .map((cm) => [cm.metadata.name, cm] as const),
+    );
     if (ours.size > 0 || desired.length > 0) this.#touched.add(ns);
     let firstError: unknown;
     const wanted = new Set(desired.map((d) => d.name));
@@ -369,7 +434,8 @@ export class ConfigMapSink implements Sink {
     }
     for (const [name, cm] of ours) {
       if (wanted.has(name)) continue;
-      const td = cm.metadata.annotations?.[TRUST_DOMAIN_ANNOTATION] ?? '';
+      const isMap = name === BUNDLE_MAP_CONFIG_MAP_NAME;
+      const td = isMap ? '*' : (cm.metadata.annotations?.[TRUST_DOMAIN_ANNOTATION] ?? '');
       try {
         // Preconditions: never delete a version we did not look at (someone may have adopted it).
         const rv = cm.metadata.resourceVersion;
@@ -382,7 +448,7 @@ export class ConfigMapSink implements Sink {
         );
         if (gone) {
           this.#log.info('bundle ConfigMap deleted', { namespace: ns, name, trustDomain: td });
-          this.#pending?.removed.add(td);
+          if (!isMap) this.#pending?.removed.add(td);
           this.#o.observer?.deleted?.(ns, name, td);
         }
       } catch (err) {
@@ -414,7 +480,7 @@ export class ConfigMapSink implements Sink {
       delete next.binaryData;
       await this.#o.api.replace(CONFIG_MAPS, next, signal);
       this.#log.info('bundle ConfigMap updated', { namespace: ns, name: d.name, trustDomain: d.trustDomain });
-      this.#pending?.written.add(d.trustDomain);
+      if (d.component === BUNDLE_COMPONENT) this.#pending?.written.add(d.trustDomain);
       this.#o.observer?.updated?.(ns, d.name, d.trustDomain);
       return;
     }
@@ -422,19 +488,19 @@ export class ConfigMapSink implements Sink {
       await this.#o.api.create(CONFIG_MAPS, this.#build(ns, d), signal);
       this.#reportedForeign.delete(`${ns}/${d.name}`);
       this.#log.info('bundle ConfigMap created', { namespace: ns, name: d.name, trustDomain: d.trustDomain });
-      this.#pending?.written.add(d.trustDomain);
+      if (d.component === BUNDLE_COMPONENT) this.#pending?.written.add(d.trustDomain);
       this.#o.observer?.created?.(ns, d.name, d.trustDomain);
     } catch (err) {
       if (!isConflict(err)) throw err;
       const existing = await this.#o.api.get(CONFIG_MAPS, d.name, ns, signal);
-      if (existing && this.#isOurs(existing)) {
+      if (existing && this.#isOurs(existing, d.component)) {
         await this.#ensure(ns, d, existing, signal);
         return;
       }
       const key = `${ns}/${d.name}`;
       const foreign = new K8sError(
         'ERR_K8S_FOREIGN_OBJECT',
-        `ConfigMap ${key} exists and is not managed by this broker (owner ${this.#owner}); the bundle of ${d.trustDomain} is not written there`,
+        `ConfigMap ${key} exists and is not managed by this broker (owner ${this.#owner}); ${d.component === BUNDLE_COMPONENT ? `the bundle of ${d.trustDomain}` : 'the SPIFFE Bundle Map'} is not written there`,
       );
       if (!this.#reportedForeign.has(key)) {
         this.#reportedForeign.add(key);

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { BUNDLE_MAP_CONFIG_MAP_NAME } from '../../../src/adapters/k8s/configmap-sink.js';
 import {
   bundleConfigMapName,
   CONFIG_MAPS,
@@ -244,7 +245,10 @@ describe.skipIf(!kubeAvailable())('ConfigMapSink against a real kube-apiserver',
     const sink = startSink(store, { owner: 'collide-owner' });
     try {
       const names = await eventually('two ConfigMaps', async () => {
-        const { items } = await api.list(CONFIG_MAPS, { namespace: 'collide' });
+        const { items } = await api.list(CONFIG_MAPS, {
+          namespace: 'collide',
+          labelSelector: 'spiffe-broker.dev/component=bundle',
+        });
         return items.length === 2 ? items.map((o: KubeObject) => o.metadata.name).sort() : undefined;
       });
       expect(names).toEqual(
@@ -253,6 +257,99 @@ describe.skipIf(!kubeAvailable())('ConfigMapSink against a real kube-apiserver',
     } finally {
       await sink.stop();
     }
+  });
+
+  it('writes one SPIFFE Bundle Map ConfigMap per namespace (gRPC and Envoy keys, X.509 only), follows changes and selection', async () => {
+    const a = await makePki('map-a.example');
+    const b = await makePki('map-b.example');
+    const jwtOnly = TrustBundle.create({
+      trustDomain: (await makePki('map-jwt.example')).td,
+      jwtAuthorities: [...a.bundle.jwtAuthorities.values()],
+    });
+    const store = new FederatedBundleStore();
+    store.set(a.bundle);
+    store.set(b.bundle);
+    store.set(jwtOnly);
+    await namespace('map-one', ENABLED);
+    await namespace('map-two', ENABLED);
+    await api.create(CONFIG_MAPS, {
+      metadata: { name: BUNDLE_MAP_CONFIG_MAP_NAME, namespace: 'map-two' },
+      data: { x: 'mine' },
+    });
+    type MapDoc = { trust_domains: Record<string, { keys: Record<string, unknown>[] }> };
+    /** The Bundle Map ConfigMap's gRPC document, after checking the Envoy key holds the same bytes. */
+    const mapIn = async (ns: string): Promise<MapDoc | undefined> => {
+      const o = await cm(ns, BUNDLE_MAP_CONFIG_MAP_NAME);
+      const data = o?.data as Record<string, string> | undefined;
+      if (!data?.['grpc-bundle-map.json']) return undefined;
+      expect(Object.keys(data).sort()).toEqual(['envoy-bundle-map.json', 'grpc-bundle-map.json']);
+      expect(data['envoy-bundle-map.json']).toBe(data['grpc-bundle-map.json']);
+      return JSON.parse(data['grpc-bundle-map.json']!) as MapDoc;
+    };
+    const x5c = (doc: MapDoc | undefined, td: string) =>
+      doc?.trust_domains[td]?.keys.map((k) => (k.x5c as string[])[0]);
+    const der64 = (pem: string) => pem.replace(/-----[^-]+-----|\s/g, '');
+    const sink = startSink(store, { owner: 'map-owner' });
+    try {
+      const doc = await eventually('the map in map-one', () => mapIn('map-one'));
+      // X.509 authorities only; the JWT-only domain is left out, never written empty.
+      expect(Object.keys(doc.trust_domains)).toEqual(['map-a.example', 'map-b.example']);
+      for (const td of ['map-a.example', 'map-b.example']) {
+        for (const k of doc.trust_domains[td]!.keys) {
+          expect(k.use).toBe('x509-svid');
+          expect(k.kid).toBeUndefined();
+          expect(k.x5c as string[]).toHaveLength(1);
+        }
+      }
+      expect(x5c(doc, 'map-a.example')).toEqual([der64(a.root.pem)]);
+      expect(x5c(doc, 'map-b.example')).toEqual([der64(b.root.pem)]);
+      const obj = (await cm('map-one', BUNDLE_MAP_CONFIG_MAP_NAME))!;
+      expect(obj.metadata.labels).toMatchObject({
+        'app.kubernetes.io/managed-by': 'spiffe-broker',
+        'spiffe-broker.dev/component': 'bundle-map',
+      });
+      expect(obj.metadata.labels?.['spiffe-broker.dev/trust-domain']).toBeUndefined();
+      expect(obj.metadata.annotations).toMatchObject({
+        'spiffe-broker.dev/owner': 'map-owner',
+        'spiffe-broker.dev/trust-domains': 'map-a.example,map-b.example',
+      });
+      // A foreign ConfigMap of that name is reported and left alone.
+      await eventually('foreign map reported', () =>
+        sink.foreign.some((f) => f.ns === 'map-two' && f.name === BUNDLE_MAP_CONFIG_MAP_NAME),
+      );
+      expect((await cm('map-two', BUNDLE_MAP_CONFIG_MAP_NAME))!.data).toEqual({ x: 'mine' });
+
+      // Rotation and revocation reach the map.
+      const rotated = await makePki('map-a.example', { sequence: 2n });
+      store.set(rotated.bundle);
+      await eventually(
+        'rotated in the map',
+        async () => x5c(await mapIn('map-one'), 'map-a.example')?.[0] === der64(rotated.root.pem),
+      );
+      store.delete('map-b.example');
+      await eventually('revoked from the map', async () => {
+        const d = await mapIn('map-one');
+        return d && Object.keys(d.trust_domains).join() === 'map-a.example';
+      });
+      // No X.509 authority left: no map (an empty one would be refused by Envoy).
+      store.delete('map-a.example');
+      await eventually('map removed', async () => !(await cm('map-one', BUNDLE_MAP_CONFIG_MAP_NAME)));
+      store.set(rotated.bundle);
+      await eventually('map back', () => mapIn('map-one'));
+      // The namespace stops matching: the map goes with the per-domain ConfigMaps.
+      await relabel('map-one', {});
+      await eventually(
+        'map gone with the selector',
+        async () =>
+          !(await cm('map-one', BUNDLE_MAP_CONFIG_MAP_NAME)) &&
+          !(await cm('map-one', bundleConfigMapName('map-a.example'))),
+      );
+    } finally {
+      await sink.stop();
+    }
+    expect(sink.log).toContain(`update map-one/${BUNDLE_MAP_CONFIG_MAP_NAME}`);
+    expect(sink.log).toContain(`delete map-one/${BUNDLE_MAP_CONFIG_MAP_NAME}`);
+    expect((await cm('map-two', BUNDLE_MAP_CONFIG_MAP_NAME))!.data).toEqual({ x: 'mine' });
   });
 
   it('refuses an empty namespace selector', () => {
