@@ -57,6 +57,8 @@ describe.skipIf(!haveTools)(
   () => {
     let kube: KubeHarness;
     let docs: KubeDoc[];
+    /** How long each policy, params or binding change took to take effect, ms. */
+    const waits: Record<string, number> = {};
     const find = (kind: string, name?: string): KubeDoc => {
       const found = docs.filter((d) => d.kind === kind && (name === undefined || d.metadata.name === name));
       expect(found, `${kind} ${name ?? ''}`).toHaveLength(1);
@@ -111,6 +113,7 @@ describe.skipIf(!haveTools)(
       console.info(`admission policy active ${ms} ms after it was created`);
     }, 180_000);
     afterAll(async () => {
+      if (Object.keys(waits).length > 0) console.info(`changes active after (ms): ${JSON.stringify(waits)}`);
       await kube?.stop();
     });
 
@@ -230,11 +233,14 @@ describe.skipIf(!haveTools)(
             { 'content-type': 'application/merge-patch+json' },
           );
         expect((await set('false')).status).toBe(200);
-        await eventually('requirePinnedCA false', admitted(roots));
+        waits['requirePinnedCA false'] = await eventually('requirePinnedCA false', admitted(roots));
         // The other rules still hold.
         expect((await create(peer('self', LOCAL_TD, spiffeEndpoint(LOCAL_TD)))).message).toContain(MSG_LOCAL);
         expect((await set('true')).status).toBe(200);
-        await eventually('requirePinnedCA true again', refusedWith(roots, MSG_CA));
+        waits['requirePinnedCA true again'] = await eventually(
+          'requirePinnedCA true again',
+          refusedWith(roots, MSG_CA),
+        );
       },
       3 * ACTIVATION_TIMEOUT_MS,
     );
@@ -245,10 +251,10 @@ describe.skipIf(!haveTools)(
         const params = find('ConfigMap', PARAMS);
         const ok = peer('partner-2', 'partner.example', spiffeEndpoint('partner.example'));
         expect((await kube.request('DELETE', PARAMS_PATH)).status).toBe(200);
-        await eventually('params gone', refusedWith(ok, MSG_NO_PARAMS));
+        waits['params gone'] = await eventually('params gone', refusedWith(ok, MSG_NO_PARAMS));
         const res = await kube.request('POST', collectionPath(params), params);
         expect(res.status).toBe(201);
-        await eventually('params back', admitted(ok));
+        waits['params back'] = await eventually('params back', admitted(ok));
       },
       3 * ACTIVATION_TIMEOUT_MS,
     );
@@ -259,7 +265,7 @@ describe.skipIf(!haveTools)(
         const self = peer('self', LOCAL_TD, spiffeEndpoint(LOCAL_TD));
         expect((await create(self)).message).toContain(MSG_LOCAL);
         expect((await kube.request('DELETE', BINDING_PATH)).status).toBe(200);
-        await eventually('binding gone', admitted(self));
+        waits['binding gone'] = await eventually('binding gone', admitted(self));
       },
       3 * ACTIVATION_TIMEOUT_MS,
     );
