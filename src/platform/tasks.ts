@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { isAbort } from './clock.js';
 
 /**
@@ -42,6 +43,8 @@ export async function runTasks(
   onShutdownError?: (failure: TaskFailure) => void,
 ): Promise<void> {
   const group = new AbortController();
+  // Every task (and what it runs) listens on the group's signal: not a leak, so no warning.
+  setMaxListeners(Math.max(10, tasks.length * 4), group.signal);
   const stop = (): void => group.abort(signal.reason);
   if (signal.aborted) stop();
   else signal.addEventListener('abort', stop, { once: true });
