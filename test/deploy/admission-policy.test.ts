@@ -19,6 +19,8 @@ const POLICY = 'spiffe-broker-federationpeers';
 const PARAMS = 'spiffe-broker-admission';
 const PEERS = '/apis/spiffe-broker.dev/v1alpha1/federationpeers';
 const PARAMS_PATH = `/api/v1/namespaces/spiffe-broker/configmaps/${PARAMS}`;
+const CFTD_POLICY = 'spiffe-broker-clusterfederatedtrustdomains';
+const CFTDS = '/apis/spire.spiffe.io/v1alpha1/clusterfederatedtrustdomains';
 const BINDING_PATH = `/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/${POLICY}`;
 /** How long a policy, binding or params change may take to reach the admission plugin. */
 const ACTIVATION_TIMEOUT_MS = 60_000;
@@ -92,6 +94,10 @@ describe.skipIf(!haveTools)(
       docs = render('deploy/overlays/production');
       kube = await startKube();
       await kube.apply(JSON.stringify(find('CustomResourceDefinition')));
+      // spire-controller-manager's CRD, as the broker's own tests stand it in.
+      await kube.apply(
+        readFileSync('test/adapters/k8s/fixtures/crd-clusterfederatedtrustdomain.yaml', 'utf8'),
+      );
       const ns = await kube.request('POST', '/api/v1/namespaces', {
         apiVersion: 'v1',
         kind: 'Namespace',
@@ -102,6 +108,8 @@ describe.skipIf(!haveTools)(
         find('ConfigMap', PARAMS),
         find('ValidatingAdmissionPolicy', POLICY),
         find('ValidatingAdmissionPolicyBinding', POLICY),
+        find('ValidatingAdmissionPolicy', CFTD_POLICY),
+        find('ValidatingAdmissionPolicyBinding', CFTD_POLICY),
       ]) {
         const res = await kube.request('POST', collectionPath(obj), obj);
         expect(res.status, `${obj.kind}: ${JSON.stringify(res.body)}`).toBe(201);
@@ -122,6 +130,8 @@ describe.skipIf(!haveTools)(
         localTrustDomain: LOCAL_TD,
         allowedTrustDomainSuffixes: 'partner.example, vendor.example',
         requirePinnedCA: 'true',
+        brokerClassName: 'spiffe-broker',
+        includeClassless: 'false',
       });
       const binding = find('ValidatingAdmissionPolicyBinding', POLICY).spec as Record<string, unknown>;
       expect(binding).toMatchObject({
@@ -197,6 +207,75 @@ describe.skipIf(!haveTools)(
         ).toBe(true);
       }
     });
+
+    it(
+      'holds ClusterFederatedTrustDomains the broker adopts (its class) to the same rules, and leaves other classes alone',
+      async () => {
+        const cftd = (name: string, trustDomain: string, type: string, className?: string) => ({
+          apiVersion: 'spire.spiffe.io/v1alpha1',
+          kind: 'ClusterFederatedTrustDomain',
+          metadata: { name },
+          spec: {
+            trustDomain,
+            bundleEndpointURL: `https://bundle.${trustDomain}/`,
+            bundleEndpointProfile:
+              type === 'https_spiffe'
+                ? { type, endpointSPIFFEID: `spiffe://${trustDomain}/spire/server` }
+                : { type },
+            ...(className === undefined ? {} : { className }),
+          },
+        });
+        const dryRun = async (obj: object) => {
+          const res = await kube.request('POST', `${CFTDS}?dryRun=All`, obj);
+          return { status: res.status, message: String(res.body.message ?? '') };
+        };
+        const self = cftd('self', LOCAL_TD, 'https_spiffe', 'spiffe-broker');
+        waits['cftd policy active'] = await eventually('cftd policy active', async () => {
+          const r = await dryRun(self);
+          return r.status === 422 && r.message.includes(MSG_LOCAL);
+        });
+        expect((await dryRun(self)).message).toContain(`ValidatingAdmissionPolicy '${CFTD_POLICY}'`);
+        const outside = await dryRun(cftd('other', 'other.test', 'https_spiffe', 'spiffe-broker'));
+        expect(outside.status).toBe(422);
+        expect(outside.message).toContain(msgOutside('other.test'));
+        const web = await dryRun(cftd('vendor', 'vendor.example', 'https_web', 'spiffe-broker'));
+        expect(web.status).toBe(422);
+        expect(web.message).toContain(
+          'spec.bundleEndpointProfile: profile https_web needs a pinned CA in this cluster, which a ClusterFederatedTrustDomain cannot carry; use a FederationPeer with caConfigMapRef',
+        );
+        expect(await dryRun(cftd('partner', 'partner.example', 'https_spiffe', 'spiffe-broker'))).toEqual({
+          status: 201,
+          message: '',
+        });
+        // spire-controller-manager's own objects (another class, or none without includeClassless).
+        for (const other of [
+          cftd('scm-web', 'other.test', 'https_web', 'spire-mgmt'),
+          cftd('scm-classless', LOCAL_TD, 'https_web'),
+        ]) {
+          expect(await dryRun(other), other.metadata.name).toEqual({ status: 201, message: '' });
+        }
+        // includeClassless "true": the broker adopts classless objects, so they are checked too.
+        const classless = cftd('scm-classless', LOCAL_TD, 'https_spiffe');
+        const set = (includeClassless: string) =>
+          kube.request(
+            'PATCH',
+            PARAMS_PATH,
+            { data: { includeClassless } },
+            { 'content-type': 'application/merge-patch+json' },
+          );
+        expect((await set('true')).status).toBe(200);
+        waits['includeClassless true'] = await eventually('includeClassless true', async () => {
+          const r = await dryRun(classless);
+          return r.status === 422 && r.message.includes(MSG_LOCAL);
+        });
+        expect((await set('false')).status).toBe(200);
+        waits['includeClassless false'] = await eventually(
+          'includeClassless false',
+          async () => (await dryRun(classless)).status === 201,
+        );
+      },
+      3 * ACTIVATION_TIMEOUT_MS,
+    );
 
     it('refuses an update that breaks a rule, and leaves the stored object as it was', async () => {
       const path = `${PEERS}/partner`;
