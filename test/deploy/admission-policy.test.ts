@@ -325,12 +325,28 @@ describe.skipIf(!haveTools)(
     );
 
     it(
-      'fails closed without its params: every FederationPeer is refused',
+      'fails closed without its params: every FederationPeer (and ClusterFederatedTrustDomain) is refused',
       async () => {
         const params = find('ConfigMap', PARAMS);
         const ok = peer('partner-2', 'partner.example', spiffeEndpoint('partner.example'));
         expect((await kube.request('DELETE', PARAMS_PATH)).status).toBe(200);
         waits['params gone'] = await eventually('params gone', refusedWith(ok, MSG_NO_PARAMS));
+        // ClusterFederatedTrustDomains too, whatever their class: the params are looked up first.
+        const foreign = {
+          apiVersion: 'spire.spiffe.io/v1alpha1',
+          kind: 'ClusterFederatedTrustDomain',
+          metadata: { name: 'scm-owned' },
+          spec: {
+            trustDomain: 'partner.example',
+            bundleEndpointURL: 'https://bundle.partner.example/',
+            bundleEndpointProfile: { type: 'https_web' },
+            className: 'spire-mgmt',
+          },
+        };
+        waits['params gone (cftd)'] = await eventually('params gone (cftd)', async () => {
+          const r = await kube.request('POST', `${CFTDS}?dryRun=All`, foreign);
+          return r.status === 422 && String(r.body.message).includes(MSG_NO_PARAMS);
+        });
         const res = await kube.request('POST', collectionPath(params), params);
         expect(res.status).toBe(201);
         waits['params back'] = await eventually('params back', admitted(ok));
