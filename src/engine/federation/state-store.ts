@@ -40,6 +40,8 @@ export interface StateFs {
   /** rename(2): atomically replaces `to`. */
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
+  /** stat(2): size and modification time; optional (outputs use it to skip re-reading unchanged files). */
+  stat?(path: string): Promise<{ readonly size: number; readonly mtimeMs: number }>;
 }
 
 /** The real file system. */
@@ -50,6 +52,7 @@ export const nodeStateFs: StateFs = {
   open: (p, flags, mode) => fsp.open(p, flags, mode),
   rename: (a, b) => fsp.rename(a, b),
   unlink: (p) => fsp.unlink(p),
+  stat: (p) => fsp.stat(p),
 };
 
 /** Side effects of the store. */

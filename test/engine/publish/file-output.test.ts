@@ -304,4 +304,41 @@ describe('FileOutputSink', () => {
     ac.abort();
     await running;
   });
+
+  it('a full pass stats the files instead of reading them, and repairs only one edited by hand', async () => {
+    const clock = new FakeClock();
+    const store = new FederatedBundleStore();
+    store.set(a.bundle);
+    store.set(b.bundle);
+    const reads: string[] = [];
+    const fs: StateFs = {
+      ...nodeStateFs,
+      readFile: (p) => {
+        reads.push(p);
+        return nodeStateFs.readFile(p);
+      },
+    };
+    let next: ((r: SinkReport) => void) | undefined;
+    const sink = new FileOutputSink(
+      { dir, formats: ['grpc-bundle-map', 'pem'], resyncMs: 60_000 },
+      { clock, fs, onReport: (r) => next?.(r) },
+    );
+    const passed = () => new Promise<SinkReport>((resolve) => (next = resolve));
+    const ac = new AbortController();
+    let pass = passed();
+    const running = sink.run(store, ac.signal);
+    await pass;
+    const pem = outputFileName('pem', 'a.example');
+    const good = read(pem);
+    writeFileSync(join(dir, pem), `${good}# edited\n`);
+    reads.length = 0;
+    pass = passed();
+    await clock.advance(60_000); // the periodic full pass
+    await pass;
+    // Only the edited file was read back (and rewritten); the unchanged ones were only stat-ed.
+    expect(reads.map((p) => p.slice(dir.length + 1))).toEqual([pem]);
+    expect(read(pem)).toBe(good);
+    ac.abort();
+    await running;
+  });
 });
