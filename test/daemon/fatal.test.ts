@@ -11,6 +11,7 @@ import { BrokerDaemon } from '../../src/daemon/daemon.js';
 import { parseBrokerConfig } from '../../src/engine/config/broker-config.js';
 import { BrokerError } from '../../src/errors.js';
 import type { Logger } from '../../src/platform/logger.js';
+import { brokerYaml } from '../support/daemon.js';
 
 /**
  * Fatal errors stop the whole broker (issue 11 item 4, issue 15 item 2, issue 16 items 12-13):
@@ -43,19 +44,12 @@ afterAll(async () => {
 });
 
 function configText(name: string, extra: string[] = []): string {
-  return [
-    'apiVersion: spiffe-broker.dev/v1',
-    'kind: BrokerConfig',
-    'trustDomain: home.test',
-    `stateDir: ${join(dir, name, 'state')}`,
-    `spire: { servers: [{ name: main, address: "${address}" }] }`,
-    `allowlist: { file: ${join(dir, 'allowlist.yaml')} }`,
-    'admin: { listen: 127.0.0.1:0 }',
-    ...(extra.some((l) => l.startsWith('verify:')) ? [] : ['verify: { listen: 127.0.0.1:0 }']),
-    `audit: { file: ${join(dir, name, 'audit.log')}, keyFile: ${join(dir, name, 'audit.key')}, fsync: never }`,
-    ...extra,
-    '',
-  ].join('\n');
+  return brokerYaml({
+    dir: join(dir, name),
+    spireAddress: address,
+    allowlistFile: join(dir, 'allowlist.yaml'),
+    extra,
+  });
 }
 
 function recorder(): { logger: Logger; lines: string[] } {

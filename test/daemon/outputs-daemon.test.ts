@@ -6,6 +6,7 @@ import { BundleFleet } from '../../bench/support/fleet.js';
 import { SpireEmulator } from '../../src/adapters/spire/emulator/emulator.js';
 import { BrokerDaemon } from '../../src/daemon/daemon.js';
 import { parseBrokerConfig } from '../../src/engine/config/broker-config.js';
+import { allowlistYaml, brokerYaml, until } from '../support/daemon.js';
 
 /**
  * Issue 12 item 6, through a running daemon: an accepted peer appears in the file outputs and in
@@ -20,24 +21,8 @@ let running: Promise<void>;
 const outDir = () => join(dir, 'out');
 
 async function allowlist(withPeer: boolean): Promise<void> {
-  const lines = ['apiVersion: spiffe-broker.dev/v1', 'kind: Allowlist'];
-  if (!withPeer) lines.push('peers: []');
-  else
-    lines.push(
-      'peers:',
-      `  - trustDomain: ${fleet.trustDomain(0)}`,
-      `    bundleEndpoint: { urls: ["${fleet.url(0)}"], profile: https_web, caFile: ${join(dir, 'ca.pem')} }`,
-    );
-  await writeFile(join(dir, 'allowlist.yaml'), `${lines.join('\n')}\n`);
-}
-
-async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 15_000): Promise<number> {
-  const t0 = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return Date.now() - t0;
+  const peers = withPeer ? [{ trustDomain: fleet.trustDomain(0), url: fleet.url(0) }] : [];
+  await writeFile(join(dir, 'allowlist.yaml'), allowlistYaml(peers, join(dir, 'ca.pem')));
 }
 
 const file = (name: string) => readFile(join(outDir(), name), 'utf8').catch(() => '');
@@ -51,19 +36,11 @@ beforeAll(async () => {
   await allowlist(true);
   daemon = await BrokerDaemon.create(
     parseBrokerConfig(
-      [
-        'apiVersion: spiffe-broker.dev/v1',
-        'kind: BrokerConfig',
-        'trustDomain: home.test',
-        `stateDir: ${join(dir, 'state')}`,
-        `spire: { servers: [{ name: main, address: "${address}" }] }`,
-        `allowlist: { file: ${join(dir, 'allowlist.yaml')} }`,
-        'admin: { listen: 127.0.0.1:0 }',
-        'verify: { listen: 127.0.0.1:0 }',
-        `audit: { file: ${join(dir, 'audit.log')}, keyFile: ${join(dir, 'audit.key')}, fsync: never }`,
-        `outputs: { files: { dir: ${outDir()}, formats: [grpc-bundle-map, bundle-map, pem] } }`,
-        '',
-      ].join('\n'),
+      brokerYaml({
+        dir,
+        spireAddress: address,
+        extra: [`outputs: { files: { dir: ${outDir()}, formats: [grpc-bundle-map, bundle-map, pem] } }`],
+      }),
     ),
   );
   running = daemon.run(stop.signal);

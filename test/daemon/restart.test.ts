@@ -8,6 +8,7 @@ import { marshalBundle } from '../../src/core/bundle/codec.js';
 import { BrokerDaemon } from '../../src/daemon/daemon.js';
 import { parseBrokerConfig } from '../../src/engine/config/broker-config.js';
 import { StateStore } from '../../src/engine/federation/state-store.js';
+import { allowlistYaml, brokerYaml, until } from '../support/daemon.js';
 
 /**
  * Restarts that lose state (issue 16, items 1 and 2), with a real daemon, a SPIRE emulator and a
@@ -30,14 +31,7 @@ beforeAll(async () => {
   await writeFile(join(dir, 'ca.pem'), fleet.caPem);
   await writeFile(
     join(dir, 'allowlist.yaml'),
-    [
-      'apiVersion: spiffe-broker.dev/v1',
-      'kind: Allowlist',
-      'peers:',
-      `  - trustDomain: ${fleet.trustDomain(0)}`,
-      `    bundleEndpoint: { urls: ["${fleet.url(0)}"], profile: https_web, caFile: ${join(dir, 'ca.pem')} }`,
-      '',
-    ].join('\n'),
+    allowlistYaml([{ trustDomain: fleet.trustDomain(0), url: fleet.url(0) }], join(dir, 'ca.pem')),
   );
 }, 30_000);
 
@@ -48,29 +42,7 @@ afterAll(async () => {
 });
 
 function config(extra: string[] = []) {
-  return parseBrokerConfig(
-    [
-      'apiVersion: spiffe-broker.dev/v1',
-      'kind: BrokerConfig',
-      'trustDomain: home.test',
-      `stateDir: ${join(dir, 'state')}`,
-      `spire: { servers: [{ name: main, address: "${address}" }] }`,
-      `allowlist: { file: ${join(dir, 'allowlist.yaml')} }`,
-      'admin: { listen: 127.0.0.1:0 }',
-      'verify: { listen: 127.0.0.1:0 }',
-      `audit: { file: ${join(dir, 'audit.log')}, keyFile: ${join(dir, 'audit.key')}, fsync: never }`,
-      ...extra,
-      '',
-    ].join('\n'),
-  );
-}
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  return parseBrokerConfig(brokerYaml({ dir, spireAddress: address, extra }));
 }
 
 async function start(extra: string[] = []) {

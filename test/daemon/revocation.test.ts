@@ -7,6 +7,7 @@ import { SpireEmulator } from '../../src/adapters/spire/emulator/emulator.js';
 import { BrokerDaemon } from '../../src/daemon/daemon.js';
 import { parseBrokerConfig } from '../../src/engine/config/broker-config.js';
 import { runCliCapture } from '../support/cli.js';
+import { allowlistYaml, brokerYaml, until } from '../support/daemon.js';
 
 /**
  * Issue 15 item 1: a revocation SPIRE refuses (restrict mode, a registration entry federates with
@@ -23,29 +24,8 @@ let running: Promise<void>;
 const allowlistFile = () => join(dir, 'allowlist.yaml');
 
 async function writeAllowlist(withPeer: boolean): Promise<void> {
-  await writeFile(
-    allowlistFile(),
-    [
-      'apiVersion: spiffe-broker.dev/v1',
-      'kind: Allowlist',
-      withPeer ? 'peers:' : 'peers: []',
-      ...(withPeer
-        ? [
-            `  - trustDomain: ${fleet.trustDomain(0)}`,
-            `    bundleEndpoint: { urls: ["${fleet.url(0)}"], profile: https_web, caFile: ${join(dir, 'ca.pem')} }`,
-          ]
-        : []),
-      '',
-    ].join('\n'),
-  );
-}
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  const peers = withPeer ? [{ trustDomain: fleet.trustDomain(0), url: fleet.url(0) }] : [];
+  await writeFile(allowlistFile(), allowlistYaml(peers, join(dir, 'ca.pem')));
 }
 
 beforeAll(async () => {
@@ -56,20 +36,7 @@ beforeAll(async () => {
   await writeFile(join(dir, 'ca.pem'), fleet.caPem);
   await writeAllowlist(true);
   daemon = await BrokerDaemon.create(
-    parseBrokerConfig(
-      [
-        'apiVersion: spiffe-broker.dev/v1',
-        'kind: BrokerConfig',
-        'trustDomain: home.test',
-        `stateDir: ${join(dir, 'state')}`,
-        `spire: { servers: [{ name: main, address: "${address}" }] }`,
-        `allowlist: { file: ${allowlistFile()} }`,
-        'admin: { listen: 127.0.0.1:0 }',
-        'verify: { listen: 127.0.0.1:0 }',
-        `audit: { file: ${join(dir, 'audit.log')}, keyFile: ${join(dir, 'audit.key')}, fsync: never }`,
-        '',
-      ].join('\n'),
-    ),
+    parseBrokerConfig(brokerYaml({ dir, spireAddress: address, allowlistFile: allowlistFile() })),
   );
   running = daemon.run(stop.signal);
   await until('SPIRE to hold the peer', () => emulator.federatedBundle(fleet.trustDomain(0)) !== undefined);
