@@ -7,14 +7,16 @@ import {
   type EndpointAuth,
   endpointBundle,
   peerCertificateChain,
+  sessionKey,
   tlsConnectOptions,
+  tlsSessions,
 } from './tls.js';
 
 /**
  * One HTTPS GET to a bundle endpoint over a connection the broker opens and authenticates itself:
  * TCP + TLS with {@link tlsConnectOptions}, https_spiffe verification of the presented chain before
  * any HTTP is sent, then node:http's client on that socket, with the body counted while it is read.
- * No connection reuse, no session resumption, no client certificate.
+ * No connection reuse, no client certificate; https_web resumes TLS sessions (see tlsSessions).
  * @module
  */
 
@@ -154,6 +156,13 @@ export function exchange(req: ExchangeRequest, deps: ExchangeDeps): Promise<Exch
       return;
     }
     const s = socket;
+    // https_web: keep the session the server hands out (TLS 1.3 tickets arrive after the handshake)
+    // for the next poll; forget it when this connection fails.
+    const resumeKey = req.auth.kind === 'https_web' ? sessionKey(req.target, req.auth) : undefined;
+    if (resumeKey !== undefined) {
+      s.on('session', (session: Buffer) => tlsSessions.set(resumeKey, session));
+      s.once('error', () => tlsSessions.delete(resumeKey));
+    }
     s.on('connect', () => {
       if (phase === 'tcp') phase = 'tls';
     });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as tls from 'node:tls';
 import type { BundleSource } from '../../core/bundle/source.js';
@@ -37,7 +38,8 @@ export type EndpointAuth =
 
 /**
  * Options for `tls.connect` to `target` under `auth`. Never a client certificate (bundle endpoints
- * must not require one, Federation §5.2.1.3 / §5.2.2.3) and never a resumed session.
+ * must not require one, Federation §5.2.1.3 / §5.2.2.3). https_web resumes a cached TLS session
+ * with the same endpoint under the same CA set ({@link tlsSessions}); https_spiffe never does.
  *
  * - https_web: normal CA verification (`rejectUnauthorized`) and the RFC 6125 host name check
  *   against the URL's host (Federation §5.2.1.4).
@@ -58,6 +60,8 @@ export function tlsConnectOptions(target: URL, auth: EndpointAuth): tls.Connecti
   // One shared context per trust configuration instead of a new one per connection.
   opts.secureContext = sharedSecureContext(auth.kind === 'https_web' ? auth.caPem : undefined);
   if (auth.kind === 'https_web') {
+    const session = tlsSessions.get(sessionKey(target, auth));
+    if (session) opts.session = session;
     opts.rejectUnauthorized = true;
     // Checked against the URL's host even if an injected connect dials another address.
     opts.checkServerIdentity = (_name, cert) => tls.checkServerIdentity(host, cert);
@@ -90,6 +94,56 @@ export function sharedSecureContext(caPem: string | undefined): tls.SecureContex
     if (contexts.size > CONTEXTS_MAX) contexts.delete(contexts.keys().next().value!);
   }
   return ctx;
+}
+
+/**
+ * TLS sessions of https_web endpoints, for resumption: a poll of a plain bundle endpoint then costs
+ * an abbreviated handshake instead of a full one (the CPU of 1,000 polling peers is mostly
+ * handshakes, bench/scale.bench.ts). Safe because an https_web session was established by a
+ * handshake that verified the chain against this exact CA set and the URL's host (Federation
+ * §5.2.1.4); OpenSSL keeps that verification result with the session, and the host name is
+ * checked again on the resumed connection. The key holds the CA set's fingerprint, so a rotated
+ * CA file never resumes a session verified under the old one. A session is dropped when the
+ * connection it was offered on fails. https_spiffe never resumes: a resumed session carries no
+ * certificate chain to verify, and its SPIFFE ID and chain are checked against the current bundle
+ * on every connection (Federation §5.2.2.4). Bounded (least recently stored leave first).
+ */
+export class TlsSessionCache {
+  #max = 16_384;
+  readonly #map = new Map<string, Buffer>();
+  get(key: string): Buffer | undefined {
+    return this.#map.get(key);
+  }
+  set(key: string, session: Buffer): void {
+    this.#map.delete(key);
+    this.#map.set(key, session);
+    while (this.#map.size > this.#max) this.#map.delete(this.#map.keys().next().value!);
+  }
+  delete(key: string): void {
+    this.#map.delete(key);
+  }
+  /** Sessions held now. */
+  get size(): number {
+    return this.#map.size;
+  }
+  /** Most sessions kept (default 16,384: one per peer URL of a large fleet). */
+  resize(max: number): void {
+    this.#max = max;
+    while (this.#map.size > max) this.#map.delete(this.#map.keys().next().value!);
+  }
+  clear(): void {
+    this.#map.clear();
+  }
+}
+
+/** The process's https_web session cache (see {@link TlsSessionCache}). */
+export const tlsSessions = new TlsSessionCache();
+
+/** The session cache key of an https_web endpoint under a CA set (undefined CA: the default roots). */
+export function sessionKey(target: URL, auth: Extract<EndpointAuth, { kind: 'https_web' }>): string {
+  const ca =
+    auth.caPem === undefined ? 'default-roots' : createHash('sha256').update(auth.caPem).digest('hex');
+  return `${ca}|${hostOf(target)}|${target.port === '' ? 443 : target.port}`;
 }
 
 /** The URL's host without IPv6 brackets. */
