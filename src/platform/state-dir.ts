@@ -20,6 +20,9 @@ export interface StateDirFs {
   ): Promise<{ writeFile(data: string): Promise<void>; close(): Promise<void> }>;
   readFile(path: string, encoding: 'utf8'): Promise<string>;
   unlink(path: string): Promise<void>;
+  readdir(path: string): Promise<string[]>;
+  /** link(2): fails with EEXIST when `to` exists. */
+  link(from: string, to: string): Promise<void>;
   stat(path: string): Promise<{ mode: number; uid: number; mtimeMs: number }>;
   chmod(path: string, mode: number): Promise<void>;
   utimes(path: string, atime: Date, mtime: Date): Promise<void>;
@@ -30,6 +33,8 @@ const nodeFs: StateDirFs = {
   open: (p, f) => fsp.open(p, f, 0o600),
   readFile: (p, e) => fsp.readFile(p, e),
   unlink: (p) => fsp.unlink(p),
+  link: (a, b) => fsp.link(a, b),
+  readdir: (p) => fsp.readdir(p),
   stat: (p) => fsp.stat(p),
   chmod: (p, m) => fsp.chmod(p, m),
   utimes: (p, a, m) => fsp.utimes(p, a, m),
@@ -57,6 +62,8 @@ export const LOCK_FILE = 'broker.lock';
  */
 export const LOCK_HEARTBEAT_MS = 10_000;
 export const STALE_LOCK_MS = 3 * LOCK_HEARTBEAT_MS;
+/** An unreadable lock file is taken over once it is this old, ms. */
+export const TORN_LOCK_MS = 2_000;
 
 /** A held state directory lock. */
 export interface StateDirLock {
@@ -103,14 +110,29 @@ export async function lockStateDir(dir: string, deps: StateDirLockDeps = {}): Pr
   const mine: LockInfo = { pid, hostname: host, startedAt: new Date(now()).toISOString() };
   const text = `${JSON.stringify(mine)}\n`;
   for (let attempt = 0; attempt < 3; attempt++) {
+    // The lock appears with its content or not at all: written to a temp file, then hard-linked
+    // to its name (link(2) fails with EEXIST when the name is taken). A broker killed between
+    // creating and writing an O_EXCL file would leave an empty lock that blocks the next start
+    // (the crash test found it).
+    const tmp = `${file}.${pid}.${Math.floor(now())}.tmp`;
     try {
-      const h = await fs.open(file, 'wx');
+      const h = await fs.open(tmp, 'wx');
       try {
         await h.writeFile(text);
       } finally {
         await h.close();
       }
+      try {
+        await fs.link(tmp, file);
+      } finally {
+        await fs.unlink(tmp).catch(() => undefined);
+      }
       heldHere.add(file);
+      // Temp files of brokers killed before linking theirs: never a lock, remove them.
+      for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+        if (name.startsWith(`${LOCK_FILE}.`) && name.endsWith('.tmp'))
+          await fs.unlink(join(dir, name)).catch(() => undefined);
+      }
       return lockHandle(fs, file, text, now);
     } catch (err) {
       if (errno(err) !== 'EEXIST') {
@@ -134,7 +156,9 @@ export async function lockStateDir(dir: string, deps: StateDirLockDeps = {}): Pr
       typeof holder.pid === 'number' &&
       sameHost &&
       ((holder.pid === pid && !heldHere.has(file)) || (holder.pid !== pid && !alive(holder.pid)));
-    const stale = now() - mtimeMs > STALE_LOCK_MS;
+    // A lock is never written empty or torn (it appears whole through link(2)); one that cannot be
+    // read was left by a broker that died while writing it the old way: stale after a moment.
+    const stale = now() - mtimeMs > (holder === undefined ? TORN_LOCK_MS : STALE_LOCK_MS);
     if (!dead && !stale) {
       throw new RuntimeError(
         'ERR_STATE_LOCKED',

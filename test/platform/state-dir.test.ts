@@ -109,3 +109,25 @@ describe('securePath (issue 16 item 12)', () => {
     expect(await securePath(dir, STATE_DIR_FORBIDDEN, 'state directory')).toEqual({ fixed: 0 });
   });
 });
+
+describe('lockStateDir after a kill mid-write (found by the crash test)', () => {
+  it('never leaves an empty lock: it appears whole; temp files of killed brokers are removed', async () => {
+    await writeFile(join(dir, `${LOCK_FILE}.4242.1.tmp`), '');
+    const lock = await lockStateDir(dir, { pid: 100, hostname: 'h' });
+    expect(JSON.parse(await readFile(join(dir, LOCK_FILE), 'utf8')).pid).toBe(100);
+    const { readdir } = await import('node:fs/promises');
+    expect((await readdir(dir)).sort()).toEqual([LOCK_FILE]);
+    await lock.release();
+  });
+
+  it('an unreadable lock left by an older broker is taken over after two seconds, not thirty', async () => {
+    let now = Date.now();
+    await writeFile(join(dir, LOCK_FILE), '');
+    expect(await code(lockStateDir(dir, { pid: 200, hostname: 'h', now: () => now }))).toBe(
+      'ERR_STATE_LOCKED',
+    );
+    now += 2_500;
+    const taken = await lockStateDir(dir, { pid: 200, hostname: 'h', now: () => now });
+    await taken.release();
+  });
+});
