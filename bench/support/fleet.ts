@@ -10,6 +10,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { evaluateIfNoneMatch, preferredWaitSeconds } from '../../src/adapters/endpoint/conditional.js';
 import { createCa } from '../../src/adapters/pki/index.js';
 import { marshalBundle } from '../../src/core/bundle/codec.js';
@@ -42,6 +43,8 @@ export interface FleetStats {
   notModified: number;
   held: number;
   connections: number;
+  /** TLS connections that resumed a session. */
+  resumed: number;
 }
 
 function peerName(i: number): string {
@@ -51,7 +54,7 @@ function peerName(i: number): string {
 /** One HTTPS server serving the bundles of `count` peer trust domains. */
 export class BundleFleet {
   readonly caPem: string;
-  readonly stats: FleetStats = { requests: 0, full: 0, notModified: 0, held: 0, connections: 0 };
+  readonly stats: FleetStats = { requests: 0, full: 0, notModified: 0, held: 0, connections: 0, resumed: 0 };
   longPoll: boolean;
   readonly #peers: Peer[];
   readonly #byPath = new Map<string, Peer>();
@@ -101,6 +104,9 @@ export class BundleFleet {
       s.on('close', () => fleet.#sockets.delete(s));
     });
     server.on('tlsClientError', () => undefined);
+    server.on('secureConnection', (s: TLSSocket) => {
+      if (s.isSessionReused()) fleet.stats.resumed++;
+    });
     server.on('request', (req, res) => fleet.#handle(req, res));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     fleet.#port = (server.address() as AddressInfo).port;
