@@ -59,3 +59,31 @@ export class Trigger {
     this.#pending = false;
   }
 }
+
+/**
+ * The level-triggered loop of a sink: runs `pass` at once, then again on every `trigger.fire()`
+ * and at least every `periodMs`; after a failed pass (false) again after a backoff — 500 ms
+ * doubling up to `periodMs` — or earlier on a fire(). Resolves when `signal` aborts.
+ */
+export async function convergeLoop(
+  trigger: Trigger,
+  clock: Sleeper,
+  periodMs: number,
+  signal: AbortSignal,
+  pass: () => Promise<boolean>,
+): Promise<void> {
+  let backoff = 500;
+  try {
+    for (;;) {
+      if (await pass()) {
+        backoff = 500;
+        await trigger.wait(clock, periodMs, signal);
+      } else {
+        await trigger.wait(clock, backoff, signal);
+        backoff = Math.min(periodMs, backoff * 2);
+      }
+    }
+  } catch (err) {
+    if (!signal.aborted) throw err;
+  }
+}

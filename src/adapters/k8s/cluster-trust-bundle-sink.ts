@@ -3,6 +3,7 @@ import type { TrustBundle } from '../../core/bundle/index.js';
 import type { DesiredBundles, Sink, SinkFailure, SinkReport } from '../../engine/publish/sink.js';
 import { K8sError } from '../../errors.js';
 import type { Clock } from '../../platform/clock.js';
+import { convergeLoop } from '../../platform/trigger.js';
 import { toPem } from '../pki/pem.js';
 import type { BundleFeed } from './configmap-sink.js';
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_ANNOTATION } from './configmap-sink.js';
@@ -220,21 +221,11 @@ export class ClusterTrustBundleSink implements Sink {
     const unsubscribe = feed.subscribe(() => this.#trigger.fire());
     const resync = this.#o.resyncMs ?? 300_000;
     try {
-      let backoff = 500;
-      for (;;) {
+      // A failed pass (conflict, RBAC, API) is tried again soon, or earlier on a change.
+      await convergeLoop(this.#trigger, this.#o.clock, resync, signal, async () => {
         const bundles = new Map(feed.bundles().map((b) => [b.trustDomain.name, b] as const));
-        const report = await this.apply({ bundles, retained: new Set() }, signal);
-        if (report.ok) {
-          backoff = 500;
-          await this.#trigger.wait(this.#o.clock, resync, signal);
-        } else {
-          // Something failed (conflict, RBAC, API): try again soon, or earlier on a change.
-          await this.#trigger.wait(this.#o.clock, backoff, signal);
-          backoff = Math.min(resync, backoff * 2);
-        }
-      }
-    } catch (err) {
-      if (!signal.aborted) throw err;
+        return (await this.apply({ bundles, retained: new Set() }, signal)).ok;
+      });
     } finally {
       unsubscribe();
     }

@@ -5,6 +5,7 @@ import { outputFileName } from '../../engine/publish/file-output.js';
 import type { DesiredBundles, Sink, SinkFailure, SinkReport } from '../../engine/publish/sink.js';
 import { K8sError } from '../../errors.js';
 import type { Clock } from '../../platform/clock.js';
+import { convergeLoop } from '../../platform/trigger.js';
 import { toPem } from '../pki/pem.js';
 import { type K8sLogger, nullLogger, Trigger } from './deps.js';
 import { CONFIG_MAPS, isConflict, type KubeApi, type KubeObject, NAMESPACES } from './kube-api.js';
@@ -218,20 +219,13 @@ export class ConfigMapSink implements Sink {
     let lastFull = Number.NEGATIVE_INFINITY;
     try {
       await this.#namespaces.waitForSync(signal);
-      let backoff = 500;
-      for (;;) {
+      // A failed pass (conflict, RBAC, API) is tried again soon, or earlier on a change.
+      await convergeLoop(this.#trigger, this.#o.clock, resync, signal, async () => {
         const full = this.#o.clock.now() - lastFull >= resync;
         const ok = await this.reconcile(signal, full);
         if (full) lastFull = this.#o.clock.now();
-        if (ok) {
-          backoff = 500;
-          await this.#trigger.wait(this.#o.clock, resync, signal);
-        } else {
-          // Something failed (conflict, RBAC, API): try again soon, or earlier on a change.
-          await this.#trigger.wait(this.#o.clock, backoff, signal);
-          backoff = Math.min(resync, backoff * 2);
-        }
-      }
+        return ok;
+      });
     } catch (err) {
       if (!signal.aborted) throw err;
     } finally {

@@ -10,7 +10,7 @@ import type { TrustBundle } from '../../core/bundle/trust-bundle.js';
 import { TrustDomain } from '../../core/spiffeid/trust-domain.js';
 import { OutputError } from '../../errors.js';
 import { type Clock, systemClock } from '../../platform/clock.js';
-import { Trigger } from '../../platform/trigger.js';
+import { convergeLoop, Trigger } from '../../platform/trigger.js';
 import { nodeStateFs, type StateFs } from '../federation/state-store.js';
 import type { DesiredBundles, Sink, SinkFailure, SinkReport } from './sink.js';
 
@@ -270,9 +270,8 @@ export class FileOutputSink implements Sink {
     const unsubs = [feed.subscribe(fire), ...(this.#o.local ? [this.#o.local.subscribe(fire)] : [])];
     const resync = this.#o.resyncMs ?? 60_000;
     let lastFull = Number.NEGATIVE_INFINITY;
-    let backoff = 500;
     try {
-      for (;;) {
+      await convergeLoop(wake, this.#clock, resync, signal, async () => {
         const full = this.#clock.now() - lastFull >= resync;
         const desired: DesiredBundles = {
           bundles: new Map(feed.bundles().map((b) => [b.trustDomain.name, b])),
@@ -280,16 +279,8 @@ export class FileOutputSink implements Sink {
         };
         const report = await this.#serial(() => this.#pass(desired, signal, full));
         if (full) lastFull = this.#clock.now();
-        if (report.ok) {
-          backoff = 500;
-          await wake.wait(this.#clock, resync, signal);
-        } else {
-          await wake.wait(this.#clock, backoff, signal);
-          backoff = Math.min(resync, backoff * 2);
-        }
-      }
-    } catch (err) {
-      if (!signal.aborted) throw err;
+        return report.ok;
+      });
     } finally {
       for (const u of unsubs) u();
     }
