@@ -57,9 +57,15 @@ afterAll(async () => {
 describe('file outputs in a running daemon', () => {
   it('follow the accepted bundles, show in status, and drop a removed peer within a second', async () => {
     const td = fleet.trustDomain(0);
-    await until('the peer in the bundle map file', async () => (await file('bundle-map.json')).includes(td));
-    expect(await file('grpc-bundle-map.json')).toContain(td);
-    expect(await file(`${td}.pem`)).toContain('BEGIN CERTIFICATE');
+    // One pass writes the files one after the other: wait for the last of them.
+    await until(
+      'the peer in every output file',
+      async () =>
+        (await file('bundle-map.json')).includes(td) &&
+        (await file('grpc-bundle-map.json')).includes(td) &&
+        (await file(`${td}.pem`)).includes('BEGIN CERTIFICATE') &&
+        (daemon.view.status().outputs?.files ?? []).every((f) => f.trustDomains.includes(td)),
+    );
     const files = daemon.view.status().outputs?.files ?? [];
     expect(files.map((f) => f.format).sort()).toEqual(['bundle-map', 'grpc-bundle-map', 'pem']);
     expect(files.find((f) => f.format === 'bundle-map')?.trustDomains).toContain(td);
