@@ -67,7 +67,18 @@ export interface SpireServerProcess {
 }
 
 /** A free TCP port on 127.0.0.1. */
-export function freePort(): Promise<number> {
+/**
+ * A free TCP port on 127.0.0.1 for a listener that must be named before it starts (a SPIRE
+ * server's config, a peer's allowlist, an OIDC issuer). Picked at random below the kernel's
+ * ephemeral range (32768-60999 on Linux) and test-bound: a port handed out of the ephemeral range
+ * can be taken by any outgoing connection before the listener binds it — seen as an ERR_LISTEN
+ * in a busy test run.
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await canBind(port)) return port;
+  }
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
@@ -76,6 +87,14 @@ export function freePort(): Promise<number> {
       const port = typeof addr === 'object' && addr ? addr.port : 0;
       srv.close(() => resolve(port));
     });
+  });
+}
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 }
 
