@@ -292,16 +292,21 @@ export class FileOutputSink implements Sink {
     return next;
   }
 
-  /** The files the configured formats should hold for `bundles`, by file name. */
-  #wanted(bundles: readonly TrustBundle[]): Map<string, WantedFile> {
+  /**
+   * The files the configured formats should hold for `bundles`, by file name, and what each
+   * format's status will say once they are in place (status never runs ahead of the files).
+   */
+  #wanted(bundles: readonly TrustBundle[]): {
+    files: Map<string, WantedFile>;
+    next: Map<OutputFormat, Pick<FormatState, 'trustDomains' | 'omitted'>>;
+  } {
     const files = new Map<string, WantedFile>();
+    const next = new Map<OutputFormat, Pick<FormatState, 'trustDomains' | 'omitted'>>();
     for (const format of this.#formats) {
-      const state = this.#state.get(format)!;
       if (!PER_TRUST_DOMAIN_FORMATS.has(format)) {
         const out = renderOutput(format, { bundles }, this.#cache);
         files.set(outputFileName(format), { format, trustDomains: out.trustDomains, text: out.text });
-        state.trustDomains = out.trustDomains;
-        state.omitted = out.omitted;
+        next.set(format, { trustDomains: out.trustDomains, omitted: out.omitted });
         continue;
       }
       const tds: string[] = [];
@@ -315,10 +320,9 @@ export class FileOutputSink implements Sink {
         files.set(outputFileName(format, td), { format, trustDomains: [td], text });
         tds.push(td);
       }
-      state.trustDomains = tds;
-      state.omitted = [];
+      next.set(format, { trustDomains: tds, omitted: [] });
     }
-    return files;
+    return { files, next };
   }
 
   async #pass(desired: DesiredBundles, signal: AbortSignal | undefined, full: boolean): Promise<SinkReport> {
@@ -352,7 +356,7 @@ export class FileOutputSink implements Sink {
     };
     let dirty = false;
 
-    const wanted = this.#wanted(bundles);
+    const { files: wanted, next } = this.#wanted(bundles);
     try {
       await this.#fs.mkdir(this.dir, { recursive: true, mode: 0o755 });
     } catch (err) {
@@ -442,6 +446,13 @@ export class FileOutputSink implements Sink {
       failed,
     };
     this.#observer?.pass?.({ durationMs: this.#clock.now() - started, ok: report.ok });
+    // What each format's files now hold (a format that failed keeps its previous status).
+    for (const [format, n] of next) {
+      if (failedFormats.has(format)) continue;
+      const state = this.#state.get(format)!;
+      state.trustDomains = n.trustDomains;
+      state.omitted = n.omitted;
+    }
     return this.#finish(failedFormats, report);
   }
 

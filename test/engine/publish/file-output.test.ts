@@ -139,7 +139,8 @@ describe('FileOutputSink', () => {
       path: join(dir, 'grpc-bundle-map.json'),
       lastWrite: firstWrite,
       lastError: { code: 'ERR_OUTPUT_WRITE', at: new Date(clock.now()).toISOString() },
-      trustDomains: ['a.example', 'b.example'],
+      // Status says what the file holds, not what the failed pass meant to write.
+      trustDomains: ['a.example'],
     });
     expect(pemStatus).toMatchObject({
       format: 'pem',
@@ -153,6 +154,7 @@ describe('FileOutputSink', () => {
     expect(healed.ok).toBe(true);
     expect(mapDomains('grpc-bundle-map.json')).toEqual(['a.example', 'b.example']);
     expect(sink.status()[0]!.lastError).toBeNull();
+    expect(sink.status()[0]!.trustDomains).toEqual(['a.example', 'b.example']);
   });
 
   it('a removed or revoked peer disappears from every file on the next apply', async () => {
