@@ -1,58 +1,30 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BundleFleet } from '../../bench/support/fleet.js';
-import { SpireEmulator } from '../../src/adapters/spire/emulator/emulator.js';
-import { BrokerDaemon } from '../../src/daemon/daemon.js';
-import { parseBrokerConfig } from '../../src/engine/config/broker-config.js';
-import { allowlistYaml, brokerYaml, until } from '../support/daemon.js';
+import type { BundleFleet } from '../../bench/support/fleet.js';
+import type { BrokerDaemon } from '../../src/daemon/daemon.js';
+import { type OnePeerBroker, startOnePeerBroker, until } from '../support/daemon.js';
 
 /**
  * Issue 12 item 6, through a running daemon: an accepted peer appears in the file outputs and in
  * /v1/status; removing it from the allowlist removes it from every output file within a second.
  */
+let b: OnePeerBroker;
 let dir: string;
 let fleet: BundleFleet;
-let emulator: SpireEmulator;
 let daemon: BrokerDaemon;
-const stop = new AbortController();
-let running: Promise<void>;
 const outDir = () => join(dir, 'out');
-
-async function allowlist(withPeer: boolean): Promise<void> {
-  const peers = withPeer ? [{ trustDomain: fleet.trustDomain(0), url: fleet.url(0) }] : [];
-  await writeFile(join(dir, 'allowlist.yaml'), allowlistYaml(peers, join(dir, 'ca.pem')));
-}
-
+const allowlist = (withPeer: boolean) => b.writeAllowlist(withPeer);
 const file = (name: string) => readFile(join(outDir(), name), 'utf8').catch(() => '');
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sb-outputs-'));
-  fleet = await BundleFleet.start({ count: 1, hintSeconds: 300 });
-  emulator = new SpireEmulator({ trustDomain: 'home.test', socketPath: join(dir, 'spire.sock') });
-  const { address } = await emulator.start();
-  await writeFile(join(dir, 'ca.pem'), fleet.caPem);
-  await allowlist(true);
-  daemon = await BrokerDaemon.create(
-    parseBrokerConfig(
-      brokerYaml({
-        dir,
-        spireAddress: address,
-        extra: [`outputs: { files: { dir: ${outDir()}, formats: [grpc-bundle-map, bundle-map, pem] } }`],
-      }),
-    ),
-  );
-  running = daemon.run(stop.signal);
+  b = await startOnePeerBroker('sb-outputs-', (d) => [
+    `outputs: { files: { dir: ${join(d, 'out')}, formats: [grpc-bundle-map, bundle-map, pem] } }`,
+  ]);
+  ({ dir, fleet, daemon } = b);
 }, 30_000);
 
-afterAll(async () => {
-  stop.abort();
-  await running;
-  await fleet?.stop();
-  await emulator?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => b?.stop());
 
 describe('file outputs in a running daemon', () => {
   it('follow the accepted bundles, show in status, and drop a removed peer within a second', async () => {

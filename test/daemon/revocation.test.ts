@@ -1,13 +1,11 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BundleFleet } from '../../bench/support/fleet.js';
-import { SpireEmulator } from '../../src/adapters/spire/emulator/emulator.js';
-import { BrokerDaemon } from '../../src/daemon/daemon.js';
-import { parseBrokerConfig } from '../../src/engine/config/broker-config.js';
+import type { BundleFleet } from '../../bench/support/fleet.js';
+import type { SpireEmulator } from '../../src/adapters/spire/emulator/emulator.js';
+import type { BrokerDaemon } from '../../src/daemon/daemon.js';
 import { runCliCapture } from '../support/cli.js';
-import { allowlistYaml, brokerYaml, until } from '../support/daemon.js';
+import { type OnePeerBroker, startOnePeerBroker, until } from '../support/daemon.js';
 
 /**
  * Issue 15 item 1: a revocation SPIRE refuses (restrict mode, a registration entry federates with
@@ -15,40 +13,20 @@ import { allowlistYaml, brokerYaml, until } from '../support/daemon.js';
  * the fix; readiness, metrics and the audit trail say it too; once the entry is gone, a reconcile
  * (`spiffe-broker reconcile`) completes it and only then is the peer REVOKED.
  */
+let b: OnePeerBroker;
 let dir: string;
 let fleet: BundleFleet;
 let emulator: SpireEmulator;
 let daemon: BrokerDaemon;
-const stop = new AbortController();
-let running: Promise<void>;
-const allowlistFile = () => join(dir, 'allowlist.yaml');
-
-async function writeAllowlist(withPeer: boolean): Promise<void> {
-  const peers = withPeer ? [{ trustDomain: fleet.trustDomain(0), url: fleet.url(0) }] : [];
-  await writeFile(allowlistFile(), allowlistYaml(peers, join(dir, 'ca.pem')));
-}
+const writeAllowlist = (withPeer: boolean) => b.writeAllowlist(withPeer);
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sb-revoke-'));
-  fleet = await BundleFleet.start({ count: 1, hintSeconds: 300 });
-  emulator = new SpireEmulator({ trustDomain: 'home.test', socketPath: join(dir, 'spire.sock') });
-  const { address } = await emulator.start();
-  await writeFile(join(dir, 'ca.pem'), fleet.caPem);
-  await writeAllowlist(true);
-  daemon = await BrokerDaemon.create(
-    parseBrokerConfig(brokerYaml({ dir, spireAddress: address, allowlistFile: allowlistFile() })),
-  );
-  running = daemon.run(stop.signal);
+  b = await startOnePeerBroker('sb-revoke-');
+  ({ dir, fleet, emulator, daemon } = b);
   await until('SPIRE to hold the peer', () => emulator.federatedBundle(fleet.trustDomain(0)) !== undefined);
 }, 30_000);
 
-afterAll(async () => {
-  stop.abort();
-  await running;
-  await fleet?.stop();
-  await emulator?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => b?.stop());
 
 describe('a revocation SPIRE refuses', () => {
   it('is reported as blocked everywhere, never as revoked, until it is really done', async () => {

@@ -1,4 +1,10 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BundleFleet } from '../../bench/support/fleet.js';
+import { SpireEmulator } from '../../src/adapters/spire/emulator/emulator.js';
+import { BrokerDaemon } from '../../src/daemon/daemon.js';
+import { parseBrokerConfig } from '../../src/engine/config/broker-config.js';
 
 /**
  * Shared pieces of the daemon tests (test/daemon/*): a broker.yaml for a broker on loopback with
@@ -60,4 +66,52 @@ export async function until(
     await new Promise((r) => setTimeout(r, 20));
   }
   return Date.now() - t0;
+}
+
+/** A running broker federating with one https_web peer of a synthetic fleet, on a SPIRE emulator. */
+export interface OnePeerBroker {
+  readonly dir: string;
+  readonly fleet: BundleFleet;
+  readonly emulator: SpireEmulator;
+  readonly daemon: BrokerDaemon;
+  /** Rewrites the allowlist with the peer, or empty. */
+  writeAllowlist(withPeer: boolean): Promise<void>;
+  /** Stops the broker, the peer and SPIRE, and removes the directory. */
+  stop(): Promise<void>;
+}
+
+/** Starts {@link OnePeerBroker}; `extra(dir)` lines go into broker.yaml. */
+export async function startOnePeerBroker(
+  prefix: string,
+  extra: (dir: string) => readonly string[] = () => [],
+): Promise<OnePeerBroker> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const fleet = await BundleFleet.start({ count: 1, hintSeconds: 300 });
+  const emulator = new SpireEmulator({ trustDomain: 'home.test', socketPath: join(dir, 'spire.sock') });
+  const { address } = await emulator.start();
+  await writeFile(join(dir, 'ca.pem'), fleet.caPem);
+  const writeAllowlist = async (withPeer: boolean): Promise<void> => {
+    const peers = withPeer ? [{ trustDomain: fleet.trustDomain(0), url: fleet.url(0) }] : [];
+    await writeFile(join(dir, 'allowlist.yaml'), allowlistYaml(peers, join(dir, 'ca.pem')));
+  };
+  await writeAllowlist(true);
+  const daemon = await BrokerDaemon.create(
+    parseBrokerConfig(brokerYaml({ dir, spireAddress: address, extra: extra(dir) })),
+  );
+  const ac = new AbortController();
+  const running = daemon.run(ac.signal);
+  return {
+    dir,
+    fleet,
+    emulator,
+    daemon,
+    writeAllowlist,
+    async stop() {
+      ac.abort();
+      await running;
+      await fleet.stop();
+      await emulator.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
