@@ -20,6 +20,16 @@ cache="${SPIFFE_BROKER_CACHE:-$HOME/.cache/spiffe-broker}/docker"
 pidfile="$cache/dockerd.pid"
 log="$cache/dockerd.log"
 
+shim="$(cd "$(dirname "$0")" && pwd)/kind/runc-drop-sys-resource"
+
+# True when the capability bounding set of this process lacks CAP_SYS_RESOURCE (capability 24), as
+# on the CI machines (themselves containers): `docker run --privileged` then fails in runc.
+lacks_sys_resource() {
+  local bnd
+  bnd="$(awk '/^CapBnd:/ {print $2}' /proc/self/status)"
+  [ -n "$bnd" ] && (((0x$bnd >> 24 & 1) == 0))
+}
+
 answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
 install_docker() {
@@ -50,10 +60,17 @@ start() {
   if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then rm -f "$pidfile"; fi
   if ! [ -f "$pidfile" ]; then
     echo "starting dockerd (overlay2, cgroupfs; log $log) ..."
+    local runtime_flags=()
+    if lacks_sys_resource; then
+      # Test infrastructure of these machines only: see scripts/kind/runc-drop-sys-resource.
+      echo "this machine's capability bounding set lacks CAP_SYS_RESOURCE: --privileged containers run through scripts/kind/runc-drop-sys-resource"
+      runtime_flags=(--add-runtime "runc-drop-sys-resource=$shim" --default-runtime runc-drop-sys-resource)
+    fi
     # setsid: the daemon outlives this script and is not in the caller's process group.
     setsid dockerd \
       --storage-driver overlay2 \
       --exec-opt native.cgroupdriver=cgroupfs \
+      "${runtime_flags[@]}" \
       --pidfile "$cache/dockerd.self.pid" \
       >>"$log" 2>&1 </dev/null &
     echo $! >"$pidfile"
