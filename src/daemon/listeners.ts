@@ -48,22 +48,74 @@ function brokerId(ctx: ListenerContext): SpiffeId {
   return ctx.config.endpoint?.spiffeId ?? SpiffeId.fromPath(ctx.config.trustDomain, '/spiffe-broker');
 }
 
-/** Serves the admin API until `signal` aborts. */
+/**
+ * The broker's own X509-SVID (`brokerId`) as a live source: minted from the source SPIRE server,
+ * re-minted half-way through its life. Resolves with the first SVID minted (a failure to mint
+ * it rejects); `run` then keeps it fresh until `signal` aborts.
+ */
+async function ownSvid(
+  ctx: ListenerContext,
+  signal: AbortSignal,
+): Promise<{ readonly svid: SvidSource; readonly run: Promise<void> }> {
+  const credentials = new MintedSvidCredentials({
+    minter: ctx.source,
+    spiffeId: brokerId(ctx),
+    deps: { clock: ctx.clock, logger: ctx.logger, readFile: ctx.readFile },
+  });
+  const first = await credentials.ready(signal);
+  const run = credentials.run(signal);
+  const material = (c: { certChainPem: string; keyPem: string }) => ({
+    certChainPem: c.certChainPem,
+    privateKeyPem: c.keyPem,
+  });
+  let current = material(first);
+  const svid: SvidSource = {
+    current: () => current,
+    subscribe: (listener) =>
+      credentials.subscribe((c) => {
+        current = material(c);
+        listener(current);
+      }),
+  };
+  return { svid, run };
+}
+
+/**
+ * Serves the admin API until `signal` aborts. A TCP listener with `admin.adminIds` serves HTTPS
+ * with mTLS: the broker's own X509-SVID as server certificate, clients verified against the local
+ * trust domain's bundle and admitted only with one of those IDs (required off loopback: the
+ * config refuses an off-host listener without them).
+ */
 export async function serveAdmin(
   ctx: ListenerContext,
   app: Omit<AdminAppOptions, 'metrics'>,
+  local: LocalBundle,
   signal: AbortSignal,
   onListening: (address: string) => void,
 ): Promise<void> {
   const a = ctx.config.admin;
-  await runAdmin(await buildAdminApp({ ...app, metrics: ctx.metrics }), {
-    listen: a.socket ? { path: a.socket } : (a.listen ?? { host: '127.0.0.1', port: 8089 }),
+  const listen = a.socket ? { path: a.socket } : (a.listen ?? { host: '127.0.0.1', port: 8089 });
+  let mtls: AdminAppOptions['mtls'];
+  let svidRun: Promise<void> | undefined;
+  if (!a.socket && a.adminIds.length > 0) {
+    const own = await ownSvid(ctx, signal);
+    svidRun = own.run;
+    mtls = {
+      trustDomain: ctx.config.trustDomain,
+      localBundle: () => local.current()?.bundle,
+      adminIds: a.adminIds,
+      svid: own.svid,
+    };
+  }
+  const serving = runAdmin(await buildAdminApp({ ...app, ...(mtls ? { mtls } : {}), metrics: ctx.metrics }), {
+    listen,
     signal,
     onListening: (address) => {
       onListening(address);
-      ctx.logger.info('admin API listening', { address });
+      ctx.logger.info('admin API listening', { address, mtls: mtls !== undefined });
     },
   });
+  await Promise.all([serving, svidRun]);
 }
 
 /** Serves the plain-HTTP health listener (`probe.listen`): /healthz, /readyz, /metrics. */
@@ -318,25 +370,7 @@ export async function runMtlsProbe(
 ): Promise<void> {
   const listen = ctx.config.mtlsProbe.listen;
   if (!listen) return;
-  const credentials = new MintedSvidCredentials({
-    minter: ctx.source,
-    spiffeId: brokerId(ctx),
-    deps: { clock: ctx.clock, logger: ctx.logger, readFile: ctx.readFile },
-  });
-  const first = await credentials.ready(signal);
-  const material = (c: { certChainPem: string; keyPem: string }) => ({
-    certChainPem: c.certChainPem,
-    privateKeyPem: c.keyPem,
-  });
-  let current = material(first);
-  const svid: SvidSource = {
-    current: () => current,
-    subscribe: (listener) =>
-      credentials.subscribe((c) => {
-        current = material(c);
-        listener(current);
-      }),
-  };
+  const { svid, run: svidRun } = await ownSvid(ctx, signal);
   const local = ctx.config.trustDomain;
   const asSpireHolds = async (td: TrustDomain, sig?: AbortSignal) =>
     Promise.all(
@@ -374,7 +408,7 @@ export async function runMtlsProbe(
     bundlesAsSpireHolds: asSpireHolds,
     onResult: (r) => ctx.logger.debug('mTLS probe', { result: r }),
   });
-  await Promise.all([credentials.run(signal), probe.run(signal)]);
+  await Promise.all([svidRun, probe.run(signal)]);
 }
 
 /** Socket errors that mean a listener could not bind its address. */
@@ -424,7 +458,7 @@ export function listenerTasks(ctx: ListenerContext, host: ListenerHost): Task[] 
       await running.closed;
     }),
     listener('admin API', (signal) =>
-      serveAdmin(ctx, host.admin, signal, (address) => host.listening('admin', address)),
+      serveAdmin(ctx, host.admin, host.local, signal, (address) => host.listening('admin', address)),
     ),
     listener('verify API', (signal) =>
       serveVerifyApi(ctx, host.held, signal, (address) => host.listening('verify', address)),

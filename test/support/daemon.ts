@@ -28,7 +28,7 @@ export function brokerYaml(opts: {
     `stateDir: ${opts.stateDir ?? join(dir, 'state')}`,
     `spire: { servers: [{ name: main, address: "${opts.spireAddress}" }] }`,
     `allowlist: { file: ${opts.allowlistFile ?? join(dir, 'allowlist.yaml')} }`,
-    'admin: { listen: 127.0.0.1:0 }',
+    ...(extra.some((l) => l.startsWith('admin:')) ? [] : ['admin: { listen: 127.0.0.1:0 }']),
     ...(extra.some((l) => l.startsWith('verify:')) ? [] : ['verify: { listen: 127.0.0.1:0 }']),
     `audit: { file: ${join(dir, 'audit.log')}, keyFile: ${join(dir, 'audit.key')}, fsync: never }`,
     ...extra,
