@@ -281,17 +281,18 @@ export class BrokerMetrics {
   /**
    * The bundle held for `trustDomain`: its sequence, its effective refresh hint, and when its source
    * last confirmed it current (ms since the epoch; call again on every unchanged answer, so
-   * `spiffe_broker_bundle_age_seconds` measures staleness).
+   * `spiffe_broker_bundle_age_seconds` measures staleness). Without `confirmedAt` (a bundle read
+   * back after a restart) the age series waits for the source's first confirmation.
    */
   setBundle(
     trustDomain: string,
-    b: { readonly sequence: bigint; readonly refreshHintSeconds?: number; readonly confirmedAt: number },
+    b: { readonly sequence: bigint; readonly refreshHintSeconds?: number; readonly confirmedAt?: number },
   ): void {
     this.#sequence.set({ trust_domain: trustDomain }, Number(b.sequence));
     if (b.refreshHintSeconds !== undefined) {
       this.#refreshHint.set({ trust_domain: trustDomain }, b.refreshHintSeconds);
     }
-    this.#confirmedAt.set(trustDomain, b.confirmedAt);
+    if (b.confirmedAt !== undefined) this.#confirmedAt.set(trustDomain, b.confirmedAt);
   }
 
   /** The source confirmed the held bundle is still current (an unchanged answer), at `at` ms. */
@@ -455,6 +456,13 @@ export class BrokerMetrics {
         });
         propagation?.seen(bundle);
       },
+      // A bundle read back after a restart is held (and pushed to SPIRE) before any fetch: its
+      // sequence shows at once (found on a real cluster: a restarted pod exported none).
+      restored: (td, bundle) =>
+        this.setBundle(td, {
+          sequence: bundle.sequence,
+          ...(bundle.refreshHint !== undefined ? { refreshHintSeconds: bundle.refreshHint } : {}),
+        }),
       stateChanged: (td, _from, to) => this.setPeerState(td, to),
       revoked: (td) => {
         this.removePeer(td);

@@ -95,6 +95,8 @@ export interface FederationObserver {
     durationMs: number,
   ): void;
   revoked(trustDomain: string, reason: 'allowlist-removed'): void;
+  /** A last-known-good bundle that survived a restart was put back ({@link FederationManager.restore}). */
+  restored(trustDomain: string, bundle: TrustBundle, origin: Exclude<BundleOrigin, 'fetched' | 'none'>): void;
   stateChanged(trustDomain: string, from: PeerState | undefined, to: PeerState): void;
 }
 
@@ -255,6 +257,7 @@ export class FederationManager {
       if (p.bundle) {
         this.#deps.store.set(p.bundle);
         this.#origins.set(p.trustDomain, p.origin ?? 'state');
+        this.#deps.observer?.restored?.(p.trustDomain, p.bundle, p.origin ?? 'state');
       }
     }
   }

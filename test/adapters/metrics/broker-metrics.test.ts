@@ -285,4 +285,14 @@ describe('PropagationTracker', () => {
     tracker.forget('c.test');
     expect(tracker.pending()).toEqual([]);
   });
+
+  it('a bundle restored after a restart exports its sequence, and no age until confirmed', async () => {
+    const registry = createMetricsRegistry();
+    const m = new BrokerMetrics({ registry, clock: new FakeClock(T0) });
+    const b = (await makePki('restored.test', { sequence: 12n })).bundle;
+    m.federationObserver().restored?.('restored.test', b, 'state');
+    const text = await registry.metrics();
+    expect(text).toContain('spiffe_broker_bundle_sequence{trust_domain="restored.test"} 12');
+    expect(text).not.toMatch(/spiffe_broker_bundle_age_seconds\{trust_domain="restored.test"\}/);
+  });
 });

@@ -173,3 +173,24 @@ describe('FederationManager across restarts', () => {
     expect(t.persisted).toEqual(['a.test@5']);
   });
 });
+
+describe('FederationManager.restore reports what it put back', () => {
+  it('tells the observer (metrics export the sequence before any fetch)', async () => {
+    const seen: string[] = [];
+    const manager = new FederationManager({
+      clock: new FakeClock(),
+      fetcher: new TableFetcher(),
+      store: new FederatedBundleStore(),
+      random: () => 1,
+      persist: async () => undefined,
+      forget: async () => undefined,
+      observer: { restored: (td, b, origin) => seen.push(`${td}@${b.sequence}:${origin}`) },
+    });
+    manager.restore([
+      { trustDomain: 'a.test', bundle: bundle('a.test', 7n) },
+      { trustDomain: 'b.test', bundle: bundle('b.test', 2n), origin: 'spire:main' },
+      { trustDomain: 'c.test', sequenceFloor: 4n },
+    ]);
+    expect(seen).toEqual(['a.test@7:state', 'b.test@2:spire:main']);
+  });
+});
