@@ -5,10 +5,16 @@
 # client in cluster b calls an example server in cluster a over mTLS with SVIDs from each domain.
 #
 #   scripts/kind-lab.sh            create everything and run the mTLS check
+#   scripts/kind-lab.sh --offline  the same with no registry and no chart repository: every image
+#                                  built on this machine and loaded with `kind load`, SPIRE server
+#                                  and agent from the project's manifests (deploy/kind/offline)
 #   scripts/kind-lab.sh --dry-run  print every step, run nothing (no tools needed)
 #   scripts/kind-lab.sh --down     delete both clusters
 #
-# Needs docker, kind, kubectl and helm (not for --dry-run). docs/kubernetes.md walks through it.
+# Needs docker, kind, kubectl and helm (not for --dry-run; --offline builds kind and kubectl itself
+# and needs no helm). The last line of --offline is one JSON object:
+#   {"lab":"kind","ok":true,"clusters":2,"mtls":"ok","intruder":"refused","propagationMs":N}
+# ("ok":false and the failing step otherwise). docs/kubernetes.md walks through both modes.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,13 +26,15 @@ SPIRE_CRDS_CHART_VERSION="${SPIRE_CRDS_CHART_VERSION:-0.6.0}"
 CHART_REPO="https://spiffe.github.io/helm-charts-hardened/"
 
 dry_run=false
+offline=false
 mode=up
 for arg in "$@"; do
   case "$arg" in
     --dry-run) dry_run=true ;;
+    --offline) offline=true ;;
     --down) mode=down ;;
     -h | --help)
-      sed -n '2,12p' "$0"
+      sed -n '2,19p' "$0"
       exit 0
       ;;
     *)
@@ -102,8 +110,9 @@ EOF
 
 require_tools() {
   "$dry_run" && return 0
-  local missing=()
-  for t in docker kind kubectl helm; do
+  local missing=() tools=(docker kind kubectl helm)
+  if "$offline"; then tools=(docker go); fi
+  for t in "${tools[@]}"; do
     command -v "$t" >/dev/null 2>&1 || missing+=("$t")
   done
   if [ "${#missing[@]}" -gt 0 ]; then
@@ -208,9 +217,22 @@ EOF
   echo "tear down with: $0 --down"
 }
 
+# shellcheck source=scripts/kind/offline-lab.sh
+. "$root/scripts/kind/offline-lab.sh"
+
 exec 3>&1
 require_tools
 if "$dry_run"; then
   echo "dry run: printing every step; nothing is executed"
 fi
-if [ "$mode" = down ]; then down; else up; fi
+if "$offline"; then
+  # kind and kubectl built by scripts/kind/node-image.sh, first on PATH.
+  PATH="${SPIFFE_BROKER_CACHE:-$HOME/.cache/spiffe-broker}/kind/bin:$PATH"
+fi
+if [ "$mode" = down ]; then
+  down
+elif "$offline"; then
+  up_offline
+else
+  up
+fi
