@@ -22,9 +22,19 @@ offline_verdict() {
   printf '{"lab":"kind","ok":false,"clusters":2,"step":"%s","exitCode":%d}\n' "${offline_step//\"/\'}" "$rc"
 }
 
+# Each step's wall time, printed at the end (docs/kubernetes.md quotes them).
+offline_timings=()
+offline_step_started=""
 ostep() {
+  offline_step_done
   offline_step="$*"
+  offline_step_started=$(now_ms)
   step "$*"
+}
+offline_step_done() {
+  if [ -n "$offline_step_started" ]; then
+    offline_timings+=("$(printf '%6.1f s  %s' "$(($(now_ms) - offline_step_started))e-3" "$offline_step")")
+  fi
 }
 
 spire_cli() { # <cluster> <spire-server args...>
@@ -197,7 +207,12 @@ EOF
     echo "JWT authority $kid prepared in $(td a) reached $(td b)'s SPIRE server in $elapsed ms"
   fi
 
+  offline_step_done
   echo
+  if ! "$dry_run"; then
+    echo "step timings:"
+    printf '  %s\n' "${offline_timings[@]}"
+  fi
   echo "done in $((($(now_ms) - t0) / 1000)) s: a.broker.test and b.broker.test federate through spiffe-broker."
   echo "tear down with: $0 --down"
   offline_done=true
