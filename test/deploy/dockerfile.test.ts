@@ -1,5 +1,5 @@
 /**
- * The Dockerfile cannot be built here (no container engine), so its structure is checked: a
+ * The Dockerfile's structure, without building it (test/container/ builds and runs the image): a
  * builder and a runtime stage on Node 24, production dependencies only in the runtime stage, a
  * numeric non-root user, the documented entrypoint, a .dockerignore that admits only what is
  * copied — and the source's runtime imports are all production dependencies.
