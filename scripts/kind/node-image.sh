@@ -44,7 +44,8 @@ force="${FORCE:-0}"
 mkdir -p "$bin" "$cache/images"
 
 log() { printf '[node-image %3ds] %s\n' "$SECONDS" "$*"; }
-sha() { sha256sum "$@" | sha256sum | cut -c1-16; }
+# A digest of the files' contents (not their paths: a clone elsewhere reuses the cache).
+sha() { cat "$@" | sha256sum | cut -c1-16; }
 image_label() { docker image inspect --format "{{ index .Config.Labels \"$label\" }}" "$1" 2>/dev/null || true; }
 fresh_image() { [ "$force" != 1 ] && [ "$(image_label "$1")" = "$2" ]; }
 

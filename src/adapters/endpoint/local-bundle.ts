@@ -21,7 +21,19 @@ export const DEFAULT_FETCH_TIMEOUT_MS = 5_000;
 export interface LocalBundleGetter {
   /** The current bundle of the local trust domain, with SPIRE's sequence number. */
   getBundle(opts?: { readonly signal?: AbortSignal }): Promise<TrustBundle>;
+  /**
+   * Only the bundle's sequence number (SPIRE: GetBundle with an output mask). When present, polls
+   * between full reads ask just this and read the whole bundle only when it moved.
+   */
+  getBundleSequence?(opts?: { readonly signal?: AbortSignal }): Promise<bigint>;
 }
+
+/**
+ * Longest time between two full reads of the source when sequence-only polls say nothing changed:
+ * a change that left the sequence as it was (not one SPIRE makes to its own bundle) is still
+ * published within this bound.
+ */
+export const DEFAULT_FULL_READ_INTERVAL_MS = 10_000;
 
 /** One published version of the local bundle document. Immutable. */
 export interface PublishedBundle {
@@ -56,6 +68,11 @@ export interface LocalBundleOptions {
   readonly refreshHintSeconds?: number;
   /** Deadline of one GetBundle call, ms. Default {@link DEFAULT_FETCH_TIMEOUT_MS}. */
   readonly fetchTimeoutMs?: number;
+  /**
+   * With a source that reads sequence numbers alone: the longest time between full reads, ms.
+   * Default {@link DEFAULT_FULL_READ_INTERVAL_MS}.
+   */
+  readonly fullReadIntervalMs?: number;
   /** Called after every poll (metrics hook). */
   readonly onPoll?: (outcome: PollOutcome) => void;
   readonly deps?: Partial<EndpointDeps>;
@@ -85,6 +102,9 @@ export class LocalBundle {
   readonly refreshHintSeconds: number;
   readonly pollIntervalMs: number;
   readonly #source: LocalBundleGetter;
+  readonly #fullReadIntervalMs: number;
+  /** When the source was last read in full (injected clock, ms). */
+  #lastFullRead = Number.NEGATIVE_INFINITY;
   readonly #fetchTimeoutMs: number;
   readonly #onPoll: ((outcome: PollOutcome) => void) | undefined;
   readonly #deps: EndpointDeps;
@@ -107,6 +127,7 @@ export class LocalBundle {
     this.pollIntervalMs = interval;
     this.#source = opts.source;
     this.#fetchTimeoutMs = opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
+    this.#fullReadIntervalMs = opts.fullReadIntervalMs ?? DEFAULT_FULL_READ_INTERVAL_MS;
     this.#onPoll = opts.onPoll;
     this.#deps = defaultEndpointDeps(opts.deps);
     // Same thresholds and reasons as SPIRE's server config (federation.bundle_endpoint.refresh_hint).
@@ -199,8 +220,14 @@ export class LocalBundle {
   async #poll(): Promise<PollOutcome> {
     let outcome: PollOutcome;
     try {
-      const bundle = await this.#fetch();
-      outcome = this.#publish(bundle);
+      // Only awaited when a sequence-only read applies: otherwise the full read starts at once.
+      const unchanged = this.#sequenceProbeDue() ? await this.#sequenceUnchanged() : undefined;
+      if (unchanged) outcome = { result: 'unchanged', published: unchanged };
+      else {
+        const bundle = await this.#fetch();
+        this.#lastFullRead = this.#deps.clock.now();
+        outcome = this.#publish(bundle);
+      }
     } catch (error) {
       outcome = { result: 'error', error };
       this.#deps.logger.warn('could not read the local bundle; still serving the last good one', {
@@ -217,25 +244,52 @@ export class LocalBundle {
     return outcome;
   }
 
-  async #fetch(): Promise<TrustBundle> {
+  /**
+   * The cheap poll: when the source reads sequence numbers alone, a full read was recent, and the
+   * published bundle has a sequence (SPIRE's start at 1), asks only the sequence; the published
+   * document when it did not move, undefined when a full read is due.
+   */
+  #sequenceProbeDue(): boolean {
+    const cur = this.#current;
+    return (
+      this.#source.getBundleSequence !== undefined &&
+      cur !== undefined &&
+      cur.bundle.sequence !== 0n &&
+      this.#deps.clock.now() - this.#lastFullRead < this.#fullReadIntervalMs
+    );
+  }
+
+  async #sequenceUnchanged(): Promise<PublishedBundle | undefined> {
+    const cur = this.#current!;
+    const source = this.#source;
+    const sequence = await this.#withDeadline((signal) => source.getBundleSequence!({ signal }));
+    return sequence === cur.bundle.sequence ? cur : undefined;
+  }
+
+  /** Runs one source call with the fetch deadline. */
+  async #withDeadline<T>(call: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const ac = new AbortController();
     const stopTimer = new AbortController();
     void sleep(this.#deps.clock, this.#fetchTimeoutMs, stopTimer.signal).then((elapsed) => {
       if (elapsed) ac.abort(new Error(`GetBundle did not answer within ${this.#fetchTimeoutMs} ms`));
     });
     try {
-      const bundle = await this.#source.getBundle({ signal: ac.signal });
-      // SPIFFE Federation §4.2: a bundle is always bound to its own trust domain.
-      if (!bundle.trustDomain.equals(this.trustDomain)) {
-        throw new BundleError(
-          'ERR_BUNDLE_TRUST_DOMAIN_MISMATCH',
-          `the source returned the bundle of "${bundle.trustDomain.name}", expected "${this.trustDomain.name}"`,
-        );
-      }
-      return bundle;
+      return await call(ac.signal);
     } finally {
       stopTimer.abort();
     }
+  }
+
+  async #fetch(): Promise<TrustBundle> {
+    const bundle = await this.#withDeadline((signal) => this.#source.getBundle({ signal }));
+    // SPIFFE Federation §4.2: a bundle is always bound to its own trust domain.
+    if (!bundle.trustDomain.equals(this.trustDomain)) {
+      throw new BundleError(
+        'ERR_BUNDLE_TRUST_DOMAIN_MISMATCH',
+        `the source returned the bundle of "${bundle.trustDomain.name}", expected "${this.trustDomain.name}"`,
+      );
+    }
+    return bundle;
   }
 
   #publish(bundle: TrustBundle): PollOutcome {

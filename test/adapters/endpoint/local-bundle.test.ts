@@ -186,3 +186,77 @@ describe('LocalBundle', () => {
     expect(() => setup({ pollIntervalMs: -1 })).toThrow(TypeError);
   });
 });
+
+/** A source that also answers sequence-only reads, counting both kinds. */
+class SequencedGetter extends FakeBundleGetter {
+  sequenceCalls = 0;
+  async getBundleSequence(): Promise<bigint> {
+    this.sequenceCalls++;
+    if (this.error) throw this.error;
+    return this.bundle!.sequence;
+  }
+}
+
+describe('LocalBundle with sequence-only polls', () => {
+  function sequenced(fullReadIntervalMs?: number) {
+    const clock = new FakeClock();
+    const source = new SequencedGetter();
+    const local = new LocalBundle({
+      source,
+      trustDomain: LOCAL_TD,
+      pollIntervalMs: 250,
+      ...(fullReadIntervalMs !== undefined ? { fullReadIntervalMs } : {}),
+      deps: { clock, logger: new RecordingLogger() },
+    });
+    return { clock, source, local };
+  }
+
+  it('reads only the sequence while it stays put, and the whole bundle once it moves', async () => {
+    const { clock, source, local } = sequenced();
+    source.bundle = await makeBundle({ sequence: 3n });
+    await local.refresh();
+    expect([source.calls, source.sequenceCalls]).toEqual([1, 0]);
+    for (let i = 0; i < 5; i++) {
+      await clock.advance(250);
+      expect((await local.refresh()).version).toBe(1);
+    }
+    expect([source.calls, source.sequenceCalls]).toEqual([1, 5]);
+    source.bundle = await makeBundle({ sequence: 4n });
+    const next = await local.refresh();
+    expect(next.version).toBe(2);
+    expect(next.bundle.sequence).toBe(4n);
+    expect([source.calls, source.sequenceCalls]).toEqual([2, 6]);
+  });
+
+  it('still reads the whole bundle every fullReadIntervalMs: a change without a new sequence is published', async () => {
+    const { clock, source, local } = sequenced(1_000);
+    source.bundle = await makeBundle({ sequence: 3n });
+    await local.refresh();
+    source.bundle = await makeBundle({ sequence: 3n }); // other keys, same sequence
+    await clock.advance(500);
+    expect((await local.refresh()).version).toBe(1);
+    await clock.advance(500);
+    const doc = await local.refresh();
+    expect(doc.version).toBe(2);
+    expect(bundlesEqual(doc.bundle, source.bundle, { refreshHint: false })).toBe(true);
+  });
+
+  it('never trusts a zero sequence: every poll is a full read', async () => {
+    const { clock, source, local } = sequenced();
+    source.bundle = await makeBundle({ sequence: 0n });
+    await local.refresh();
+    await clock.advance(250);
+    await local.refresh();
+    expect([source.calls, source.sequenceCalls]).toEqual([2, 0]);
+  });
+
+  it('a failed sequence read keeps the published document and reports the error', async () => {
+    const { clock, source, local } = sequenced();
+    source.bundle = await makeBundle({ sequence: 3n });
+    const first = await local.refresh();
+    source.error = new Error('SPIRE unavailable');
+    await clock.advance(250);
+    await expect(local.refresh()).rejects.toThrow('SPIRE unavailable');
+    expect(local.current()).toBe(first);
+  });
+});

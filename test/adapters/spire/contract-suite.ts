@@ -168,6 +168,17 @@ export function defineSpireContract(label: string, setup: () => Promise<Contract
       expect(masked.sequence).toBe(0n);
     });
 
+    it('getBundleSequence reads the sequence alone; a prepared authority moves it', async () => {
+      const before = await spire.getBundle();
+      expect(await spire.getBundleSequence()).toBe(before.sequence);
+      await t.prepareAuthority('jwt');
+      const after = await spire.getBundleSequence();
+      // The broker's local-bundle poll reads only this between full reads: every change SPIRE
+      // makes to its own bundle must move it.
+      expect(after).toBeGreaterThan(before.sequence);
+      expect((await spire.getBundle()).sequence).toBe(after);
+    });
+
     it('BatchCreate: OK, then ALREADY_EXISTS per item; own and invalid trust domains refused per item', async () => {
       const b = await makeBundle('create.test', { refreshHint: 60, sequence: 5n });
       const first = await spire.batchCreateFederatedBundle([b]);

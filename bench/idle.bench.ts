@@ -1,0 +1,90 @@
+/**
+ * Idle CPU: a broker with nothing to do — an empty allowlist, its bundle endpoint up, its local
+ * bundle read from a real spire-server v1.15.3 (the emulator when the binary is missing) every
+ * 250 ms — measured over a window after warm-up, as process CPU (utime + stime from /proc).
+ * Baseline in the same run: a bare Node process with one 1 s interval timer.
+ *
+ * Goal (issue 13): < 0.3 % of a core. The local-bundle poll reads only SPIRE's bundle sequence
+ * number between full reads (every 10 s), so the propagation path keeps its 250 ms cadence.
+ *
+ * Env: IDLE_WINDOW_SECONDS (30).
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { BenchFigure } from './lib.js';
+import { BrokerProcess, listening, writeWebEndpointBrokerConfig } from './support/broker-process.js';
+import { startEmulatorTarget, startRealTarget, type TargetServer } from './support/targets.js';
+import { createWebServerCert } from './support/web-cert.js';
+
+const TD = 'idle.test';
+const WINDOW_S = Number(process.env.IDLE_WINDOW_SECONDS ?? 30);
+const WARMUP_MS = 5_000;
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ; 100 on Linux). */
+const TICKS = 100;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** utime + stime of a process, seconds. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // After the command: state is field 3, utime 14 and stime 15 (1-based), i.e. indexes 11 and 12.
+  return (Number(fields[11]) + Number(fields[12])) / TICKS;
+}
+
+/** Percent of one core a process used over `seconds`. */
+async function cpuPercent(pid: number, seconds: number): Promise<number> {
+  const before = cpuSeconds(pid);
+  const t0 = performance.now();
+  await sleep(seconds * 1000);
+  const elapsed = (performance.now() - t0) / 1000;
+  return ((cpuSeconds(pid) - before) / elapsed) * 100;
+}
+
+const round = (n: number) => Math.round(n * 1000) / 1000;
+
+export async function run(): Promise<BenchFigure[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'sb-idle-'));
+  let target: TargetServer | undefined;
+  let broker: BrokerProcess | undefined;
+  try {
+    // Baseline first, with nothing else running.
+    const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    await sleep(WARMUP_MS);
+    const bareCpu = await cpuPercent(bare.pid!, WINDOW_S);
+    bare.kill();
+
+    const real = await startRealTarget('spire', TD, dir);
+    target = real.target ?? (await startEmulatorTarget('spire', TD, dir));
+    const web = await createWebServerCert();
+    const configFile = await writeWebEndpointBrokerConfig(dir, {
+      trustDomain: TD,
+      spireAddress: target.address,
+      web,
+    });
+    broker = await BrokerProcess.start(configFile);
+    await listening(broker);
+    await sleep(WARMUP_MS);
+    const brokerCpu = await cpuPercent(broker.pid, WINDOW_S);
+    return [
+      {
+        kind: 'figure',
+        name: 'broker idle CPU (no peers due; local bundle polled every 250 ms)',
+        value: round(brokerCpu),
+        unit: '% of a core',
+        goal: '< 0.3 %',
+        met: brokerCpu < 0.3,
+        baselineName: 'bare Node process with a 1 s timer',
+        baselineValue: round(bareCpu),
+        note: `${WINDOW_S} s window after ${WARMUP_MS / 1000} s warm-up; source: ${target.kind === 'real' ? 'real spire-server 1.15.3' : `SPIRE emulator (${real.reason})`}; /proc utime+stime at 10 ms resolution`,
+      },
+    ];
+  } finally {
+    await broker?.stop();
+    await target?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
