@@ -24,6 +24,11 @@ export const DEFAULT_RETRY_AFTER_SECONDS = 5;
 export interface PublishedBundleProvider {
   current(): PublishedBundle | undefined;
   subscribe(listener: (doc: PublishedBundle) => void): () => void;
+  /**
+   * A client waits for the next version (a held long-poll); the returned function is called when
+   * it stops waiting. {@link LocalBundle} polls its source faster meanwhile.
+   */
+  watch?(): () => void;
 }
 
 /** Bundles the broker holds for other trust domains (BundleSet implements it). */
@@ -259,7 +264,9 @@ export const bundleEndpointPlugin: FastifyPluginAsync<BundleEndpointOptions> = a
     const applied = `wait=${waitSeconds}`;
     return new Promise<FastifyReply>((resolve) => {
       const onClose = (): void => handle?.cancel();
+      let unwatch: (() => void) | undefined;
       const handle = held.hold(waitSeconds * 1000, (reason: ReleaseReason) => {
+        unwatch?.();
         reply.raw.off('close', onClose);
         const now = local.current() ?? doc;
         if (reason === 'changed' && now.etag !== doc.etag) resolve(sendDocument(reply, now, applied));
@@ -269,6 +276,8 @@ export const bundleEndpointPlugin: FastifyPluginAsync<BundleEndpointOptions> = a
         resolve(reply.code(503).header('retry-after', retryAfter).type(TEXT).send(BODY_TOO_MANY));
         return;
       }
+      // Someone waits for the next version: the source is read at the fast cadence meanwhile.
+      unwatch = local.watch?.();
       // A held request whose client goes away is released at once.
       reply.raw.once('close', onClose);
     });

@@ -33,7 +33,17 @@ export interface LocalBundleGetter {
  * a change that left the sequence as it was (not one SPIRE makes to its own bundle) is still
  * published within this bound.
  */
-export const DEFAULT_FULL_READ_INTERVAL_MS = 10_000;
+export const DEFAULT_FULL_READ_INTERVAL_MS = 60_000;
+
+/**
+ * Poll period while nobody waits for the next version (no held long-poll): a change still reaches
+ * every plain poller, output and status within this bound, at a fraction of the idle CPU.
+ */
+export const DEFAULT_IDLE_POLL_INTERVAL_MS = 5_000;
+
+/** The reason a finished call's deadline timer and a woken idle sleep are cancelled with (a
+ * preallocated value: `abort()` without one builds a DOMException with a stack every time). */
+const CANCELLED = Object.freeze({ cancelled: true });
 
 /** One published version of the local bundle document. Immutable. */
 export interface PublishedBundle {
@@ -62,8 +72,16 @@ export interface LocalBundleOptions {
   readonly source: LocalBundleGetter;
   /** The local trust domain; a source answer for another domain is refused. */
   readonly trustDomain: TrustDomain;
-  /** Poll period, ms. Default {@link DEFAULT_POLL_INTERVAL_MS}. */
+  /**
+   * Poll period while a client waits for the next version ({@link LocalBundle.watch}, e.g. a peer
+   * broker's held long-poll), ms. Default {@link DEFAULT_POLL_INTERVAL_MS}.
+   */
   readonly pollIntervalMs?: number;
+  /**
+   * Poll period while nobody waits, ms (at least `pollIntervalMs`). Default
+   * {@link DEFAULT_IDLE_POLL_INTERVAL_MS}.
+   */
+  readonly idlePollIntervalMs?: number;
   /** Published `spiffe_refresh_hint`, seconds (overrides the source's). Default 300. */
   readonly refreshHintSeconds?: number;
   /** Deadline of one GetBundle call, ms. Default {@link DEFAULT_FETCH_TIMEOUT_MS}. */
@@ -101,8 +119,13 @@ export class LocalBundle {
   readonly trustDomain: TrustDomain;
   readonly refreshHintSeconds: number;
   readonly pollIntervalMs: number;
+  readonly idlePollIntervalMs: number;
   readonly #source: LocalBundleGetter;
   readonly #fullReadIntervalMs: number;
+  /** Clients waiting for the next version ({@link watch}). */
+  #watchers = 0;
+  /** Cuts the current idle sleep short (set while sleeping at the idle cadence). */
+  #wake: (() => void) | undefined;
   /** When the source was last read in full (injected clock, ms). */
   #lastFullRead = Number.NEGATIVE_INFINITY;
   readonly #fetchTimeoutMs: number;
@@ -125,6 +148,11 @@ export class LocalBundle {
     this.trustDomain = opts.trustDomain;
     this.refreshHintSeconds = hint;
     this.pollIntervalMs = interval;
+    const idle = opts.idlePollIntervalMs ?? Math.max(DEFAULT_IDLE_POLL_INTERVAL_MS, interval);
+    if (!Number.isFinite(idle) || idle < interval) {
+      throw new TypeError(`idlePollIntervalMs must be at least pollIntervalMs (${interval}), got ${idle}`);
+    }
+    this.idlePollIntervalMs = idle;
     this.#source = opts.source;
     this.#fetchTimeoutMs = opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
     this.#fullReadIntervalMs = opts.fullReadIntervalMs ?? DEFAULT_FULL_READ_INTERVAL_MS;
@@ -193,10 +221,48 @@ export class LocalBundle {
   }
 
   /** Polls until `signal` aborts: once at start, then every poll interval after each poll ends. */
+  /**
+   * A client waits for the next version (a held long-poll): the source is polled every
+   * `pollIntervalMs` until every such client is done, and an idle sleep in progress is cut short.
+   * @returns the function to call once, when this client stops waiting.
+   */
+  watch(): () => void {
+    this.#watchers++;
+    this.#wake?.();
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#watchers--;
+    };
+  }
+
+  /** Clients waiting for the next version now. */
+  watchers(): number {
+    return this.#watchers;
+  }
+
   async run(signal: AbortSignal): Promise<void> {
+    const clock = this.#deps.clock;
     while (!signal.aborted) {
       await this.#schedulePoll();
-      if (!(await sleep(this.#deps.clock, this.pollIntervalMs, signal))) break;
+      const polled = clock.now();
+      if (this.#watchers > 0 || this.idlePollIntervalMs === this.pollIntervalMs) {
+        if (!(await sleep(clock, this.pollIntervalMs, signal))) break;
+        continue;
+      }
+      // Idle cadence; a client starting to wait wakes it, and the next poll comes at the fast
+      // cadence from the last one.
+      const woken = new AbortController();
+      this.#wake = () => woken.abort(CANCELLED);
+      try {
+        await sleep(clock, this.idlePollIntervalMs, AbortSignal.any([signal, woken.signal]));
+      } finally {
+        this.#wake = undefined;
+      }
+      if (signal.aborted) break;
+      const rest = this.pollIntervalMs - (clock.now() - polled);
+      if (rest > 0 && !(await sleep(clock, rest, signal))) break;
     }
   }
 
@@ -276,7 +342,7 @@ export class LocalBundle {
     try {
       return await call(ac.signal);
     } finally {
-      stopTimer.abort();
+      stopTimer.abort(CANCELLED);
     }
   }
 

@@ -168,6 +168,31 @@ describe('bundle endpoint: change notification (If-None-Match + Prefer: wait)', 
     expect(app.bundleEndpoint.heldRequests()).toBe(0);
   });
 
+  it('a held request makes the local bundle watched (fast polls) until it is answered or times out', async () => {
+    const { app, local, source, clock } = await setup();
+    const etag = local.current()!.etag;
+    expect(local.watchers()).toBe(0);
+    const changed = app.inject({
+      method: 'GET',
+      url: '/',
+      headers: { 'if-none-match': etag, prefer: 'wait=30' },
+    });
+    const timedOut = app.inject({
+      method: 'GET',
+      url: '/',
+      headers: { 'if-none-match': etag, prefer: 'wait=5' },
+    });
+    await clock.settle();
+    expect(local.watchers()).toBe(2);
+    await clock.advance(5_000);
+    expect((await timedOut).statusCode).toBe(304);
+    expect(local.watchers()).toBe(1);
+    source.bundle = source.bundle!.withSequence(6n);
+    await local.refresh();
+    expect((await changed).statusCode).toBe(200);
+    expect(local.watchers()).toBe(0);
+  });
+
   it('answers 304 when the wait ends without a change; waits above 60 s are clamped', async () => {
     const { app, local, clock } = await setup();
     const etag = local.current()!.etag;

@@ -12,7 +12,9 @@ import { BundleError } from '../../../src/errors.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 import { FakeBundleGetter, LOCAL_TD, makeBundle, makeCa, RecordingLogger } from './fixtures.js';
 
-function setup(opts: { refreshHintSeconds?: number; pollIntervalMs?: number } = {}) {
+function setup(
+  opts: { refreshHintSeconds?: number; pollIntervalMs?: number; idlePollIntervalMs?: number } = {},
+) {
   const clock = new FakeClock();
   const logger = new RecordingLogger();
   const source = new FakeBundleGetter();
@@ -104,7 +106,7 @@ describe('LocalBundle', () => {
   });
 
   it('polls every interval on the injected clock, and stops on abort', async () => {
-    const { clock, source, local } = setup({ pollIntervalMs: 250 });
+    const { clock, source, local } = setup({ pollIntervalMs: 250, idlePollIntervalMs: 250 });
     source.bundle = await makeBundle({ sequence: 1n });
     const ac = new AbortController();
     const running = local.run(ac.signal);
@@ -123,6 +125,61 @@ describe('LocalBundle', () => {
     await running;
     await clock.advance(10_000);
     expect(source.calls).toBe(6);
+  });
+
+  it('polls at the idle cadence while nobody waits, at the fast one while a client watches', async () => {
+    const { clock, source, local } = setup({ pollIntervalMs: 250, idlePollIntervalMs: 2_000 });
+    source.bundle = await makeBundle({ sequence: 1n });
+    const ac = new AbortController();
+    const running = local.run(ac.signal);
+    await clock.settle();
+    expect(source.calls).toBe(1);
+    await clock.advance(1_999);
+    expect(source.calls).toBe(1);
+    await clock.advance(1);
+    expect(source.calls).toBe(2);
+    // 300 ms into the idle sleep a client starts waiting: the next poll comes at once (250 ms
+    // after the last one have passed), then every 250 ms.
+    await clock.advance(300);
+    const unwatch = local.watch();
+    expect(local.watchers()).toBe(1);
+    await clock.settle();
+    expect(source.calls).toBe(3);
+    await clock.advance(250 * 4);
+    expect(source.calls).toBe(7);
+    // Done waiting: back to the idle cadence after the sleep in progress.
+    unwatch();
+    unwatch();
+    expect(local.watchers()).toBe(0);
+    await clock.advance(250);
+    expect(source.calls).toBe(8);
+    await clock.advance(1_999);
+    expect(source.calls).toBe(8);
+    await clock.advance(1);
+    expect(source.calls).toBe(9);
+    ac.abort();
+    await running;
+  });
+
+  it('a watcher arriving early in an idle sleep gets the next poll 250 ms after the last one', async () => {
+    const { clock, source, local } = setup({ pollIntervalMs: 250, idlePollIntervalMs: 2_000 });
+    source.bundle = await makeBundle({ sequence: 1n });
+    const ac = new AbortController();
+    const running = local.run(ac.signal);
+    await clock.settle();
+    await clock.advance(100);
+    const unwatch = local.watch();
+    await clock.advance(149);
+    expect(source.calls).toBe(1);
+    await clock.advance(1);
+    expect(source.calls).toBe(2);
+    unwatch();
+    ac.abort();
+    await running;
+  });
+
+  it('refuses an idle interval shorter than the poll interval', () => {
+    expect(() => setup({ pollIntervalMs: 500, idlePollIntervalMs: 250 })).toThrow(TypeError);
   });
 
   it('coalesces concurrent refreshes but always reads after the call', async () => {
