@@ -91,11 +91,18 @@ export class BrokerProcess {
    */
   static async start(
     configPath: string,
-    opts: { typescript?: boolean; env?: NodeJS.ProcessEnv; fdLimit?: number } = {},
+    opts: {
+      typescript?: boolean;
+      env?: NodeJS.ProcessEnv;
+      fdLimit?: number;
+      nodeArgs?: readonly string[];
+    } = {},
   ): Promise<BrokerProcess> {
     const env = opts.env ?? process.env;
-    if (opts.typescript) return new BrokerProcess(CHILD, ['--import', 'tsx'], configPath, env, opts.fdLimit);
-    return new BrokerProcess(await compiledPath(CHILD), [], configPath, env, opts.fdLimit);
+    const nodeArgs = [...(opts.nodeArgs ?? [])];
+    if (opts.typescript)
+      return new BrokerProcess(CHILD, ['--import', 'tsx', ...nodeArgs], configPath, env, opts.fdLimit);
+    return new BrokerProcess(await compiledPath(CHILD), nodeArgs, configPath, env, opts.fdLimit);
   }
 
   /**
