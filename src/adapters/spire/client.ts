@@ -48,8 +48,13 @@ import type {
 /** Default deadline of every call, ms. */
 export const DEFAULT_SPIRE_TIMEOUT_MS = 5000;
 
-/** Default page size when following ListFederatedBundles / ListFederationRelationships pages. */
-export const DEFAULT_PAGE_SIZE = 50;
+/**
+ * Default page size when following ListFederatedBundles / ListFederationRelationships pages. A
+ * bundle of one CA and two JWT keys is ~714 bytes on the wire (docs/scaling.md), an RSA or
+ * mid-rotation one up to ~2.5 KiB: 1,000 per page stays under 2.5 MiB, inside gRPC's 4 MiB receive
+ * limit, and a resync of 10,000 bundles takes 10 calls per server instead of 200.
+ */
+export const DEFAULT_PAGE_SIZE = 1000;
 
 /** Options of {@link SpireServerClient}. */
 export interface SpireServerClientOptions {
