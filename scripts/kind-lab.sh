@@ -108,6 +108,52 @@ metadata:
 EOF
 }
 
+# Each cluster's node address and SPIFFE bundle, into the maps `address` and `bundle`; $1 is the
+# command that prints a cluster's bundle (SPIFFE format), given the cluster.
+declare -A address bundle
+collect_endpoints() {
+  local bundle_of="$1" c
+  for c in "${clusters[@]}"; do
+    address[$c]="$(capture "<node address of cluster $c>" docker inspect \
+      --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "spiffe-broker-$c-control-plane")"
+    bundle[$c]="$(capture "<SPIFFE bundle of $(td "$c")>" "$bundle_of" "$c")"
+  done
+}
+
+# The bundle of a cluster's SPIRE server installed by the official chart.
+chart_bundle() {
+  kubectl --context "$(ctx "$1")" -n spire-server exec statefulset/spire-server -c spire-server -- \
+    /opt/spire/bin/spire-server bundle show -format spiffe -socketPath /tmp/spire-server/private/api.sock
+}
+
+# A FederationPeer in each cluster for the other one (its broker's endpoint on NodePort 30443 of
+# the other node, https_spiffe, bootstrap bundle from collect_endpoints); waits until both Ready.
+federate() {
+  local c p
+  for c in "${clusters[@]}"; do
+    p="$(peer_of "$c")"
+    run_stdin kubectl --context "$(ctx "$c")" apply -f - <<EOF
+apiVersion: spiffe-broker.dev/v1alpha1
+kind: FederationPeer
+metadata:
+  name: $p-broker-test
+spec:
+  trustDomain: $(td "$p")
+  bundleEndpoint:
+    urls: [https://${address[$p]}:30443]
+    profile: https_spiffe
+    endpointSPIFFEID: spiffe://$(td "$p")/spiffe-broker
+    bootstrapBundle: |
+$(printf '%s\n' "${bundle[$p]}" | sed 's/^/      /')
+EOF
+  done
+  for c in "${clusters[@]}"; do
+    run kubectl --context "$(ctx "$c")" wait --for=condition=Ready \
+      "federationpeer/$(peer_of "$c")-broker-test" --timeout 5m
+    run kubectl --context "$(ctx "$c")" get federationpeers
+  done
+}
+
 require_tools() {
   "$dry_run" && return 0
   local missing=() tools=(docker kind kubectl helm)
@@ -161,39 +207,10 @@ up() {
   done
 
   step "collect each side's bundle endpoint address and bootstrap bundle"
-  declare -A address bundle
-  for c in "${clusters[@]}"; do
-    address[$c]="$(capture "<node address of cluster $c>" docker inspect \
-      --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "spiffe-broker-$c-control-plane")"
-    bundle[$c]="$(capture "<SPIFFE bundle of $(td "$c")>" kubectl --context "$(ctx "$c")" -n spire-server \
-      exec statefulset/spire-server -c spire-server -- \
-      /opt/spire/bin/spire-server bundle show -format spiffe -socketPath /tmp/spire-server/private/api.sock)"
-  done
+  collect_endpoints chart_bundle
 
   step "federate: a FederationPeer for the other trust domain in each cluster"
-  for c in "${clusters[@]}"; do
-    local p
-    p="$(peer_of "$c")"
-    run_stdin kubectl --context "$(ctx "$c")" apply -f - <<EOF
-apiVersion: spiffe-broker.dev/v1alpha1
-kind: FederationPeer
-metadata:
-  name: $p-broker-test
-spec:
-  trustDomain: $(td "$p")
-  bundleEndpoint:
-    urls: [https://${address[$p]}:30443]
-    profile: https_spiffe
-    endpointSPIFFEID: spiffe://$(td "$p")/spiffe-broker
-    bootstrapBundle: |
-$(printf '%s\n' "${bundle[$p]}" | sed 's/^/      /')
-EOF
-  done
-  for c in "${clusters[@]}"; do
-    run kubectl --context "$(ctx "$c")" wait --for=condition=Ready \
-      "federationpeer/$(peer_of "$c")-broker-test" --timeout 5m
-    run kubectl --context "$(ctx "$c")" get federationpeers
-  done
+  federate
 
   step "the example services: a server in cluster a, a client in cluster b"
   run kubectl --context "$(ctx a)" apply -f "$kind_dir/demo/helper-config.yaml" -f "$kind_dir/demo/server.yaml"

@@ -46,6 +46,9 @@ spire_cli() { # <cluster> <spire-server args...>
 
 now_ms() { date +%s%3N; }
 
+# The SPIFFE bundle of a cluster's SPIRE server (deploy/kind/offline).
+spire_bundle() { spire_cli "$1" bundle show -format spiffe; }
+
 up_offline() {
   trap offline_verdict EXIT
   local t0 c k
@@ -114,39 +117,13 @@ EOF
   done
 
   ostep "collect each side's bundle endpoint address and bootstrap bundle"
-  declare -A address bundle
-  for c in "${clusters[@]}"; do
-    address[$c]="$(capture "<node address of cluster $c>" docker inspect \
-      --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "spiffe-broker-$c-control-plane")"
-    bundle[$c]="$(capture "<SPIFFE bundle of $(td "$c")>" spire_cli "$c" bundle show -format spiffe)"
-  done
+  collect_endpoints spire_bundle
 
   ostep "federate: a FederationPeer for the other trust domain in each cluster"
-  local p
-  for c in "${clusters[@]}"; do
-    p="$(peer_of "$c")"
-    run_stdin kubectl --context "$(ctx "$c")" apply -f - <<EOF
-apiVersion: spiffe-broker.dev/v1alpha1
-kind: FederationPeer
-metadata:
-  name: $p-broker-test
-spec:
-  trustDomain: $(td "$p")
-  bundleEndpoint:
-    urls: [https://${address[$p]}:30443]
-    profile: https_spiffe
-    endpointSPIFFEID: spiffe://$(td "$p")/spiffe-broker
-    bootstrapBundle: |
-$(printf '%s\n' "${bundle[$p]}" | sed 's/^/      /')
-EOF
-  done
-  for c in "${clusters[@]}"; do
-    run kubectl --context "$(ctx "$c")" wait --for=condition=Ready \
-      "federationpeer/$(peer_of "$c")-broker-test" --timeout 5m
-    run kubectl --context "$(ctx "$c")" get federationpeers
-  done
+  federate
 
   ostep "registration entries: the node, and each demo workload federating with the other domain"
+  local p
   for c in "${clusters[@]}"; do
     p="$(peer_of "$c")"
     local sa="mtls-server"

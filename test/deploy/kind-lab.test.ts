@@ -38,16 +38,20 @@ describe('scripts', () => {
   });
   if (!haveShellcheck) console.warn('\n*** shellcheck not installed: the shell scripts are not linted ***\n');
 
-  it('kind-lab.sh --dry-run prints every step and needs none of the tools', () => {
-    // PATH holds bash and coreutils only: no docker, kind, kubectl or helm.
-    const r = spawnSync('bash', ['scripts/kind-lab.sh', '--dry-run'], {
+  /** `kind-lab.sh <args> --dry-run` with bash and coreutils only on PATH: its plan and step numbers. */
+  function dryRun(...args: string[]): { out: string; steps: number[] } {
+    const r = spawnSync('bash', ['scripts/kind-lab.sh', ...args, '--dry-run'], {
       encoding: 'utf8',
       env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent' },
     });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    const out = r.stdout;
-    const steps = [...out.matchAll(/^==> (\d+)\. (.*)$/gm)].map((m) => Number(m[1]));
+    return { out: r.stdout, steps: [...r.stdout.matchAll(/^==> (\d+)\. (.*)$/gm)].map((m) => Number(m[1])) };
+  }
+
+  it('kind-lab.sh --dry-run prints every step and needs none of the tools', () => {
+    // No docker, kind, kubectl or helm on PATH.
+    const { out, steps } = dryRun();
     expect(steps).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     for (const expected of [
       /^\+ docker build -t spiffe-broker:lab /m,
@@ -76,14 +80,7 @@ describe('scripts', () => {
   });
 
   it('kind-lab.sh --offline --dry-run: everything built here and kind-loaded, no Helm, SPIRE from deploy/kind/offline', () => {
-    const r = spawnSync('bash', ['scripts/kind-lab.sh', '--offline', '--dry-run'], {
-      encoding: 'utf8',
-      env: { PATH: '/usr/bin:/bin', HOME: '/nonexistent' },
-    });
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
-    const out = r.stdout;
-    const steps = [...out.matchAll(/^==> (\d+)\. (.*)$/gm)].map((m) => Number(m[1]));
+    const { out, steps } = dryRun('--offline');
     expect(steps).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     expect(out).not.toMatch(/helm|ghcr\.io|docker\.io|registry\.k8s\.io/);
     for (const expected of [
