@@ -165,6 +165,8 @@ describe('daemon listeners: relay and OIDC discovery', () => {
         issuer: 'https://localhost',
         jwks_uri: 'https://localhost/keys',
       });
+      // While discovery is served the local bundle is polled at the fast cadence.
+      expect(local.watchers()).toBe(1);
       const keys = await get(`https://localhost:${port}/keys`, caPem);
       expect(JSON.parse(keys.body).keys.map((k: { kid: string }) => k.kid)).toEqual([
         ...local.current()!.bundle.jwtAuthorities.keys(),
@@ -176,6 +178,7 @@ describe('daemon listeners: relay and OIDC discovery', () => {
       stop.abort();
       await running;
     }
+    expect(local.watchers()).toBe(0);
     // No oidc: section → the task returns at once.
     await serveOidc(context(HEAD), local, new AbortController().signal, () => {
       throw new Error('must not listen');

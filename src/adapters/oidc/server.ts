@@ -106,6 +106,10 @@ export class OidcDiscoveryServer {
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     this.#url = `${credentials ? 'https' : 'http'}://${host}:${address.port}`;
     logger.info('OIDC discovery listening', { url: this.#url, issuer: o.issuer });
+    // JWKS consumers (go-oidc and the like) fetch the keys when a token names an unknown kid: while
+    // discovery is served the local bundle stays at its fast poll cadence, so a JWT authority SPIRE
+    // prepares is in the JWKS within a poll, not within the idle cadence.
+    const unwatch = o.local.watch?.();
     o.onListening?.(this.#url);
     const credentialsDone = new AbortController();
     const refreshing = credentials?.run(credentialsDone.signal).catch((err: unknown) => {
@@ -115,6 +119,7 @@ export class OidcDiscoveryServer {
       if (signal.aborted) resolve();
       else signal.addEventListener('abort', () => resolve(), { once: true });
     });
+    unwatch?.();
     unsubscribe?.();
     credentialsDone.abort();
     await app.close();
