@@ -249,6 +249,9 @@ export async function writeWebEndpointBrokerConfig(
       `  certFile: ${join(dir, 'ep.crt')}`,
       `  keyFile: ${join(dir, 'ep.key')}`,
       ...(o.maxHeldRequests !== undefined ? [`  maxHeldRequests: ${o.maxHeldRequests}`] : []),
+      // Every bench client comes from 127.0.0.1: the per-address connection cap (a defence against
+      // one host hogging the endpoint) must admit them all, as many peers' addresses would.
+      ...(o.maxHeldRequests !== undefined ? [`  maxConnectionsPerAddress: ${o.maxHeldRequests + 100}`] : []),
       'admin: { listen: 127.0.0.1:0 }',
       'verify: { listen: 127.0.0.1:0 }',
       '',
