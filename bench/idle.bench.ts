@@ -18,9 +18,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchFigure } from './lib.js';
-import { BrokerProcess, listening, writeWebEndpointBrokerConfig } from './support/broker-process.js';
+import { type BrokerProcess, startWebEndpointBroker } from './support/broker-process.js';
 import { startEmulatorTarget, startRealTarget, type TargetServer } from './support/targets.js';
-import { createWebServerCert } from './support/web-cert.js';
 
 const TD = 'idle.test';
 const WINDOW_S = Number(process.env.IDLE_WINDOW_SECONDS ?? 60);
@@ -66,14 +65,7 @@ export async function run(): Promise<BenchFigure[]> {
 
     const real = await startRealTarget('spire', TD, dir);
     target = real.target ?? (await startEmulatorTarget('spire', TD, dir));
-    const web = await createWebServerCert();
-    const configFile = await writeWebEndpointBrokerConfig(dir, {
-      trustDomain: TD,
-      spireAddress: target.address,
-      web,
-    });
-    broker = await BrokerProcess.start(configFile);
-    await listening(broker);
+    ({ broker } = await startWebEndpointBroker(dir, { trustDomain: TD, spireAddress: target.address }));
     await sleep(WARMUP_MS);
     const brokerCpu = await cpuPercent(broker.pid, WINDOW_S);
     return [

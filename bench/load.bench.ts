@@ -19,14 +19,9 @@ import type { SpireEmulator } from '../src/adapters/spire/emulator/emulator.js';
 import { jwtAuthority } from '../src/core/bundle/trust-bundle.js';
 import type { BenchFigure } from './lib.js';
 import { type AutocannonResult, autocannon } from './support/autocannon.js';
-import {
-  BrokerProcess,
-  listening,
-  rssSampler,
-  writeWebEndpointBrokerConfig,
-} from './support/broker-process.js';
+import { type BrokerProcess, rssSampler, startWebEndpointBroker } from './support/broker-process.js';
 import { startEmulatorTarget, type TargetServer } from './support/targets.js';
-import { createWebServerCert } from './support/web-cert.js';
+import type { WebServerCert } from './support/web-cert.js';
 
 const SECONDS = Number(process.env.BENCH_LOAD_SECONDS ?? 60);
 const CONNECTIONS = 100;
@@ -131,14 +126,12 @@ export async function run(): Promise<BenchFigure[]> {
     const svid = await emulator.mintX509Svid(`spiffe://${TD}/workload`, 24 * 3600);
     const token = jwtSvid(privateKey, 'bench-jwt', `spiffe://${TD}/workload`, `spiffe://${TD}/api`);
 
-    const web = await createWebServerCert();
-    const configFile = await writeWebEndpointBrokerConfig(dir, {
+    let urls: { endpoint?: string; verify?: string };
+    let web: WebServerCert;
+    ({ broker, urls, web } = await startWebEndpointBroker(dir, {
       trustDomain: TD,
       spireAddress: target.address,
-      web,
-    });
-    broker = await BrokerProcess.start(configFile);
-    const urls = await listening(broker);
+    }));
     const endpointUrl = urls.endpoint!;
     const verifyUrl = urls.verify!;
 

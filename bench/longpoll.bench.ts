@@ -15,10 +15,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchFigure } from './lib.js';
-import { BrokerProcess, listening, rssOf, writeWebEndpointBrokerConfig } from './support/broker-process.js';
+import { type BrokerProcess, rssOf, startWebEndpointBroker } from './support/broker-process.js';
 import { compiledPath } from './support/compile.js';
 import { startEmulatorTarget, type TargetServer } from './support/targets.js';
-import { createWebServerCert } from './support/web-cert.js';
+import type { WebServerCert } from './support/web-cert.js';
 
 const CLIENTS = Number(process.env.LONGPOLL_CLIENTS ?? 10_000);
 const TD = 'longpoll.test';
@@ -203,17 +203,16 @@ export async function run(): Promise<BenchFigure[]> {
   try {
     target = await startEmulatorTarget('spire', TD, dir);
     const emulator = target.emulator!;
-    const web = await createWebServerCert();
-    await writeFile(join(dir, 'ca.pem'), web.caPem);
-    const configFile = await writeWebEndpointBrokerConfig(dir, {
+    let urls: { endpoint?: string; verify?: string };
+    let web: WebServerCert;
+    ({ broker, urls, web } = await startWebEndpointBroker(dir, {
       trustDomain: TD,
       spireAddress: target.address,
-      web,
       maxHeldRequests: CLIENTS,
-    });
-    broker = await BrokerProcess.start(configFile, { fdLimit: need });
+      fdLimit: need,
+    }));
+    await writeFile(join(dir, 'ca.pem'), web.caPem);
     const b = broker;
-    const urls = await listening(b);
     const ours = await measure(
       {
         pid: b.pid,

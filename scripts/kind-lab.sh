@@ -154,6 +154,19 @@ EOF
   done
 }
 
+# Tells the demo client in cluster b where the server of cluster a is (ConfigMap mtls-target).
+mtls_target() {
+  run_stdin kubectl --context "$(ctx b)" apply -f - <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: mtls-target
+  namespace: mtls-demo
+data:
+  address: "${address[a]}"
+EOF
+}
+
 require_tools() {
   "$dry_run" && return 0
   local missing=() tools=(docker kind kubectl helm)
@@ -215,15 +228,7 @@ up() {
   step "the example services: a server in cluster a, a client in cluster b"
   run kubectl --context "$(ctx a)" apply -f "$kind_dir/demo/helper-config.yaml" -f "$kind_dir/demo/server.yaml"
   run kubectl --context "$(ctx a)" -n mtls-demo rollout status deployment/mtls-server --timeout 5m
-  run_stdin kubectl --context "$(ctx b)" apply -f - <<EOF
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: mtls-target
-  namespace: mtls-demo
-data:
-  address: "${address[a]}"
-EOF
+  mtls_target
   run kubectl --context "$(ctx b)" apply -f "$kind_dir/demo/helper-config.yaml" -f "$kind_dir/demo/client.yaml"
 
   step "check: cross-cluster mTLS with each trust domain's own SVIDs and the peer's bundle"

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { BrokerChildStats } from './broker-child.js';
 import { compiledPath } from './compile.js';
+import { createWebServerCert, type WebServerCert } from './web-cert.js';
 
 const CHILD = fileURLToPath(new URL('./broker-child.ts', import.meta.url));
 
@@ -268,4 +269,34 @@ export function listening(broker: BrokerProcess): Promise<{ endpoint?: string; v
       throw new Error('broker exited before listening');
     }),
   ]);
+}
+
+/**
+ * A broker in its own process publishing `trustDomain`, read from the SPIRE server at
+ * `spireAddress`, on an https_web bundle endpoint with a fresh web certificate (empty allowlist);
+ * resolves once it listens. A broker that exits first is stopped and the error thrown.
+ */
+export async function startWebEndpointBroker(
+  dir: string,
+  o: {
+    readonly trustDomain: string;
+    readonly spireAddress: string;
+    readonly maxHeldRequests?: number;
+    readonly fdLimit?: number;
+  },
+): Promise<{ broker: BrokerProcess; urls: { endpoint?: string; verify?: string }; web: WebServerCert }> {
+  const web = await createWebServerCert();
+  const configFile = await writeWebEndpointBrokerConfig(dir, {
+    trustDomain: o.trustDomain,
+    spireAddress: o.spireAddress,
+    web,
+    ...(o.maxHeldRequests !== undefined ? { maxHeldRequests: o.maxHeldRequests } : {}),
+  });
+  const broker = await BrokerProcess.start(configFile, o.fdLimit !== undefined ? { fdLimit: o.fdLimit } : {});
+  try {
+    return { broker, urls: await listening(broker), web };
+  } catch (err) {
+    await broker.stop();
+    throw err;
+  }
 }

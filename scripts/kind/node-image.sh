@@ -295,6 +295,8 @@ EOF
   docker stop -t 1 "$cid" >/dev/null
   docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' --change 'CMD []' \
     --change "LABEL $label=$inputs" "$cid" "$node_image" >/dev/null
+  # The build container first: while it exists the stage tag cannot go (its layers stay, shared).
+  docker rm -f "$cid" >/dev/null
   docker rmi "$node_image-stage" >/dev/null 2>&1 || true
   log "built $node_image ($(docker image inspect --format '{{.Size}}' "$node_image" | awk '{printf "%d MB", $1/1e6}'))"
 }

@@ -143,15 +143,7 @@ EOF
   run kubectl --context "$(ctx a)" -n mtls-demo rollout status deployment/mtls-server --timeout 5m
 
   ostep "the client and an intruder in cluster b call it"
-  run_stdin kubectl --context "$(ctx b)" apply -f - <<EOF
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: mtls-target
-  namespace: mtls-demo
-data:
-  address: "${address[a]}"
-EOF
+  mtls_target
   run kubectl --context "$(ctx b)" -n mtls-demo delete job mtls-client mtls-intruder --ignore-not-found
   run kubectl --context "$(ctx b)" apply -f "$kind_dir/offline/demo/client.yaml"
   local mtls intruder
