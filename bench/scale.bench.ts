@@ -46,7 +46,9 @@ function rawFetchCpuMs(urlsFile: string, caFile: string, count: number): Promise
 }
 
 const PEERS = Number(process.env.SCALE_PEERS ?? 1000);
-const STEADY_SECONDS = Number(process.env.SCALE_STEADY_SECONDS ?? 75);
+const STEADY_SECONDS = Number(process.env.SCALE_STEADY_SECONDS ?? 150);
+/** Seconds between convergence and the start of the steady window. */
+const SETTLE_SECONDS = Number(process.env.SCALE_SETTLE_SECONDS ?? 5);
 const BASELINE_FETCHES = Number(process.env.SCALE_BASELINE_FETCHES ?? 200);
 const ROTATIONS = Number(process.env.SCALE_ROTATIONS ?? 3);
 const ROTATE = Math.min(Number(process.env.SCALE_ROTATE ?? 50), PEERS);
@@ -62,6 +64,20 @@ const NODE_ARGS = process.env.SCALE_NODE_ARGS?.split(' ').filter(Boolean) ?? [
   '--max-semi-space-size=4',
 ];
 const TRUST_DOMAIN = 'broker.scale.test';
+
+/** Per-thread CPU of a process (utime + stime, clock ticks) from /proc, by thread id. */
+async function threadCpu(pid: number): Promise<Map<string, { name: string; ticks: number; sys: number }>> {
+  const { readdir, readFile } = await import('node:fs/promises');
+  const out = new Map<string, { name: string; ticks: number; sys: number }>();
+  for (const tid of await readdir(`/proc/${pid}/task`)) {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
+    const m = /^\d+ \((.*)\) (.*)$/.exec(stat.trim());
+    if (!m) continue;
+    const f = m[2]!.split(' ');
+    out.set(tid, { name: m[1]!, ticks: Number(f[11]) + Number(f[12]), sys: Number(f[12]) });
+  }
+  return out;
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -175,7 +191,8 @@ export async function run(): Promise<BenchFigure[]> {
     const coldBatches = Object.fromEntries(Object.entries(afterCold.batches).map(([k, v]) => [k, v.length]));
 
     // --- steady state at 5-minute hints ---
-    await sleep(5_000); // let persistence and the first resync settle
+    await sleep(SETTLE_SECONDS * 1000); // let persistence and the first resync settle
+    const threadsBefore = process.env.SCALE_DEBUG ? await threadCpu(broker.pid) : undefined;
     const fetchesBefore = fleet.stats.requests;
     const cpuBefore = (await broker.stats()).cpuMicros;
     const t0 = performance.now();
@@ -184,6 +201,23 @@ export async function run(): Promise<BenchFigure[]> {
     const windowMs = performance.now() - t0;
     const fetches = fleet.stats.requests - fetchesBefore;
     const cpuPct = ((s1.cpuMicros - cpuBefore) / 1000 / windowMs) * 100;
+    if (threadsBefore) {
+      const after = await threadCpu(broker.pid);
+      const byName = new Map<string, number>();
+      for (const [tid, t] of after) {
+        const d = t.ticks - (threadsBefore.get(tid)?.ticks ?? 0);
+        const k = tid === String(broker.pid) ? 'main' : t.name;
+        byName.set(k, (byName.get(k) ?? 0) + d);
+        byName.set(`${k} system`, (byName.get(`${k} system`) ?? 0) + t.sys - (threadsBefore.get(tid)?.sys ?? 0));
+      }
+      process.stdout.write(
+        `scale: window CPU ticks (1/100 s) by thread ${JSON.stringify(Object.fromEntries(byName))}\n`,
+      );
+    }
+    if (process.env.SCALE_DEBUG)
+      process.stdout.write(
+        `scale: window peers ${JSON.stringify(s1.peers)} fleet ${JSON.stringify(fleet.stats)} fetches ${fetches}\n`,
+      );
     const steadyRss = rss.last();
     const pollingPeak = rss.peak();
 

@@ -108,7 +108,12 @@ const fetcher = new ConfiguredPeerFetcher({
   clock: systemClock,
   readFile: async (p) => new Uint8Array(await readFile(p)),
   bundles: store,
-  limits: { connectTimeoutMs: 5_000, timeoutMs: 30_000, maxBodyBytes: 1 << 20 },
+  limits: {
+    connectTimeoutMs: 5_000,
+    timeoutMs: 30_000,
+    maxBodyBytes: 1 << 20,
+    keepAlive: { idleTimeoutMs: 0, maxIdle: 0 },
+  },
 });
 const signal = new AbortController().signal;
 

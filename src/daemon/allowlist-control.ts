@@ -2,7 +2,7 @@ import type { AllowlistStatus } from '../adapters/admin/status.js';
 import { toRfc3339 } from '../adapters/admin/status.js';
 import type { AuditTrail } from '../adapters/audit/audit-trail.js';
 import type { BrokerMetrics } from '../adapters/metrics/broker-metrics.js';
-import { AllowlistWatcher } from '../engine/config/allowlist-watcher.js';
+import { AllowlistWatcher, type AllowlistWatcherFs } from '../engine/config/allowlist-watcher.js';
 import type { Allowlist, BrokerConfig } from '../engine/config/types.js';
 import type { FederationManager } from '../engine/federation/manager.js';
 import type { BrokerError } from '../errors.js';
@@ -54,6 +54,7 @@ export class AllowlistControl {
     config: BrokerConfig,
     read: (p: string) => Promise<Uint8Array>,
     serverNames: string[],
+    stat?: AllowlistWatcherFs['stat'],
   ): AllowlistWatcher {
     const { clock } = this.#deps;
     return new AllowlistWatcher(
@@ -65,7 +66,10 @@ export class AllowlistControl {
         onError: (err, info) => this.refuse(err, info.keptVersion),
       },
       {
-        fs: { readFile: async (p: string) => Buffer.from(await read(p)).toString('utf8') },
+        fs: {
+          readFile: async (p: string) => Buffer.from(await read(p)).toString('utf8'),
+          ...(stat ? { stat } : {}),
+        },
         sleep: (ms, sig) => clock.sleep(ms, sig).catch(() => undefined),
       },
     );

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { AuditTrail } from '../adapters/audit/audit-trail.js';
 import { AuditWriter } from '../adapters/audit/writer.js';
 import { LocalBundle } from '../adapters/endpoint/local-bundle.js';
@@ -14,6 +14,7 @@ import type { AllowlistWatcher } from '../engine/config/allowlist-watcher.js';
 import { assertReferencedFiles } from '../engine/config/referenced-files.js';
 import type { Allowlist, BrokerConfig } from '../engine/config/types.js';
 import { FederatedBundleStore } from '../engine/federation/bundle-store.js';
+import { IdleConnections } from '../engine/federation/idle-connections.js';
 import { FederationManager } from '../engine/federation/manager.js';
 import { ConfiguredPeerFetcher } from '../engine/federation/peer-fetcher.js';
 import { restoredFromState, restorePeers } from '../engine/federation/restore.js';
@@ -74,6 +75,8 @@ export class BrokerDaemon {
   readonly #outputTasks: readonly Task[];
   /** `server/trust domain` of last-known-good bundles loaded at start, until written to SPIRE. */
   readonly #mustPush = new Set<string>();
+  /** Kept-alive bundle endpoint connections between polls (broker.yaml `fetch.keepAlive`). */
+  readonly #connections: IdleConnections;
 
   private constructor(config: BrokerConfig, deps: DaemonDeps, clients: Map<string, SpireServerClient>) {
     this.config = config;
@@ -82,6 +85,7 @@ export class BrokerDaemon {
     this.logger = deps.logger ?? nullLogger;
     this.#read = deps.readFile ?? (async (p) => new Uint8Array(await readFile(p)));
     this.clients = clients;
+    this.#connections = new IdleConnections({ ...config.fetch.keepAlive, clock: this.clock });
     const { clock, logger: log, store } = this;
     const now = () => clock.now();
     // Stored bundles are re-parsed with the same limits as fetched ones: a default-sized parser
@@ -120,7 +124,7 @@ export class BrokerDaemon {
         readFile: this.#read,
         bundles: store,
         limits: config.fetch,
-        ...(deps.fetchDeps ? { fetchDeps: deps.fetchDeps } : {}),
+        fetchDeps: { connections: this.#connections, ...deps.fetchDeps },
       }),
       store,
       persist: async (bundle, meta) => void (await this.stateStore.saveAccepted(bundle, meta)),
@@ -294,6 +298,7 @@ export class BrokerDaemon {
       );
     } finally {
       for (const c of this.clients.values()) c.close();
+      this.#connections.close();
       await lock.release();
     }
   }
@@ -303,7 +308,13 @@ export class BrokerDaemon {
 
   /** Loads allowlist and state, then runs every part of the broker as one task group. */
   async #runBroker(signal: AbortSignal, k8s: KubernetesIntegration | undefined): Promise<void> {
-    const watcher = this.#allowlist.watcher(this.config, this.#read, [...this.clients.keys()]);
+    // With the real file system a poll stats the file and reads it only when it changed.
+    const watcher = this.#allowlist.watcher(
+      this.config,
+      this.#read,
+      [...this.clients.keys()],
+      this.#deps.readFile ? undefined : (p) => stat(p),
+    );
     let allowlist: Allowlist;
     if (k8s?.source) {
       allowlist = await k8s.waitForAllowlist(signal);

@@ -3,6 +3,9 @@ import type { Clock } from './clock.js';
 /** What {@link Trigger.wait} sleeps on: a {@link Clock}, or any `sleep(ms, signal)`. */
 export type Sleeper = Pick<Clock, 'sleep'>;
 
+/** Why a finished wait cancels its own timer. */
+const WAIT_OVER = Symbol('wait over');
+
 /**
  * The project's one wake-up primitive: a coalescing trigger — any number of `fire()` calls
  * between two `wait()`s wake one waiter once. Level-triggered loops (the Kubernetes sinks and
@@ -53,7 +56,8 @@ export class Trigger {
     } finally {
       signal.removeEventListener('abort', onAbort);
       this.#wake = undefined;
-      timer.abort();
+      // With a reason: abort() without one builds a DOMException, a visible cost at 1,000 peers.
+      timer.abort(WAIT_OVER);
     }
     signal.throwIfAborted();
     this.#pending = false;

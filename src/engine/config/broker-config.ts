@@ -37,6 +37,10 @@ export const BROKER_DEFAULTS = Object.freeze({
   fetchTimeoutMs: 30_000,
   /** 1 MiB: the bundle parser's own default limit. */
   fetchMaxBodyBytes: 1_048_576,
+  /** 10 minutes: a 300 s refresh hint polls every 75 s; an hour's hint every 15 minutes pays a handshake. */
+  fetchKeepAliveIdleTimeoutMs: 600_000,
+  /** ~40 KiB of native TLS memory each (docs/scaling.md). */
+  fetchKeepAliveMaxIdle: 1024,
   probeIntervalMs: 10_000,
   auditFileName: 'audit.log',
   auditKeyFileName: 'audit-key.pem',
@@ -504,9 +508,13 @@ function readFetch(reader: YamlReader, f: Field | undefined): FetchConfig | unde
     connectTimeoutMs: BROKER_DEFAULTS.fetchConnectTimeoutMs,
     timeoutMs: BROKER_DEFAULTS.fetchTimeoutMs,
     maxBodyBytes: BROKER_DEFAULTS.fetchMaxBodyBytes,
+    keepAlive: {
+      idleTimeoutMs: BROKER_DEFAULTS.fetchKeepAliveIdleTimeoutMs,
+      maxIdle: BROKER_DEFAULTS.fetchKeepAliveMaxIdle,
+    },
   };
   if (!f) return d;
-  const m = reader.map(f, ['connectTimeout', 'timeout', 'maxBodyBytes']);
+  const m = reader.map(f, ['connectTimeout', 'timeout', 'maxBodyBytes', 'keepAlive']);
   if (!m) return undefined;
   const cF = opt(reader, m, 'connectTimeout');
   const connectTimeoutMs = cF ? reader.duration(cF, 100, 10 * 60_000) : d.connectTimeoutMs;
@@ -514,13 +522,29 @@ function readFetch(reader: YamlReader, f: Field | undefined): FetchConfig | unde
   const timeoutMs = tF ? reader.duration(tF, 100, 10 * 60_000) : d.timeoutMs;
   const bF = opt(reader, m, 'maxBodyBytes');
   const maxBodyBytes = bF ? reader.byteSize(bF, 1024, 64 * 1024 * 1024) : d.maxBodyBytes;
-  if (connectTimeoutMs === undefined || timeoutMs === undefined || maxBodyBytes === undefined)
+  let keepAlive: FetchConfig['keepAlive'] | undefined = d.keepAlive;
+  const kF = opt(reader, m, 'keepAlive');
+  if (kF) {
+    const k = reader.map(kF, ['idleTimeout', 'maxIdle']);
+    const iF = k && opt(reader, k, 'idleTimeout');
+    const xF = k && opt(reader, k, 'maxIdle');
+    const idleTimeoutMs = iF ? reader.duration(iF, 0, DAY_MS) : d.keepAlive.idleTimeoutMs;
+    const maxIdle = xF ? reader.integer(xF, 0, 1_000_000) : d.keepAlive.maxIdle;
+    keepAlive =
+      k && idleTimeoutMs !== undefined && maxIdle !== undefined ? { idleTimeoutMs, maxIdle } : undefined;
+  }
+  if (
+    connectTimeoutMs === undefined ||
+    timeoutMs === undefined ||
+    maxBodyBytes === undefined ||
+    keepAlive === undefined
+  )
     return undefined;
   if (connectTimeoutMs > timeoutMs) {
     reader.report(cF ?? f, 'connectTimeout must not exceed timeout');
     return undefined;
   }
-  return { connectTimeoutMs, timeoutMs, maxBodyBytes };
+  return { connectTimeoutMs, timeoutMs, maxBodyBytes, keepAlive };
 }
 
 function readReconcile(reader: YamlReader, f: Field | undefined): ReconcileConfig | undefined {

@@ -21,12 +21,13 @@ export {
 export type { AllowlistDiff } from './allowlist-diff.js';
 export { allowlistDiffEmpty, diffAllowlists, peerSettingsKey } from './allowlist-diff.js';
 export type {
+  AllowlistFileStat,
   AllowlistUpdate,
   AllowlistWatcherDeps,
   AllowlistWatcherFs,
   AllowlistWatcherOptions,
 } from './allowlist-watcher.js';
-export { AllowlistWatcher, DEFAULT_ALLOWLIST_POLL_MS } from './allowlist-watcher.js';
+export { AllowlistWatcher, DEFAULT_ALLOWLIST_POLL_MS, FULL_READ_EVERY } from './allowlist-watcher.js';
 export {
   BROKER_DEFAULTS,
   isLoopbackHost,

@@ -178,6 +178,12 @@ export interface FetchConfig {
   readonly timeoutMs: number;
   /** Largest bundle body accepted, bytes. Default 1 MiB. */
   readonly maxBodyBytes: number;
+  /**
+   * Kept-alive connections to bundle endpoints between polls (`fetch.keepAlive`): an idle one
+   * closes after `idleTimeoutMs`; at most `maxIdle` wait at once (~40 KiB each). Either 0: none
+   * kept, every poll opens a connection. Defaults 10 minutes and 1,024.
+   */
+  readonly keepAlive: { readonly idleTimeoutMs: number; readonly maxIdle: number };
 }
 
 /** What reconciliation against SPIRE may do. */

@@ -11,6 +11,7 @@ import type { TrustDomain } from '../../core/spiffeid/trust-domain.js';
 import { BrokerError, BundleError, type ErrorCode, FetchError } from '../../errors.js';
 import { type Clock, systemClock } from '../../platform/clock.js';
 import { ERROR_BODY_BYTES, type ExchangeResponse, exchange, isRedirect, type TlsConnect } from './http.js';
+import type { IdleConnections } from './idle-connections.js';
 import type { EndpointAuth } from './tls.js';
 
 /**
@@ -76,6 +77,11 @@ export interface FetchDeps {
   readonly connect?: TlsConnect;
   /** Time for SVID validity and the timers. Default the system clock. */
   readonly clock?: Clock;
+  /**
+   * Kept-alive connections reused across fetches (the daemon's, sized by broker.yaml
+   * `fetch.keepAlive`). Default none: every fetch opens and closes its own connection.
+   */
+  readonly connections?: IdleConnections | undefined;
 }
 
 /** A URL that failed before another was tried (for logs: Federation §7.6). */
@@ -232,6 +238,8 @@ function resolve(req: FetchRequest): Resolved {
   return { urls, auth, connectTimeoutMs, timeoutMs, maxBodyBytes, maxKeys, maxRedirects, headers };
 }
 
+type ResolvedDeps = Required<Omit<FetchDeps, 'connections'>> & Pick<FetchDeps, 'connections'>;
+
 /** Failures after which the next URL is not tried: they would fail the same way everywhere. */
 const NO_FAILOVER = new Set<ErrorCode>(['ERR_FETCH_ABORTED', 'ERR_FETCH_NO_BOOTSTRAP_BUNDLE']);
 
@@ -265,7 +273,7 @@ async function attempt(
   req: FetchRequest,
   r: Resolved,
   configured: URL,
-  deps: Required<FetchDeps>,
+  deps: ResolvedDeps,
 ): Promise<Omit<FetchedBundle, 'failovers'> | Omit<FetchNotModified, 'failovers'>> {
   const deadline = deps.clock.now() + r.timeoutMs;
   let target = configured;
@@ -387,9 +395,10 @@ async function attempt(
  */
 export async function fetchPeerBundle(req: FetchRequest, deps: FetchDeps = {}): Promise<FetchResult> {
   const r = resolve(req);
-  const d: Required<FetchDeps> = {
+  const d: ResolvedDeps = {
     connect: deps.connect ?? ((o) => tls.connect(o)),
     clock: deps.clock ?? systemClock,
+    connections: deps.connections,
   };
   const failovers: FetchFailover[] = [];
   let last: BrokerError | undefined;

@@ -2,10 +2,12 @@ import * as http from 'node:http';
 import type * as tls from 'node:tls';
 import { FetchError } from '../../errors.js';
 import type { Clock } from '../../platform/clock.js';
+import type { IdleConnection, IdleConnections } from './idle-connections.js';
 import {
   authenticateSpiffeServer,
   type EndpointAuth,
   endpointBundle,
+  hostOf,
   peerCertificateChain,
   sessionKey,
   tlsConnectOptions,
@@ -16,7 +18,10 @@ import {
  * One HTTPS GET to a bundle endpoint over a connection the broker opens and authenticates itself:
  * TCP + TLS with {@link tlsConnectOptions}, https_spiffe verification of the presented chain before
  * any HTTP is sent, then node:http's client on that socket, with the body counted while it is read.
- * No connection reuse, no client certificate; https_web resumes TLS sessions (see tlsSessions).
+ * No client certificate. With an {@link IdleConnections} pool a connection whose response ended
+ * cleanly is kept for the endpoint's next fetch (HTTP/1.1 keep-alive), re-authenticated before
+ * every reuse; without one, or when nothing is idle, a new connection (https_web resumes its TLS
+ * session, see tlsSessions).
  * @module
  */
 
@@ -41,6 +46,8 @@ export interface ExchangeRequest {
 export interface ExchangeDeps {
   readonly connect: TlsConnect;
   readonly clock: Clock;
+  /** Kept-alive connections between fetches; absent: a connection per exchange, closed after it. */
+  readonly connections?: IdleConnections | undefined;
 }
 
 /** What came back. */
@@ -85,23 +92,97 @@ function errText(err: unknown): string {
 }
 
 /**
- * Performs one GET. Resolves with the status, headers and (bounded) body; rejects with a coded
- * {@link FetchError} naming `target`.
+ * The pool key of a connection to `target` under `auth`: everything its verification depended on.
+ * https_web: the CA set's fingerprint, host and port (as the TLS session cache); https_spiffe: the
+ * expected SPIFFE ID, host and port — its chain is checked again against the current bundle before
+ * each reuse ({@link reusable}).
  */
-export function exchange(req: ExchangeRequest, deps: ExchangeDeps): Promise<ExchangeResponse> {
+export function connectionKey(target: URL, auth: EndpointAuth): string {
+  if (auth.kind === 'https_web') return `web|${sessionKey(target, auth)}`;
+  return `spiffe|${auth.endpointSpiffeId.toString()}|${hostOf(target)}|${target.port === '' ? 443 : target.port}`;
+}
+
+/**
+ * May an idle connection serve this exchange? https_web: yes (its key pins the CA set and host it
+ * was verified against). https_spiffe: only if the chain it presented is still a valid X509-SVID
+ * of the expected ID under the bundle held now (Federation §5.2.2.4 — a rotated bundle that no
+ * longer vouches for it, or an SVID past its notAfter, sends the fetch to a new connection).
+ */
+function reusable(conn: IdleConnection, req: ExchangeRequest, clock: Clock): boolean {
+  if (req.auth.kind === 'https_web') return true;
+  if (!conn.chain) return false;
+  try {
+    const bundle = endpointBundle(req.auth.endpointSpiffeId, req.auth.bundles, req.target.href);
+    authenticateSpiffeServer(conn.chain, req.auth.endpointSpiffeId, bundle, clock.now(), req.target.href);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A kept-alive connection the server had closed: the request is sent again on a new one. */
+const STALE = Symbol('stale connection');
+
+/**
+ * Performs one GET. Resolves with the status, headers and (bounded) body; rejects with a coded
+ * {@link FetchError} naming `target`. With `deps.connections`, an idle connection to the same
+ * endpoint under the same trust is used first (several, if the server closed some), then a new
+ * one; a connection whose 200/304/redirect response ended cleanly goes back to the pool.
+ */
+export async function exchange(req: ExchangeRequest, deps: ExchangeDeps): Promise<ExchangeResponse> {
+  const pool = deps.connections?.enabled ? deps.connections : undefined;
+  const key = pool ? connectionKey(req.target, req.auth) : undefined;
+  if (pool && key !== undefined) {
+    for (let conn = pool.take(key); conn; conn = pool.take(key)) {
+      if (!reusable(conn, req, deps.clock)) {
+        conn.socket.destroy();
+        continue;
+      }
+      try {
+        return await exchangeOn(req, deps, pool, key, conn);
+      } catch (err) {
+        if (err !== STALE) throw err;
+      }
+    }
+  }
+  return exchangeOn(req, deps, pool, key, undefined);
+}
+
+function exchangeOn(
+  req: ExchangeRequest,
+  deps: ExchangeDeps,
+  pool: IdleConnections | undefined,
+  key: string | undefined,
+  reused: IdleConnection | undefined,
+): Promise<ExchangeResponse> {
   const url = req.target.href;
   return new Promise<ExchangeResponse>((resolve, reject) => {
     let settled = false;
-    let phase: 'tcp' | 'tls' | 'http' = 'tcp';
-    let socket: tls.TLSSocket | undefined;
+    let phase: 'tcp' | 'tls' | 'http' = reused ? 'http' : 'tcp';
+    let socket: tls.TLSSocket | undefined = reused?.socket;
+    let chain = reused?.chain;
+    let responded = false;
     const timers = new AbortController();
+    // Listeners this exchange puts on the socket, taken off before it goes back to the pool.
+    const detach: (() => void)[] = [];
+    const listen = (s: tls.TLSSocket, event: string, fn: Parameters<NodeJS.EventEmitter['on']>[1]): void => {
+      s.on(event, fn);
+      detach.push(() => s.off(event, fn));
+    };
 
-    const finish = (err: FetchError | undefined, res?: ExchangeResponse): void => {
+    const finish = (
+      err: FetchError | typeof STALE | undefined,
+      res?: ExchangeResponse,
+      keep = false,
+    ): void => {
       if (settled) return;
       settled = true;
-      timers.abort();
+      timers.abort(STALE);
       req.signal?.removeEventListener('abort', onAbort);
-      socket?.destroy();
+      if (keep && socket && pool && key !== undefined) {
+        for (const off of detach) off();
+        pool.put(key, chain ? { socket, chain } : { socket });
+      } else socket?.destroy();
       if (err) reject(err);
       else resolve(res!);
     };
@@ -131,6 +212,94 @@ export function exchange(req: ExchangeRequest, deps: ExchangeDeps): Promise<Exch
     after(remaining, () =>
       fail('ERR_FETCH_TIMEOUT', `no complete response within the fetch deadline (${phase} phase)`),
     );
+
+    const send = (conn: tls.TLSSocket): void => {
+      const request = http.request({
+        method: 'GET',
+        path: `${req.target.pathname}${req.target.search}`,
+        headers: { Host: req.target.host, Connection: pool ? 'keep-alive' : 'close', ...req.headers },
+        setHost: false,
+        createConnection: () => conn,
+      });
+      request.on('error', (err) => {
+        // A kept-alive connection the server closed while it was idle: nothing was answered, so
+        // the GET (idempotent) goes again on a new connection.
+        if (reused && !responded && !settled) {
+          finish(STALE);
+          return;
+        }
+        const code = errCode(err);
+        if (code.startsWith('HPE_'))
+          fail('ERR_FETCH_PROTOCOL', `malformed HTTP response: ${errText(err)}`, err);
+        else if (code.startsWith('ERR_SSL_') || /alert/i.test(errText(err))) {
+          fail(
+            'ERR_FETCH_TLS',
+            `TLS failed after the handshake: ${errText(err)} (a server requiring a client certificate is refused: bundle endpoints must not, SPIFFE Federation §5.2.1.3)`,
+            err,
+          );
+        } else
+          fail('ERR_FETCH_PROTOCOL', `connection closed before a complete response: ${errText(err)}`, err);
+      });
+      request.on('response', (res) => {
+        responded = true;
+        const status = res.statusCode ?? 0;
+        const headers = res.headers;
+        // Kept only after a complete response the server did not ask to close (node:http has
+        // decided that by 'end': shouldKeepAlive), and only for the statuses that are read whole.
+        const keep = (): boolean => pool !== undefined && request.shouldKeepAlive && res.complete;
+        if (status === 304 || isRedirect(status)) {
+          res.on('end', () => finish(undefined, { status, headers, body: new Uint8Array() }, keep()));
+          res.resume();
+          return;
+        }
+        const ok = status === 200;
+        const cap = ok ? req.maxBodyBytes : ERROR_BODY_BYTES;
+        const declared = headers['content-length'];
+        if (ok && declared !== undefined && Number(declared) > cap) {
+          fail('ERR_FETCH_BODY_TOO_LARGE', `Content-Length ${declared} exceeds the ${cap}-byte limit`);
+          return;
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        const done = (whole: boolean): void => {
+          const body = Buffer.concat(chunks);
+          finish(
+            undefined,
+            { status, headers, body: new Uint8Array(body.buffer, body.byteOffset, body.byteLength) },
+            whole && ok && keep(),
+          );
+        };
+        res.on('data', (chunk: Buffer) => {
+          if (settled) return;
+          size += chunk.length;
+          if (size > cap) {
+            if (ok) {
+              // Cut the connection at once: never buffer past the cap.
+              fail('ERR_FETCH_BODY_TOO_LARGE', `response body exceeds the ${cap}-byte limit`);
+            } else {
+              chunks.push(chunk.subarray(0, cap - (size - chunk.length)));
+              size = cap;
+              done(false);
+            }
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on('end', () => done(true));
+        res.on('aborted', () => fail('ERR_FETCH_PROTOCOL', 'connection closed before the body was complete'));
+        res.on('error', (err) => fail('ERR_FETCH_PROTOCOL', `error reading the body: ${errText(err)}`, err));
+      });
+      request.end();
+    };
+
+    if (reused) {
+      // Checked by exchange() (reusable) just before: straight to HTTP.
+      const s = reused.socket;
+      listen(s, 'error', () => undefined); // the request reports it
+      send(s);
+      return;
+    }
+
     after(Math.min(req.connectTimeoutMs, remaining), () => {
       if (phase !== 'http')
         fail('ERR_FETCH_TIMEOUT', `connecting (TCP + TLS) took longer than ${req.connectTimeoutMs} ms`);
@@ -157,16 +326,16 @@ export function exchange(req: ExchangeRequest, deps: ExchangeDeps): Promise<Exch
     }
     const s = socket;
     // https_web: keep the session the server hands out (TLS 1.3 tickets arrive after the handshake)
-    // for the next poll; forget it when this connection fails.
+    // for the next new connection; forget it when this connection fails.
     const resumeKey = req.auth.kind === 'https_web' ? sessionKey(req.target, req.auth) : undefined;
     if (resumeKey !== undefined) {
-      s.on('session', (session: Buffer) => tlsSessions.set(resumeKey, session));
-      s.once('error', () => tlsSessions.delete(resumeKey));
+      listen(s, 'session', (session: Buffer) => tlsSessions.set(resumeKey, session));
+      listen(s, 'error', () => tlsSessions.delete(resumeKey));
     }
-    s.on('connect', () => {
+    listen(s, 'connect', () => {
       if (phase === 'tcp') phase = 'tls';
     });
-    s.on('error', (err) => {
+    listen(s, 'error', (err: Error) => {
       if (phase === 'tcp') fail('ERR_FETCH_CONNECT', `cannot connect: ${errText(err)}`, err);
       // A reset or refusal mid-handshake is still "could not connect"; anything else is TLS.
       else if (phase === 'tls' && NETWORK_ERRNOS.has(errCode(err)) && errCode(err) !== 'ECONNRESET') {
@@ -185,14 +354,10 @@ export function exchange(req: ExchangeRequest, deps: ExchangeDeps): Promise<Exch
           }
         } else {
           // Federation §5.2.2.4: verify the X509-SVID before sending anything, with the bundle
-          // held right now (the latest accepted one).
-          authenticateSpiffeServer(
-            peerCertificateChain(s),
-            req.auth.endpointSpiffeId,
-            bundleFor!(),
-            deps.clock.now(),
-            url,
-          );
+          // held right now (the latest accepted one). The chain stays with a kept-alive
+          // connection, to be checked again before every reuse.
+          chain = peerCertificateChain(s);
+          authenticateSpiffeServer(chain, req.auth.endpointSpiffeId, bundleFor!(), deps.clock.now(), url);
         }
       } catch (err) {
         finish(err as FetchError);
@@ -201,74 +366,5 @@ export function exchange(req: ExchangeRequest, deps: ExchangeDeps): Promise<Exch
       phase = 'http';
       send(s);
     });
-
-    const send = (conn: tls.TLSSocket): void => {
-      const request = http.request({
-        method: 'GET',
-        path: `${req.target.pathname}${req.target.search}`,
-        headers: { Host: req.target.host, Connection: 'close', ...req.headers },
-        setHost: false,
-        createConnection: () => conn,
-      });
-      request.on('error', (err) => {
-        const code = errCode(err);
-        if (code.startsWith('HPE_'))
-          fail('ERR_FETCH_PROTOCOL', `malformed HTTP response: ${errText(err)}`, err);
-        else if (code.startsWith('ERR_SSL_') || /alert/i.test(errText(err))) {
-          fail(
-            'ERR_FETCH_TLS',
-            `TLS failed after the handshake: ${errText(err)} (a server requiring a client certificate is refused: bundle endpoints must not, SPIFFE Federation §5.2.1.3)`,
-            err,
-          );
-        } else
-          fail('ERR_FETCH_PROTOCOL', `connection closed before a complete response: ${errText(err)}`, err);
-      });
-      request.on('response', (res) => {
-        const status = res.statusCode ?? 0;
-        const headers = res.headers;
-        if (status === 304 || isRedirect(status)) {
-          res.resume();
-          finish(undefined, { status, headers, body: new Uint8Array() });
-          return;
-        }
-        const ok = status === 200;
-        const cap = ok ? req.maxBodyBytes : ERROR_BODY_BYTES;
-        const declared = headers['content-length'];
-        if (ok && declared !== undefined && Number(declared) > cap) {
-          fail('ERR_FETCH_BODY_TOO_LARGE', `Content-Length ${declared} exceeds the ${cap}-byte limit`);
-          return;
-        }
-        const chunks: Buffer[] = [];
-        let size = 0;
-        const done = (): void => {
-          const body = Buffer.concat(chunks);
-          finish(undefined, {
-            status,
-            headers,
-            body: new Uint8Array(body.buffer, body.byteOffset, body.byteLength),
-          });
-        };
-        res.on('data', (chunk: Buffer) => {
-          if (settled) return;
-          size += chunk.length;
-          if (size > cap) {
-            if (ok) {
-              // Cut the connection at once: never buffer past the cap.
-              fail('ERR_FETCH_BODY_TOO_LARGE', `response body exceeds the ${cap}-byte limit`);
-            } else {
-              chunks.push(chunk.subarray(0, cap - (size - chunk.length)));
-              size = cap;
-              done();
-            }
-            return;
-          }
-          chunks.push(chunk);
-        });
-        res.on('end', done);
-        res.on('aborted', () => fail('ERR_FETCH_PROTOCOL', 'connection closed before the body was complete'));
-        res.on('error', (err) => fail('ERR_FETCH_PROTOCOL', `error reading the body: ${errText(err)}`, err));
-      });
-      request.end();
-    };
   });
 }

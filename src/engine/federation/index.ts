@@ -25,6 +25,8 @@ export {
   MAX_WAIT_SECONDS,
 } from './fetch.js';
 export type { TlsConnect } from './http.js';
+export type { IdleConnection } from './idle-connections.js';
+export { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_IDLE, IdleConnections } from './idle-connections.js';
 export type {
   BundleEnvelope,
   LoadAllResult,

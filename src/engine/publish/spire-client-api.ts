@@ -8,6 +8,7 @@ const MODES = { restrict: 'RESTRICT', dissociate: 'DISSOCIATE', delete: 'DELETE'
 export function spireFederationApi(client: SpireServerClient): SpireFederationApi {
   return {
     listFederatedBundles: (signal) => client.listFederatedBundles(signal ? { signal } : {}),
+    listFederatedBundleSequences: (signal) => client.listFederatedBundleSequences(signal ? { signal } : {}),
     async listFederationRelationships(signal) {
       const rels = await client.listFederationRelationships(signal ? { signal } : {});
       return rels.map((r) => r.trustDomain.name);

@@ -120,6 +120,33 @@ export function defineSpireContract(label: string, setup: () => Promise<Contract
       expect(await spire.countBundles()).toBe(1);
     });
 
+    it('listFederatedBundleSequences: trust domains and sequence numbers of every page, no authorities', async () => {
+      const bundles = await Promise.all(
+        [
+          ['seq-1.test', 4n],
+          ['seq-2.test', 9n],
+          ['seq-3.test', 0n],
+        ].map(([n, seq]) => makeBundle(n as string, { sequence: seq as bigint })),
+      );
+      expect((await spire.batchSetFederatedBundle(bundles)).map((r) => r.ok)).toEqual([true, true, true]);
+      const seqs = await spire.listFederatedBundleSequences({ pageSize: 2 });
+      expect([...seqs]).toEqual([
+        ['seq-1.test', 4n],
+        ['seq-2.test', 9n],
+        ['seq-3.test', 0n],
+      ]);
+      // The masked answer carries no authority: what the sync's periodic check relies on to be cheap.
+      const masked = await raw<{ bundles: { x509_authorities: unknown[]; jwt_authorities: unknown[] }[] }>(
+        'bundle',
+        'ListFederatedBundles',
+        { page_size: 0, output_mask: { sequence_number: true } },
+      );
+      expect(masked.ok && masked.value.bundles.length).toBe(3);
+      const wire = masked.ok ? masked.value.bundles : [];
+      expect(wire.every((b) => b.x509_authorities.length === 0 && b.jwt_authorities.length === 0)).toBe(true);
+      await spire.batchDeleteFederatedBundle(['seq-1.test', 'seq-2.test', 'seq-3.test']);
+    });
+
     it('answers INTERNAL for a page token that is not a row id', async () => {
       const r = await raw('bundle', 'ListFederatedBundles', { page_size: 2, page_token: 'abc' });
       expect(r).toEqual({

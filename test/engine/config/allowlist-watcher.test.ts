@@ -4,6 +4,7 @@ import {
   AllowlistWatcher,
   ConfigValidationError,
   diffAllowlists,
+  FULL_READ_EVERY,
   parseAllowlist,
 } from '../../../src/engine/config/index.js';
 import type { ConfigError } from '../../../src/errors.js';
@@ -206,5 +207,74 @@ describe('diffAllowlists', () => {
     expect(diffAllowlists(a, b)).toEqual({ added: [], removed: [], changed: [] });
     const c = parseAllowlist(doc(peer('a.example'), `${peer('b.example')}    allowEmptyBundle: true\n`));
     expect(diffAllowlists(a, c).changed.map((x) => x.after.trustDomain.name)).toEqual(['b.example']);
+  });
+});
+
+describe('AllowlistWatcher with stat', () => {
+  function statSetup(text: string) {
+    const file = { text, ino: 1, mtimeMs: 1000, ctimeMs: 1000 };
+    let reads = 0;
+    const updates: AllowlistUpdate[] = [];
+    const watcher = new AllowlistWatcher(
+      {
+        path: '/al.yaml',
+        parseOptions: { localTrustDomain: 'example.org' },
+        onChange: (u) => {
+          updates.push(u);
+        },
+        onError: () => undefined,
+      },
+      {
+        fs: {
+          readFile: async () => {
+            reads++;
+            return file.text;
+          },
+          stat: async () => ({
+            ino: file.ino,
+            size: file.text.length,
+            mtimeMs: file.mtimeMs,
+            ctimeMs: file.ctimeMs,
+          }),
+        },
+      },
+    );
+    return { file, watcher, updates, reads: () => reads };
+  }
+
+  it('reads the file only when its stat changed, and in full every FULL_READ_EVERY polls', async () => {
+    const t = statSetup(doc(peer('a.example')));
+    await t.watcher.check();
+    expect(t.reads()).toBe(1);
+    for (let i = 0; i < FULL_READ_EVERY - 1; i++) expect(await t.watcher.check()).toBe('unchanged');
+    expect(t.reads()).toBe(1);
+    expect(await t.watcher.check()).toBe('unchanged'); // the periodic full read
+    expect(t.reads()).toBe(2);
+
+    // An editor replacing the file by rename: another inode.
+    t.file.text = doc(peer('a.example'), peer('b.example'));
+    t.file.ino = 2;
+    expect(await t.watcher.check()).toBe('changed');
+    expect(t.updates.at(-1)!.diff.added.map((p) => p.trustDomain.name)).toEqual(['b.example']);
+  });
+
+  it('an edit that keeps size and timestamps is found by the periodic full read', async () => {
+    const t = statSetup(doc(peer('a.example')));
+    await t.watcher.check();
+    t.file.text = doc(peer('z.example')); // same length, same stamps
+    let changedAt = -1;
+    for (let i = 1; i <= FULL_READ_EVERY && changedAt < 0; i++)
+      if ((await t.watcher.check()) === 'changed') changedAt = i;
+    expect(changedAt).toBe(FULL_READ_EVERY);
+  });
+
+  it('a refused file is refused once; its fix is taken at the next poll', async () => {
+    const t = statSetup('peers: [not, an, allowlist');
+    expect(await t.watcher.check()).toBe('failed');
+    expect(await t.watcher.check()).toBe('unchanged'); // same text: not reported twice
+    t.file.text = doc(peer('a.example'));
+    t.file.mtimeMs += 1;
+    expect(await t.watcher.check()).toBe('changed');
+    expect(t.updates).toHaveLength(1);
   });
 });

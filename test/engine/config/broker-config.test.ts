@@ -54,7 +54,7 @@ admin:
   listen: "[::]:9443"
   adminIds: [spiffe://example.org/ops/admin]
 verify: { listen: 127.0.0.1:9090, maxBodyBytes: 128KiB }
-fetch: { connectTimeout: 2s, timeout: 10s, maxBodyBytes: 2MiB }
+fetch: { connectTimeout: 2s, timeout: 10s, maxBodyBytes: 2MiB, keepAlive: { idleTimeout: 2m, maxIdle: 64 } }
 reconcile: { enforce: true, deleteMode: dissociate }
 audit: { file: /var/log/spiffe-broker/audit.log, keyFile: /etc/spiffe-broker/audit.key, fsync: never }
 probe: { listen: 127.0.0.1:8088, interval: 30s }
@@ -82,7 +82,12 @@ describe('parseBrokerConfig', () => {
     expect(c.endpoint).toBeUndefined();
     expect(c.admin).toEqual({ listen: { host: '127.0.0.1', port: 8089 }, adminIds: [] });
     expect(c.verify).toEqual({ listen: { host: '127.0.0.1', port: 8090 }, maxBodyBytes: 65_536 });
-    expect(c.fetch).toEqual({ connectTimeoutMs: 5000, timeoutMs: 30_000, maxBodyBytes: 1_048_576 });
+    expect(c.fetch).toEqual({
+      connectTimeoutMs: 5000,
+      timeoutMs: 30_000,
+      maxBodyBytes: 1_048_576,
+      keepAlive: { idleTimeoutMs: 600_000, maxIdle: 1024 },
+    });
     expect(c.reconcile).toEqual({ enforce: false, deleteMode: 'restrict' });
     expect(c.audit).toEqual({
       file: '/var/lib/spiffe-broker/audit.log',
@@ -117,7 +122,12 @@ describe('parseBrokerConfig', () => {
     expect(c.admin.listen).toEqual({ host: '::', port: 9443 });
     expect(c.admin.adminIds.map(String)).toEqual(['spiffe://example.org/ops/admin']);
     expect(c.verify.maxBodyBytes).toBe(131_072);
-    expect(c.fetch).toEqual({ connectTimeoutMs: 2000, timeoutMs: 10_000, maxBodyBytes: 2_097_152 });
+    expect(c.fetch).toEqual({
+      connectTimeoutMs: 2000,
+      timeoutMs: 10_000,
+      maxBodyBytes: 2_097_152,
+      keepAlive: { idleTimeoutMs: 120_000, maxIdle: 64 },
+    });
     expect(c.reconcile).toEqual({ enforce: true, deleteMode: 'dissociate' });
     expect(c.audit.fsync).toBe('never');
     expect(c.probe).toEqual({ listen: { host: '127.0.0.1', port: 8088 }, intervalMs: 30_000 });
@@ -152,6 +162,15 @@ describe('parseBrokerConfig', () => {
       expect(() => parseBrokerConfig(ep(bad)), bad).toThrow(ConfigValidationError);
     }
     expect(parseBrokerConfig(ep('handshakeTimeout: 100ms')).endpoint?.handshakeTimeoutMs).toBe(100);
+  });
+
+  it('fetch.keepAlive: 0 turns reuse off; negative or unknown fields are refused', () => {
+    const ka = (extra: string) => parseBrokerConfig(`${MINIMAL}fetch: { keepAlive: { ${extra} } }\n`);
+    expect(ka('idleTimeout: 0s').fetch.keepAlive).toEqual({ idleTimeoutMs: 0, maxIdle: 1024 });
+    expect(ka('maxIdle: 0').fetch.keepAlive).toEqual({ idleTimeoutMs: 600_000, maxIdle: 0 });
+    for (const bad of ['maxIdle: -1', 'idleTimeout: soon', 'maxIdle: 2000000', 'lifetime: 1h']) {
+      expect(() => ka(bad), bad).toThrow(ConfigValidationError);
+    }
   });
 
   it('collects every problem with its position', () => {

@@ -315,3 +315,85 @@ describe('BatchSet sizing against the gRPC message limit', () => {
     expect(sizedBatches([b, b], 1)).toEqual([[b], [b]]);
   });
 });
+
+/** A fake server that also answers the sequence-only list. */
+class SequenceFakeApi extends FakeSpireApi {
+  failSequences = false;
+  async listFederatedBundleSequences(): Promise<Map<string, bigint>> {
+    this.calls.push({ method: 'sequences', trustDomains: [] });
+    if (this.failSequences) throw new Error('unavailable');
+    return new Map([...this.bundles].map(([td, b]) => [td, b.sequence]));
+  }
+}
+
+describe('SpireServerSync periodic check (sequence-only list)', () => {
+  function checked(over: Partial<SpireSyncDeps> = {}) {
+    const api = new SequenceFakeApi();
+    return { ...setup({ api, resyncMs: 1000, fullResyncEvery: 5, ...over }), api };
+  }
+
+  it('a quiet period costs a sequence-only list; every fullResyncEvery-th period is a full pass', async () => {
+    const t = checked();
+    t.desired.set('a.test', bundle('a.test', 1n));
+    await t.clock.advance(10);
+    expect(t.api.count('list')).toBe(1);
+    for (let i = 0; i < 4; i++) await t.clock.advance(1000);
+    expect(t.api.count('sequences')).toBe(4);
+    expect(t.api.count('list')).toBe(1);
+    await t.clock.advance(1000); // the 5th period
+    expect(t.api.count('list')).toBe(2);
+    expect(t.api.count('set')).toBe(1);
+  });
+
+  it('a bundle deleted by hand is rewritten at the next period', async () => {
+    const t = checked();
+    t.desired.set('a.test', bundle('a.test', 1n));
+    t.desired.set('b.test', bundle('b.test', 1n));
+    await t.clock.advance(10);
+    t.api.bundles.delete('b.test');
+    await t.clock.advance(1000);
+    expect(t.api.count('list')).toBe(2);
+    expect(t.api.calls.filter((c) => c.method === 'set').at(-1)!.trustDomains).toEqual(['b.test']);
+    expect(t.api.bundles.get('b.test')?.sequence).toBe(1n);
+  });
+
+  it('content edited under the same sequence is repaired by the periodic full pass', async () => {
+    const t = checked();
+    const wanted = bundle('a.test', 7n);
+    t.desired.set('a.test', wanted);
+    await t.clock.advance(10);
+    const forged = TrustBundle.create({
+      trustDomain: TrustDomain.parse('a.test'),
+      jwtAuthorities: [jwtAuthority('forged', key)],
+      sequence: 7n,
+      refreshHint: 300,
+    });
+    t.api.bundles.set('a.test', forged);
+    for (let i = 0; i < 4; i++) await t.clock.advance(1000);
+    expect(t.api.bundles.get('a.test')).toBe(forged); // invisible to the sequence check
+    await t.clock.advance(1000);
+    expect(t.api.bundles.get('a.test')).toBe(wanted);
+  });
+
+  it('a new SPIRE federation relationship or a failed check runs a full pass', async () => {
+    const t = checked();
+    t.desired.set('a.test', bundle('a.test', 1n));
+    await t.clock.advance(10);
+    t.api.relationships.add('a.test');
+    await t.clock.advance(1000);
+    expect(t.api.count('list')).toBe(2);
+    expect(t.events).toContain('conflict:a.test');
+
+    t.api.failSequences = true;
+    await t.clock.advance(1000);
+    expect(t.api.count('list')).toBe(3);
+  });
+
+  it('without the sequence-only list every period is a full pass', async () => {
+    const t = setup({ resyncMs: 1000, fullResyncEvery: 5 });
+    t.desired.set('a.test', bundle('a.test', 1n));
+    await t.clock.advance(10);
+    for (let i = 0; i < 3; i++) await t.clock.advance(1000);
+    expect(t.api.count('list')).toBe(4);
+  });
+});
