@@ -9,6 +9,7 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
+import * as tls from 'node:tls';
 import type { BundleItemResult } from '../../src/adapters/spire/client.js';
 import { type SpireCallOptions, SpireServerClient } from '../../src/adapters/spire/client.js';
 import type { TrustBundle } from '../../src/core/bundle/trust-bundle.js';
@@ -63,7 +64,19 @@ class CountingClient extends SpireServerClient {
   }
 }
 
+// BROKER_CHILD_LOOPBACK_DOMAIN: bundle endpoint host names under this domain are dialled on
+// 127.0.0.1 (the bench fleet's per-peer host names, which no resolver knows); TLS still checks
+// the name in the URL.
+const loopbackDomain = process.env.BROKER_CHILD_LOOPBACK_DOMAIN;
 const daemon = await BrokerDaemon.create(config, {
+  ...(loopbackDomain
+    ? {
+        fetchDeps: {
+          connect: (o: tls.ConnectionOptions) =>
+            tls.connect(o.host?.endsWith(`.${loopbackDomain}`) ? { ...o, host: '127.0.0.1' } : o),
+        },
+      }
+    : {}),
   spireClient: (server, tls) =>
     new CountingClient(server.name, {
       address: server.address,

@@ -26,7 +26,17 @@ export interface FleetOptions {
   readonly hintSeconds: number;
   /** Hold conditional requests that carry `Prefer: wait` (change notification). Default false. */
   readonly longPoll?: boolean;
+  /**
+   * Give every peer its own host name (`pNNNNN.fleet.test`, one wildcard certificate), as a real
+   * fleet has one endpoint per peer: a client's per-host state (TLS sessions, kept-alive
+   * connections) then costs what it would. The names do not resolve: clients map
+   * {@link FLEET_DOMAIN} to 127.0.0.1 themselves. Default false: every URL on 127.0.0.1.
+   */
+  readonly hostPerPeer?: boolean;
 }
+
+/** The parent domain of per-peer host names; clients dial 127.0.0.1 for any name under it. */
+export const FLEET_DOMAIN = 'fleet.test';
 
 interface Peer {
   readonly td: TrustDomain;
@@ -62,8 +72,11 @@ export class BundleFleet {
   readonly #sockets = new Set<Socket>();
   #port = 0;
 
-  private constructor(caPem: string, server: Server, peers: Peer[], longPoll: boolean) {
+  readonly #hostPerPeer: boolean;
+
+  private constructor(caPem: string, server: Server, peers: Peer[], longPoll: boolean, hostPerPeer: boolean) {
     this.caPem = caPem;
+    this.#hostPerPeer = hostPerPeer;
     this.#server = server;
     this.#peers = peers;
     this.longPoll = longPoll;
@@ -72,7 +85,7 @@ export class BundleFleet {
 
   /** Generates the peers' authorities (about 5 ms each) and starts listening on 127.0.0.1. */
   static async start(opts: FleetOptions): Promise<BundleFleet> {
-    const web = await createWebServerCert();
+    const web = await createWebServerCert(opts.hostPerPeer ? { dnsNames: [`*.${FLEET_DOMAIN}`] } : {});
     const notBefore = new Date(Date.now() - 3600_000);
     const notAfter = new Date(Date.now() + 7 * 86_400_000);
     const peers: Peer[] = [];
@@ -96,8 +109,20 @@ export class BundleFleet {
       peers.push(...chunk);
     }
     const server = createServer({ cert: web.certPem, key: web.keyPem, minVersion: 'TLSv1.2' });
-    server.keepAliveTimeout = 72_000;
-    const fleet = new BundleFleet(web.caPem, server, peers, opts.longPoll ?? false);
+    // Idle connections stay open, as on SPIRE's bundle endpoint: v1.15.3 still served a
+    // connection left idle for 90 s (measured with the harness, docs/benchmarks.md), which a
+    // client polling at hint/4 (75 s) can reuse. Node's own defaults close idle connections
+    // within 60 s (headersTimeout) or 5 s (keepAliveTimeout).
+    server.keepAliveTimeout = 0;
+    server.requestTimeout = 0;
+    server.headersTimeout = 0;
+    const fleet = new BundleFleet(
+      web.caPem,
+      server,
+      peers,
+      opts.longPoll ?? false,
+      opts.hostPerPeer ?? false,
+    );
     server.on('connection', (s: Socket) => {
       fleet.stats.connections++;
       fleet.#sockets.add(s);
@@ -122,7 +147,9 @@ export class BundleFleet {
   }
 
   url(i: number): string {
-    return `https://127.0.0.1:${this.#port}/${this.#peers[i]!.td.name.split('.')[0]}`;
+    const name = this.#peers[i]!.td.name.split('.')[0];
+    const host = this.#hostPerPeer ? `${name}.${FLEET_DOMAIN}` : '127.0.0.1';
+    return `https://${host}:${this.#port}/${name}`;
   }
 
   /** The current ETag of peer `i`. */

@@ -153,6 +153,7 @@ export class BrokerDaemon {
       clock,
       reconcile: config.reconcile,
       observer: observers.sync,
+      settling: () => this.manager.awaitingFirstOutcome() > 0,
     });
     this.localBundle = new LocalBundle({
       source: this.sourceClient(),

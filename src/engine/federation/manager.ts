@@ -292,6 +292,24 @@ export class FederationManager {
     await Promise.allSettled([...this.#peers.values()].map((t) => t.done));
   }
 
+  /**
+   * Allowlisted peers whose first bundle is still on its way: never fetched successfully, not
+   * refused, and at most one failed fetch (the quick retry of a fetch that failed under a cold
+   * start's load usually succeeds; a peer that is really down stops counting at its second
+   * failure, seconds later). All of them during a cold start. The SPIRE syncs hold their writes
+   * while this is above zero so a cold start goes out in a few large batches (bounded by their
+   * `maxSettleMs`).
+   */
+  awaitingFirstOutcome(): number {
+    let n = 0;
+    for (const t of this.#peers.values()) {
+      const l = t.lifecycle;
+      if (l.status !== 'PENDING' || l.consecutiveFailures > 1) continue;
+      if (l.lastError === undefined || l.lastError.code.startsWith('ERR_FETCH_')) n++;
+    }
+    return n;
+  }
+
   /** Status of every allowlisted peer, plus recently revoked ones, sorted by trust domain. */
   status(): PeerStatus[] {
     const now = this.#deps.clock.now();

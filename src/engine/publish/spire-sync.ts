@@ -146,6 +146,21 @@ export interface SpireSyncDeps {
   /** Upper bound of the coalescing wait, so a steady stream of triggers cannot starve SPIRE, ms. Default 250. */
   readonly maxDebounceMs?: number;
   /**
+   * True while more bundles are on their way at once — peers awaiting their first fetch during a
+   * cold start. A change then waits for them (up to {@link SpireSyncDeps.maxSettleMs}) instead of
+   * going out after the short coalescing wait: a cold start of N bundles becomes about
+   * ceil(N / 4,400) BatchSets per server instead of one every 250 ms while bundles trickle in.
+   * The first pass (last-known-good bundles at start) never waits. Default: never settling.
+   */
+  readonly settling?: () => boolean;
+  /** Longest wait for {@link SpireSyncDeps.settling}, ms. Default 30 s. */
+  readonly maxSettleMs?: number;
+  /**
+   * While settling, a pass still runs once this many changes (triggers) have gathered since the
+   * last one: a full BatchSet's worth (~4,400 ordinary bundles fit the 3 MiB budget). Default 4,000.
+   */
+  readonly settleBatch?: number;
+  /**
    * Largest estimated BatchSetFederatedBundle request, bytes; a larger change goes out in several
    * calls. Default {@link DEFAULT_MAX_BATCH_BYTES} (3 MiB, under gRPC's 4 MiB message limit).
    */
@@ -257,6 +272,8 @@ export class SpireServerSync implements Sink {
   readonly #wakeup = new Trigger();
   /** Counts {@link SpireServerSync.trigger} calls, so the coalescing wait can tell a quiet moment. */
   #triggers = 0;
+  /** {@link SpireServerSync.#triggers} when the last pass started. */
+  #triggersAtPass = 0;
   #failures = 0;
   #reachable = false;
   #lastSync: number | undefined;
@@ -324,6 +341,7 @@ export class SpireServerSync implements Sink {
     while (!signal.aborted) {
       if (this.#wakeup.take()) {
         const pass = ++this.#passes;
+        this.#triggersAtPass = this.#triggers;
         const ok = await this.reconcileOnce(signal).catch((err: unknown) => {
           if (signal.aborted || isAbort(err, signal)) return true;
           throw err;
@@ -405,13 +423,21 @@ export class SpireServerSync implements Sink {
   async #quietMoment(signal: AbortSignal): Promise<void> {
     const { clock } = this.#deps;
     const quiet = this.#deps.debounceMs ?? 5;
-    const deadline = clock.now() + (this.#deps.maxDebounceMs ?? 250);
+    const start = clock.now();
+    const deadline = start + (this.#deps.maxDebounceMs ?? 250);
+    const settleDeadline = start + (this.#deps.maxSettleMs ?? 30_000);
     for (;;) {
       const seen = this.#triggers;
-      const left = deadline - clock.now();
+      // While peers still await their first fetch, more is coming: keep collecting.
+      const settling =
+        this.#deps.settling?.() === true &&
+        this.#triggers - this.#triggersAtPass < (this.#deps.settleBatch ?? 4000);
+      const left = (settling ? settleDeadline : deadline) - clock.now();
       if (left <= 0 || signal.aborted) return;
-      await clock.sleep(Math.min(quiet, left), signal).catch(() => undefined);
-      if (this.#triggers === seen) return;
+      await clock
+        .sleep(Math.min(settling ? Math.max(quiet, 50) : quiet, left), signal)
+        .catch(() => undefined);
+      if (this.#triggers === seen && !settling) return;
     }
   }
 

@@ -17,6 +17,8 @@ export function createSpireSyncs(opts: {
   readonly clock: Clock;
   readonly reconcile: ReconcileConfig;
   readonly observer: Partial<SpireSyncObserver>;
+  /** True while peers still await their first fetch (see {@link SpireSyncDeps.settling}). */
+  readonly settling?: () => boolean;
 }): Map<string, SpireServerSync> {
   const syncs = new Map<string, SpireServerSync>();
   for (const [name, client] of opts.clients) {
@@ -31,6 +33,7 @@ export function createSpireSyncs(opts: {
         enforce: opts.reconcile.enforce,
         deleteMode: opts.reconcile.deleteMode,
         observer: opts.observer,
+        ...(opts.settling ? { settling: opts.settling } : {}),
       }),
     );
   }

@@ -123,6 +123,32 @@ describe('FederationManager', () => {
     expect(stateOf(t.manager, 'a.test')).toBe('ACTIVE');
   });
 
+  it('counts the peers whose first bundle is on its way (a success, a refusal or a second failure ends it)', async () => {
+    const t = setup();
+    for (const td of ['a.test', 'b.test', 'c.test']) t.fetcher.hold.add(td);
+    t.fetcher.next.set('a.test', bundle('a.test', 1n));
+    await t.manager.apply(allowlist(peer('a.test'), peer('b.test'), peer('c.test')));
+    await t.clock.settle();
+    expect(t.manager.awaitingFirstOutcome()).toBe(3);
+    t.fetcher.hold.delete('a.test');
+    t.manager.refreshNow('a.test');
+    await t.clock.settle();
+    expect(t.manager.awaitingFirstOutcome()).toBe(2);
+    t.fetcher.hold.delete('b.test'); // nothing to serve: the first fetch fails…
+    t.manager.refreshNow('b.test');
+    await t.clock.settle();
+    expect(t.manager.awaitingFirstOutcome()).toBe(2); // …its quick retry may still bring it
+    t.manager.refreshNow('b.test');
+    await t.clock.settle();
+    expect(t.manager.awaitingFirstOutcome()).toBe(1); // a second failure: really down
+    expect(stateOf(t.manager, 'b.test')).toBe('PENDING');
+    t.fetcher.next.set('c.test', new PolicyError('ERR_POLICY_SEQUENCE_ROLLBACK', 'refused'));
+    t.fetcher.hold.delete('c.test');
+    t.manager.refreshNow('c.test');
+    await t.clock.settle();
+    expect(t.manager.awaitingFirstOutcome()).toBe(0);
+  });
+
   it('a peer that goes down keeps its bundle: FAILING while its bundle is fresh, STALE (still trusted) after', async () => {
     const t = setup();
     t.fetcher.next.set('a.test', bundle('a.test', 1n));

@@ -397,3 +397,54 @@ describe('SpireServerSync periodic check (sequence-only list)', () => {
     expect(t.api.count('list')).toBe(4);
   });
 });
+
+describe('SpireServerSync cold start (settling)', () => {
+  it('holds writes while peers await their first fetch, then writes them in one batch', async () => {
+    let settling = true;
+    const t = setup({ settling: () => settling, maxSettleMs: 30_000 });
+    t.desired.set('lkg.test', bundle('lkg.test', 1n));
+    await t.clock.advance(10);
+    // The first pass (last-known-good bundles) is not held.
+    expect(t.api.count('set')).toBe(1);
+    for (let i = 0; i < 40; i++) {
+      t.desired.set(`p${i}.test`, bundle(`p${i}.test`, 1n));
+      t.sync.trigger();
+      await t.clock.advance(300); // slower than the 250 ms coalescing bound
+    }
+    expect(t.api.count('set')).toBe(1);
+    settling = false;
+    await t.clock.advance(100);
+    expect(t.api.count('set')).toBe(2);
+    expect(t.api.calls.filter((c) => c.method === 'set')[1]!.trustDomains).toHaveLength(40);
+  });
+
+  it('never holds a write longer than maxSettleMs', async () => {
+    const t = setup({ settling: () => true, maxSettleMs: 2_000 });
+    await t.clock.advance(10);
+    t.desired.set('a.test', bundle('a.test', 1n));
+    t.sync.trigger();
+    await t.clock.advance(1_900);
+    expect(t.api.count('set')).toBe(0);
+    await t.clock.advance(200);
+    expect(t.api.count('set')).toBe(1);
+  });
+});
+
+describe('SpireServerSync cold start batches', () => {
+  it('while settling, writes as soon as a full batch of changes has gathered', async () => {
+    const t = setup({ settling: () => true, maxSettleMs: 60_000, settleBatch: 10 });
+    await t.clock.advance(10);
+    for (let i = 0; i < 25; i++) {
+      t.desired.set(`p${i}.test`, bundle(`p${i}.test`, 1n));
+      t.sync.trigger();
+      await t.clock.advance(100);
+    }
+    // 25 changes, 100 ms apart: a batch at the 10th and one at the 20th, the rest still held.
+    const sets = t.api.calls.filter((c) => c.method === 'set').map((c) => c.trustDomains.length);
+    expect(sets).toEqual([10, 10]);
+    await t.clock.advance(60_000);
+    expect(t.api.calls.filter((c) => c.method === 'set').map((c) => c.trustDomains.length)).toEqual([
+      10, 10, 5,
+    ]);
+  });
+});
