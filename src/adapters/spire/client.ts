@@ -45,6 +45,23 @@ import type {
   WireX509Svid,
 } from './wire.js';
 
+/** `token`, remembered in `seen`; a token seen before is refused (a server that would page forever). */
+function nextPageToken(seen: Set<string>, token: string, method: string): string {
+  if (token !== '' && seen.has(token)) {
+    throw new SpireError('ERR_SPIRE_RESPONSE', `SPIRE ${method} returned page token "${token}" twice`);
+  }
+  seen.add(token);
+  return token;
+}
+
+/** A uint64 from its decimal wire form (proto-loader's longs: String). */
+function uint64(raw: string, what: string): bigint {
+  if (!/^\d{1,20}$/.test(raw) || BigInt(raw) > 0xffff_ffff_ffff_ffffn) {
+    throw new SpireError('ERR_SPIRE_RESPONSE', `${what} ${JSON.stringify(raw)} is not a uint64`);
+  }
+  return BigInt(raw);
+}
+
 /** Default deadline of every call, ms. */
 export const DEFAULT_SPIRE_TIMEOUT_MS = 5000;
 
@@ -398,14 +415,7 @@ export class SpireServerClient {
       { output_mask: bundleMaskToWire({ sequenceNumber: true }) },
       opts,
     );
-    const raw = res.sequence_number ?? '0';
-    if (!/^\d{1,20}$/.test(raw) || BigInt(raw) > 0xffff_ffff_ffff_ffffn) {
-      throw new SpireError(
-        'ERR_SPIRE_RESPONSE',
-        `GetBundle: sequence_number ${JSON.stringify(raw)} is not a uint64`,
-      );
-    }
-    return BigInt(raw);
+    return uint64(res.sequence_number ?? '0', 'GetBundle: sequence_number');
   }
 
   /** Number of stored bundles, the server's own included (CountBundles). */
@@ -460,23 +470,13 @@ export class SpireServerClient {
         opts,
       );
       for (const b of res.bundles) {
-        const raw = b.sequence_number ?? '0';
-        if (!/^\d{1,20}$/.test(raw) || BigInt(raw) > 0xffff_ffff_ffff_ffffn) {
-          throw new SpireError(
-            'ERR_SPIRE_RESPONSE',
-            `ListFederatedBundles: sequence_number ${JSON.stringify(raw)} of ${JSON.stringify(b.trust_domain)} is not a uint64`,
-          );
-        }
-        out.set(b.trust_domain ?? '', BigInt(raw));
-      }
-      if (res.next_page_token !== '' && seen.has(res.next_page_token)) {
-        throw new SpireError(
-          'ERR_SPIRE_RESPONSE',
-          `SPIRE ListFederatedBundles returned page token "${res.next_page_token}" twice`,
+        const td = b.trust_domain ?? '';
+        out.set(
+          td,
+          uint64(b.sequence_number ?? '0', `ListFederatedBundles: sequence_number of ${JSON.stringify(td)}`),
         );
       }
-      seen.add(res.next_page_token);
-      token = res.next_page_token;
+      token = nextPageToken(seen, res.next_page_token, 'ListFederatedBundles');
     } while (token !== '');
     return out;
   }
@@ -493,14 +493,7 @@ export class SpireServerClient {
     do {
       const page = await this.listFederatedBundlesPage({ ...opts, pageToken: token });
       yield* page.bundles;
-      if (page.nextPageToken !== '' && seen.has(page.nextPageToken)) {
-        throw new SpireError(
-          'ERR_SPIRE_RESPONSE',
-          `SPIRE ListFederatedBundles returned page token "${page.nextPageToken}" twice`,
-        );
-      }
-      seen.add(page.nextPageToken);
-      token = page.nextPageToken;
+      token = nextPageToken(seen, page.nextPageToken, 'ListFederatedBundles');
     } while (token !== '');
   }
 
@@ -660,14 +653,7 @@ export class SpireServerClient {
     do {
       const page = await this.listFederationRelationshipsPage({ ...opts, pageToken: token });
       out.push(...page.relationships);
-      if (page.nextPageToken !== '' && seen.has(page.nextPageToken)) {
-        throw new SpireError(
-          'ERR_SPIRE_RESPONSE',
-          `SPIRE ListFederationRelationships returned page token "${page.nextPageToken}" twice`,
-        );
-      }
-      seen.add(page.nextPageToken);
-      token = page.nextPageToken;
+      token = nextPageToken(seen, page.nextPageToken, 'ListFederationRelationships');
     } while (token !== '');
     return out;
   }

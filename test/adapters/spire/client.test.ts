@@ -176,6 +176,14 @@ describe('SpireServerClient against the emulator', () => {
       expect(err.message).toContain('page token "7" twice');
     });
 
+    it('the sequence-only list refuses a pager that repeats its token', async () => {
+      const c = client();
+      emu.faults.respondNext(2, { bundles: [], next_page_token: '7' }, { method: 'ListFederatedBundles' });
+      const loop = await caught(c.listFederatedBundleSequences());
+      expect(loop.code).toBe('ERR_SPIRE_RESPONSE');
+      expect(loop.message).toContain('page token "7" twice');
+    });
+
     it('surfaces an unconvertible bundle as ERR_SPIRE_CONVERSION', async () => {
       const c = client();
       emu.faults.respondNext(1, { trust_domain: 'client.test', refresh_hint: '-1' }, { method: 'GetBundle' });
