@@ -17,7 +17,7 @@
  * SCALE_REAL_SPIRE=0 to leave the real server out, SCALE_DEBUG=1 for per-thread CPU and batch sizes.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchFigure } from './lib.js';
@@ -69,7 +69,6 @@ const TRUST_DOMAIN = 'broker.scale.test';
 
 /** Per-thread CPU of a process (utime + stime, clock ticks) from /proc, by thread id. */
 async function threadCpu(pid: number): Promise<Map<string, { name: string; ticks: number; sys: number }>> {
-  const { readdir, readFile } = await import('node:fs/promises');
   const out = new Map<string, { name: string; ticks: number; sys: number }>();
   for (const tid of await readdir(`/proc/${pid}/task`)) {
     const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');

@@ -141,9 +141,24 @@ export const tlsSessions = new TlsSessionCache();
 
 /** The session cache key of an https_web endpoint under a CA set (undefined CA: the default roots). */
 export function sessionKey(target: URL, auth: Extract<EndpointAuth, { kind: 'https_web' }>): string {
-  const ca =
-    auth.caPem === undefined ? 'default-roots' : createHash('sha256').update(auth.caPem).digest('hex');
+  const ca = auth.caPem === undefined ? 'default-roots' : caFingerprint(auth.caPem);
   return `${ca}|${hostOf(target)}|${target.port === '' ? 443 : target.port}`;
+}
+
+const fingerprints = new Map<string, string>();
+
+/**
+ * SHA-256 of a CA set's PEM, remembered per text (a poll asks for it up to three times: the pool
+ * key, the session to offer, the session to keep). Bounded like the shared contexts.
+ */
+function caFingerprint(caPem: string): string {
+  let fp = fingerprints.get(caPem);
+  if (fp === undefined) {
+    fp = createHash('sha256').update(caPem).digest('hex');
+    fingerprints.set(caPem, fp);
+    if (fingerprints.size > CONTEXTS_MAX) fingerprints.delete(fingerprints.keys().next().value!);
+  }
+  return fp;
 }
 
 /** The URL's host without IPv6 brackets. */
