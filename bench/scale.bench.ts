@@ -17,13 +17,14 @@
  * SCALE_REAL_SPIRE=0 to leave the real server out, SCALE_DEBUG=1 for per-thread CPU and batch sizes.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchFigure } from './lib.js';
 import { BrokerProcess, rssSampler } from './support/broker-process.js';
 import { BundleFleet, FLEET_DOMAIN } from './support/fleet.js';
 import { startEmulatorTarget, startRealTarget, type TargetServer } from './support/targets.js';
+import { threadCpu, threadCpuDelta } from './support/thread-cpu.js';
 import { createWebServerCert } from './support/web-cert.js';
 
 const RAW_FETCH_CHILD = new URL('./support/raw-fetch-child.ts', import.meta.url).pathname;
@@ -66,19 +67,6 @@ const NODE_ARGS = process.env.SCALE_NODE_ARGS?.split(' ').filter(Boolean) ?? [
   '--max-semi-space-size=4',
 ];
 const TRUST_DOMAIN = 'broker.scale.test';
-
-/** Per-thread CPU of a process (utime + stime, clock ticks) from /proc, by thread id. */
-async function threadCpu(pid: number): Promise<Map<string, { name: string; ticks: number; sys: number }>> {
-  const out = new Map<string, { name: string; ticks: number; sys: number }>();
-  for (const tid of await readdir(`/proc/${pid}/task`)) {
-    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
-    const m = /^\d+ \((.*)\) (.*)$/.exec(stat.trim());
-    if (!m) continue;
-    const f = m[2]!.split(' ');
-    out.set(tid, { name: m[1]!, ticks: Number(f[11]) + Number(f[12]), sys: Number(f[12]) });
-  }
-  return out;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -213,20 +201,8 @@ export async function run(): Promise<BenchFigure[]> {
     const fetches = fleet.stats.requests - fetchesBefore;
     const cpuPct = ((s1.cpuMicros - cpuBefore) / 1000 / windowMs) * 100;
     if (threadsBefore) {
-      const after = await threadCpu(broker.pid);
-      const byName = new Map<string, number>();
-      for (const [tid, t] of after) {
-        const d = t.ticks - (threadsBefore.get(tid)?.ticks ?? 0);
-        const k = tid === String(broker.pid) ? 'main' : t.name;
-        byName.set(k, (byName.get(k) ?? 0) + d);
-        byName.set(
-          `${k} system`,
-          (byName.get(`${k} system`) ?? 0) + t.sys - (threadsBefore.get(tid)?.sys ?? 0),
-        );
-      }
-      process.stdout.write(
-        `scale: window CPU ticks (1/100 s) by thread ${JSON.stringify(Object.fromEntries(byName))}\n`,
-      );
+      const byName = threadCpuDelta(broker.pid, threadsBefore, await threadCpu(broker.pid));
+      process.stdout.write(`scale: window CPU ticks (1/100 s) by thread ${JSON.stringify(byName)}\n`);
     }
     if (process.env.SCALE_DEBUG)
       process.stdout.write(

@@ -1,7 +1,8 @@
 /**
  * Baseline for the long-poll benchmark: a bare node:https server (same TLS settings as the
  * endpoint) that holds every `GET /` carrying `Prefer: wait` and, on the IPC message
- * `{ type: 'release' }`, answers them all 200 with a fixed document — the floor for holding and
+ * `{ type: 'release', file, etag, cacheControl }`, answers them all 200 with that document (the
+ * bytes and headers the broker answered with, so both write as much) — the floor for holding and
  * waking N requests on one Node process. Sends `{ type: 'listening', url }`, then
  * `{ type: 'published', at, sequence }` right before the release loop, and answers
  * `{ type: 'stats' }` with `{ type: 'stats', heldRequests }`.
@@ -19,9 +20,7 @@ const [certFile, keyFile] = process.argv.slice(2);
 const send = (m: unknown): void => {
   process.send?.(m);
 };
-const body = Buffer.from(
-  `{"keys":[],"spiffe_sequence":2,"spiffe_refresh_hint":300,"pad":"${'x'.repeat(700)}"}`,
-);
+let body = Buffer.from('{"keys":[],"spiffe_sequence":1}');
 const held = new Set<ServerResponse>();
 const server = createServer(
   {
@@ -33,7 +32,11 @@ const server = createServer(
   },
   (req, res) => {
     if (req.headers.prefer === undefined) {
-      res.writeHead(200, { 'content-type': 'application/json', etag: '"1"', 'content-length': body.length });
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        etag: '"old"',
+        'content-length': body.length,
+      });
       res.end(body);
       return;
     }
@@ -45,16 +48,22 @@ server.keepAliveTimeout = 72_000;
 server.listen(0, '127.0.0.1', () => {
   send({ type: 'listening', url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/` });
 });
-process.on('message', (m: { type: string }) => {
+process.on('message', (m: { type: string; file?: string; etag?: string; cacheControl?: string }) => {
   if (m.type === 'stats') send({ type: 'stats', heldRequests: held.size });
   else if (m.type === 'release') {
+    body = readFileSync(m.file!);
+    const sequence = String(
+      (JSON.parse(body.toString('utf8')) as { spiffe_sequence: number }).spiffe_sequence,
+    );
+    const { etag, cacheControl } = m;
     const start = performance.now();
-    send({ type: 'published', at: performance.timeOrigin + performance.now(), sequence: '2' });
+    send({ type: 'published', at: performance.timeOrigin + performance.now(), sequence });
     for (const res of held) {
       res.writeHead(200, {
         'content-type': 'application/json',
-        etag: '"2"',
         'content-length': body.length,
+        etag: etag!,
+        'cache-control': cacheControl!,
         'preference-applied': 'wait=60',
       });
       res.end(body);

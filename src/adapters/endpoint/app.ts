@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import Fastify, {
   type FastifyInstance,
   type FastifyPluginAsync,
@@ -129,22 +129,58 @@ function relayDocument(bundle: TrustBundle): RelayDocument {
   return doc;
 }
 
-/** Per-document response headers, built once per published version. */
-const headerCache = new WeakMap<PublishedBundle, Readonly<Record<string, string>>>();
+type HeaderSet = Readonly<Record<string, string>>;
 
-function documentHeaders(doc: PublishedBundle): Readonly<Record<string, string>> {
+/** The 200 and the 304 answering a held request, with its `Preference-Applied`. */
+interface HeldHeaders {
+  readonly ok: HeaderSet;
+  readonly notModified: HeaderSet;
+}
+
+/** Response headers of one published version: the plain 200, and per `Preference-Applied`. */
+interface DocumentHeaders {
+  readonly ok: HeaderSet;
+  /** `wait=<s>` → the answers of a held request (at most 60 entries: one per wait). */
+  readonly held: Map<string, HeldHeaders>;
+}
+
+/** Built once per published version, so answering 10,000 held requests builds no header object. */
+const headerCache = new WeakMap<PublishedBundle, DocumentHeaders>();
+
+function documentHeaders(doc: PublishedBundle): DocumentHeaders {
   let h = headerCache.get(doc);
   if (!h) {
-    // SPIFFE Federation §5.2.1.3 / §5.2.2.3: the bundle, UTF-8, as application/json.
-    h = Object.freeze({
-      'content-type': 'application/json',
-      'content-length': String(doc.body.length),
-      etag: doc.etag,
-      'cache-control': `max-age=${doc.refreshHint}`,
-    });
+    h = {
+      // SPIFFE Federation §5.2.1.3 / §5.2.2.3: the bundle, UTF-8, as application/json.
+      ok: Object.freeze({
+        'content-type': 'application/json',
+        'content-length': String(doc.body.length),
+        etag: doc.etag,
+        'cache-control': `max-age=${doc.refreshHint}`,
+      }),
+      held: new Map(),
+    };
     headerCache.set(doc, h);
   }
   return h;
+}
+
+function heldHeaders(doc: PublishedBundle, applied: string): HeldHeaders {
+  const h = documentHeaders(doc);
+  let forWait = h.held.get(applied);
+  if (!forWait) {
+    forWait = {
+      ok: Object.freeze({ ...h.ok, 'preference-applied': applied }),
+      // RFC 9110 §15.4.5: a 304 carries the ETag and Cache-Control a 200 would have.
+      notModified: Object.freeze({
+        etag: doc.etag,
+        'cache-control': `max-age=${doc.refreshHint}`,
+        'preference-applied': applied,
+      }),
+    };
+    h.held.set(applied, forWait);
+  }
+  return forWait;
 }
 
 /**
@@ -153,13 +189,9 @@ function documentHeaders(doc: PublishedBundle): Readonly<Record<string, string>>
  * keeps the endpoint within a few percent of a bare node:https server). Node drops the body of a
  * HEAD response by itself.
  */
-function sendDocument(reply: FastifyReply, doc: PublishedBundle, preferenceApplied?: string): FastifyReply {
+function sendDocument(reply: FastifyReply, doc: PublishedBundle): FastifyReply {
   reply.hijack();
-  const headers = documentHeaders(doc);
-  reply.raw.writeHead(
-    200,
-    preferenceApplied === undefined ? headers : { ...headers, 'preference-applied': preferenceApplied },
-  );
+  reply.raw.writeHead(200, documentHeaders(doc).ok);
   reply.raw.end(doc.body);
   return reply;
 }
@@ -171,6 +203,22 @@ function sendNotModified(reply: FastifyReply, doc: PublishedBundle): FastifyRepl
     .header('etag', doc.etag)
     .header('cache-control', `max-age=${doc.refreshHint}`)
     .send();
+}
+
+/**
+ * Answers a held request on its raw response (it was hijacked when held): the new document, or
+ * 304 when the wait ended or the endpoint closes. Nothing is written to a connection already gone.
+ */
+function answerHeld(res: ServerResponse, doc: PublishedBundle, applied: string, changed: boolean): void {
+  if (res.destroyed || res.writableEnded) return;
+  const h = heldHeaders(doc, applied);
+  if (changed) {
+    res.writeHead(200, h.ok);
+    res.end(doc.body);
+  } else {
+    res.writeHead(304, h.notModified);
+    res.end();
+  }
 }
 
 function pathOf(url: string): string {
@@ -256,31 +304,30 @@ export const bundleEndpointPlugin: FastifyPluginAsync<BundleEndpointOptions> = a
   const notReady = (reply: FastifyReply): FastifyReply =>
     reply.code(503).header('retry-after', '1').type(TEXT).send(BODY_NOT_READY);
 
-  const holdUntilChange = (
-    reply: FastifyReply,
-    doc: PublishedBundle,
-    waitSeconds: number,
-  ): FastifyReply | Promise<FastifyReply> => {
+  /**
+   * Holds a request until the bundle changes or its wait ends. The reply is hijacked at once, so
+   * fastify keeps no promise per held request, and the release writes each answer straight to
+   * the node response with headers built once per version: waking 10,000 is a loop of writes.
+   */
+  const holdUntilChange = (reply: FastifyReply, doc: PublishedBundle, waitSeconds: number): FastifyReply => {
     const applied = `wait=${waitSeconds}`;
-    return new Promise<FastifyReply>((resolve) => {
-      const onClose = (): void => handle?.cancel();
-      let unwatch: (() => void) | undefined;
-      const handle = held.hold(waitSeconds * 1000, (reason: ReleaseReason) => {
-        unwatch?.();
-        reply.raw.off('close', onClose);
-        const now = local.current() ?? doc;
-        if (reason === 'changed' && now.etag !== doc.etag) resolve(sendDocument(reply, now, applied));
-        else resolve(sendNotModified(reply.header('preference-applied', applied), now));
-      });
-      if (!handle) {
-        resolve(reply.code(503).header('retry-after', retryAfter).type(TEXT).send(BODY_TOO_MANY));
-        return;
-      }
-      // Someone waits for the next version: the source is read at the fast cadence meanwhile.
-      unwatch = local.watch?.();
-      // A held request whose client goes away is released at once.
-      reply.raw.once('close', onClose);
+    const res = reply.raw;
+    const onClose = (): void => handle?.cancel();
+    let unwatch: (() => void) | undefined;
+    const handle = held.hold(waitSeconds * 1000, (reason: ReleaseReason) => {
+      unwatch?.();
+      res.off('close', onClose);
+      if (reason === 'cancelled') return;
+      const now = local.current() ?? doc;
+      answerHeld(res, now, applied, reason === 'changed' && now.etag !== doc.etag);
     });
+    if (!handle) return reply.code(503).header('retry-after', retryAfter).type(TEXT).send(BODY_TOO_MANY);
+    reply.hijack();
+    // Someone waits for the next version: the source is read at the fast cadence meanwhile.
+    unwatch = local.watch?.();
+    // A held request whose client goes away is released at once.
+    res.once('close', onClose);
+    return reply;
   };
 
   app.get('/', (request: FastifyRequest, reply: FastifyReply) => {

@@ -1,4 +1,4 @@
-import { request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type BundleEndpointApp, buildBundleEndpointApp } from '../../../src/adapters/endpoint/app.js';
@@ -287,6 +287,72 @@ describe('bundle endpoint: change notification (If-None-Match + Prefer: wait)', 
     expect(app.bundleEndpoint.heldRequests()).toBe(0);
     // The server still answers normally afterwards.
     expect((await app.inject({ method: 'GET', url: '/' })).statusCode).toBe(200);
+  });
+});
+
+describe('bundle endpoint: held requests answered on the raw response', () => {
+  it('each held request gets its own Preference-Applied, and the 304 carries ETag and Cache-Control', async () => {
+    const { app, local, source, clock } = await setup();
+    const etag = local.current()!.etag;
+    const headers = (wait: number) => ({ 'if-none-match': etag, prefer: `wait=${wait}` });
+    const changed = [10, 20, 10].map((w) => app.inject({ method: 'GET', url: '/', headers: headers(w) }));
+    const timedOut = app.inject({ method: 'GET', url: '/', headers: headers(2) });
+    await clock.settle();
+    await clock.advance(2_000);
+    const notModified = await timedOut;
+    expect(notModified.statusCode).toBe(304);
+    expect(notModified.headers).toMatchObject({
+      etag,
+      'cache-control': `max-age=${local.current()!.refreshHint}`,
+      'preference-applied': 'wait=2',
+    });
+    expect(notModified.body).toBe('');
+    source.bundle = source.bundle!.withSequence(7n);
+    await local.refresh();
+    const answers = await Promise.all(changed);
+    expect(answers.map((r) => [r.statusCode, r.headers['preference-applied']])).toEqual([
+      [200, 'wait=10'],
+      [200, 'wait=20'],
+      [200, 'wait=10'],
+    ]);
+    for (const r of answers) {
+      expect(r.headers['content-length']).toBe(String(local.current()!.body.length));
+      expect(parseBundle(LOCAL_TD, r.rawPayload).bundle.sequence).toBe(7n);
+    }
+  });
+
+  it('a connection whose held request was answered serves the next request (keep-alive, real socket)', async () => {
+    const { app, local, source } = await setup();
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = app.server.address() as AddressInfo;
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const get = (headers: Record<string, string>) =>
+      new Promise<{ status: number; body: Buffer; socket: unknown }>((resolve, reject) => {
+        const req = httpRequest({ host: '127.0.0.1', port, path: '/', agent, headers }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode!, body: Buffer.concat(chunks), socket: req.socket }),
+          );
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      const held = get({ 'if-none-match': local.current()!.etag, prefer: 'wait=60' });
+      for (let i = 0; i < 400 && app.bundleEndpoint.heldRequests() === 0; i++)
+        await new Promise((r) => setTimeout(r, 5));
+      source.bundle = source.bundle!.withSequence(8n);
+      await local.refresh();
+      const first = await held;
+      expect(first.status).toBe(200);
+      expect(parseBundle(LOCAL_TD, first.body).bundle.sequence).toBe(8n);
+      const second = await get({});
+      expect(second.status).toBe(200);
+      expect(second.socket).toBe(first.socket);
+    } finally {
+      agent.destroy();
+    }
   });
 });
 
