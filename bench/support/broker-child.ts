@@ -138,6 +138,55 @@ daemon.localBundle.subscribe((doc) => {
   // How long the broker itself spent answering (the release runs synchronously after this).
   setImmediate(() => send({ type: 'released', ms: performance.timeOrigin + performance.now() - at }));
 });
+// BROKER_CHILD_HEAP_SAMPLE=<startSec>:<seconds>:<file.heapprofile>: a sampling heap profile of
+// that window, collected objects included, so it shows what ALLOCATES (what keeps the GC busy),
+// not only what is held; open it in Chrome DevTools' memory tab. Also logs every GC of the
+// window (count and milliseconds by kind) to <file>.gc.json.
+const heapSample = process.env.BROKER_CHILD_HEAP_SAMPLE;
+if (heapSample) {
+  const [startSec, seconds, file] = heapSample.split(':');
+  const { Session } = await import('node:inspector/promises');
+  const { writeFile } = await import('node:fs/promises');
+  const { PerformanceObserver } = await import('node:perf_hooks');
+  const session = new Session();
+  session.connect();
+  const gcs: Record<string, { count: number; ms: number }> = {};
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = String((e as { detail?: { kind?: number } }).detail?.kind ?? '?');
+      const g = gcs[kind] ?? { count: 0, ms: 0 };
+      gcs[kind] = g;
+      g.count++;
+      g.ms += e.duration;
+    }
+  });
+  setTimeout(() => {
+    void session
+      .post('HeapProfiler.startSampling', {
+        samplingInterval: 4096,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true,
+      })
+      .then(() => {
+        observer.observe({ entryTypes: ['gc'] });
+        setTimeout(async () => {
+          observer.disconnect();
+          const { profile } = await session.post('HeapProfiler.stopSampling');
+          await writeFile(file!, JSON.stringify(profile));
+          // GC kinds: 1 minor (scavenge), 4 major (mark-compact), 8 incremental, 16 weak callbacks.
+          await writeFile(`${file}.gc.json`, JSON.stringify(gcs));
+        }, Number(seconds) * 1000).unref();
+      });
+  }, Number(startSec) * 1000).unref();
+}
+// BROKER_CHILD_HEAP_SNAPSHOT=<sec>:<file.heapsnapshot>: one heap snapshot at that time, to see
+// what the heap holds per peer.
+const heapSnapshot = process.env.BROKER_CHILD_HEAP_SNAPSHOT;
+if (heapSnapshot) {
+  const [sec, file] = heapSnapshot.split(':');
+  const { writeHeapSnapshot } = await import('node:v8');
+  setTimeout(() => writeHeapSnapshot(file), Number(sec) * 1000).unref();
+}
 send({ type: 'running', at: Date.now() });
 const running = daemon.run(stop.signal);
 // Where it listens, once it does: the bundle endpoint (when configured) and the verify API.

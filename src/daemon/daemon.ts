@@ -28,7 +28,7 @@ import { type Clock, systemClock } from '../platform/clock.js';
 import { type Logger, nullLogger } from '../platform/logger.js';
 import { runTasks, type Task, type TaskFailure } from '../platform/tasks.js';
 import { AllowlistControl } from './allowlist-control.js';
-import { KubernetesIntegration, statusSnapshot } from './kubernetes.js';
+import type { KubernetesIntegration } from './kubernetes.js';
 import { BrokerView } from './view.js';
 
 export type { DaemonDeps, Readiness } from './deps.js';
@@ -265,8 +265,10 @@ export class BrokerDaemon {
     );
     this.#adminToken = adminToken;
     // Kubernetes: the allowlist from FederationPeer objects, leader election, ConfigMaps, status.
+    // Loaded only when configured: @kubernetes/client-node alone is ~30 MiB of heap (module
+    // source and code) that a broker outside Kubernetes would carry, and the GC would mark, forever.
     const k8s = this.config.kubernetes
-      ? KubernetesIntegration.fromConfig(this.config, {
+      ? (await import('./kubernetes.js')).KubernetesIntegration.fromConfig(this.config, {
           clock: this.clock,
           logger: this.logger,
           env: this.#deps.env ?? process.env,
@@ -395,7 +397,7 @@ export class BrokerDaemon {
             ? k8s.runLeaderTasks(sig, {
                 feed: this.store,
                 snapshot: () =>
-                  statusSnapshot(this.manager.status(), this.view.serverStatus(), (td) =>
+                  k8s.statusSnapshot(this.manager.status(), this.view.serverStatus(), (td) =>
                     this.routing.targetsOf(td),
                   ),
                 task: (leader) => this.#runSyncs(leader),

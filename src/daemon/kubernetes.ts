@@ -98,6 +98,15 @@ export class KubernetesIntegration {
   readonly clusterTrustBundles: ClusterTrustBundleSink | undefined;
   readonly #deps: KubernetesIntegrationDeps;
 
+  /** {@link statusSnapshot}, for the daemon (which loads this module only when it is needed). */
+  statusSnapshot(
+    peers: readonly PeerStatus[],
+    servers: readonly ServerSyncStatus[],
+    targets: (td: string) => readonly string[],
+  ): StatusSnapshot {
+    return statusSnapshot(peers, servers, targets);
+  }
+
   /** From the broker config's `kubernetes:` section (parsed and checked here). */
   static fromConfig(
     config: BrokerConfig,
