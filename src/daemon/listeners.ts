@@ -3,7 +3,6 @@ import { runApp } from '../adapters/admin/http.js';
 import type { RelayedBundlesProvider, RelayRequestResult } from '../adapters/endpoint/app.js';
 import type { LocalBundle } from '../adapters/endpoint/local-bundle.js';
 import { type RunningBundleEndpoint, startBundleEndpoint } from '../adapters/endpoint/server.js';
-import { MintedSvidCredentials } from '../adapters/endpoint/svid-credentials.js';
 import { FileTlsCredentials, type TlsCredentialSource } from '../adapters/endpoint/tls-credentials.js';
 import type { BrokerMetrics } from '../adapters/metrics/broker-metrics.js';
 import type { PeerOidc } from '../adapters/oidc/app.js';
@@ -49,6 +48,12 @@ function brokerId(ctx: ListenerContext): SpiffeId {
 }
 
 /**
+ * Minting SVIDs needs a CSR, built with @peculiar/x509 (and its ASN.1 stack): loaded only by a
+ * broker that mints (https_spiffe endpoint, mTLS), so an https_web broker does not carry it.
+ */
+const mintedSvidModule = () => import('../adapters/endpoint/svid-credentials.js');
+
+/**
  * The broker's own X509-SVID (`brokerId`) as a live source: minted from the source SPIRE server,
  * re-minted half-way through its life. Resolves with the first SVID minted (a failure to mint
  * it rejects); `run` then keeps it fresh until `signal` aborts.
@@ -57,6 +62,7 @@ async function ownSvid(
   ctx: ListenerContext,
   signal: AbortSignal,
 ): Promise<{ readonly svid: SvidSource; readonly run: Promise<void> }> {
+  const { MintedSvidCredentials } = await mintedSvidModule();
   const credentials = new MintedSvidCredentials({
     minter: ctx.source,
     spiffeId: brokerId(ctx),
@@ -193,6 +199,7 @@ export async function startEndpoint(
       throw new TypeError('endpoint: certFile and keyFile are required for https_web');
     credentials = new FileTlsCredentials({ certFile: ep.certFile, keyFile: ep.keyFile, deps });
   } else {
+    const { MintedSvidCredentials } = await mintedSvidModule();
     credentials = new MintedSvidCredentials({ minter: ctx.source, spiffeId: brokerId(ctx), deps });
   }
   // startBundleEndpoint logs 'bundle endpoint listening' (once).
