@@ -66,5 +66,8 @@ EXPOSE 8443 8088 8089 8090
 # A small young generation (4 MiB semi-spaces): the broker allocates in bursts (a poll cycle, a cold
 # start) and V8's default headroom made RSS swing ~80 MiB above what it retains (docs/scaling.md).
 # The old-space cap depends on the peer count: the manifests set it in NODE_OPTIONS.
-ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/cli/main.js"]
+# No memory reducer: its idle-time full GCs, repeated whenever a quiet broker did a little work,
+# were ~0.1 % of a core at 1,000 peers, a fifth of the broker's steady CPU (docs/benchmarks.md).
+# Node refuses this flag in NODE_OPTIONS, so it lives here and in the npm bin's shebang.
+ENTRYPOINT ["node", "--max-semi-space-size=4", "--no-memory-reducer", "dist/cli/main.js"]
 CMD ["run", "--config", "/etc/spiffe-broker/config.yaml"]

@@ -56,8 +56,9 @@ const BASELINE_FETCHES = Number(process.env.SCALE_BASELINE_FETCHES ?? 200);
 const ROTATIONS = Number(process.env.SCALE_ROTATIONS ?? 3);
 const ROTATE = Math.min(Number(process.env.SCALE_ROTATE ?? 50), PEERS);
 /**
- * The V8 heap flags the product ships (Dockerfile: --max-semi-space-size=4; deploy/base:
- * --max-old-space-size=128 for ~1,000 peers, +40 MiB per further 1,000). SCALE_NODE_ARGS overrides.
+ * The V8 heap flags the product ships (Dockerfile and npm bin: --max-semi-space-size=4
+ * --no-memory-reducer; deploy/base: --max-old-space-size=128 for ~1,000 peers, +40 MiB per further
+ * 1,000). SCALE_NODE_ARGS overrides.
  */
 /** Issue 13's goals: at 1,000 peers, and at 10,000 (items 1, 2 and 5). */
 const GOALS =
@@ -65,6 +66,7 @@ const GOALS =
 const NODE_ARGS = process.env.SCALE_NODE_ARGS?.split(' ').filter(Boolean) ?? [
   `--max-old-space-size=${128 + Math.max(0, Math.ceil((PEERS - 1000) / 1000)) * 40}`,
   '--max-semi-space-size=4',
+  '--no-memory-reducer',
 ];
 const TRUST_DOMAIN = 'broker.scale.test';
 
@@ -252,6 +254,12 @@ export async function run(): Promise<BenchFigure[]> {
     }
     const longPollPeak = rss.peak();
     rss.stop();
+    if (process.env.SCALE_DEBUG && ROTATIONS > 0) {
+      const end = await broker.stats();
+      process.stdout.write(
+        `scale: after the rotations RSS ${Math.round(end.rss / 2 ** 20)} MiB, heap used ${Math.round(end.heapUsed / 2 ** 20)} MiB, external ${Math.round(end.external / 2 ** 20)} MiB, long-polling ${end.longPolling}; peak ${Math.round(longPollPeak / 2 ** 20)} MiB\n`,
+      );
+    }
     const maxCalls = Math.max(0, ...rounds.flatMap((r) => Object.values(r.perServer)));
     const detail = rounds
       .map(

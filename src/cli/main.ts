@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
+#!/usr/bin/env -S node --max-semi-space-size=4 --no-memory-reducer
 // The executable entry point: the only place that touches the real process.
 import { processIo, runCli } from './index.js';
 

@@ -117,10 +117,19 @@ describe('Dockerfile', () => {
     expect(dep.spec.template.spec.securityContext).toMatchObject({ runAsUser: uid, runAsGroup: gid });
   });
 
-  it('starts `node --max-semi-space-size=4 dist/cli/main.js run --config /etc/spiffe-broker/config.yaml`', () => {
+  it('starts `node --max-semi-space-size=4 --no-memory-reducer dist/cli/main.js run --config /etc/spiffe-broker/config.yaml`', () => {
     const entry = runtime.body.find((i) => i.op === 'ENTRYPOINT')!;
     const cmd = runtime.body.find((i) => i.op === 'CMD')!;
-    expect(JSON.parse(entry.args)).toEqual(['node', '--max-semi-space-size=4', 'dist/cli/main.js']);
+    expect(JSON.parse(entry.args)).toEqual([
+      'node',
+      '--max-semi-space-size=4',
+      '--no-memory-reducer',
+      'dist/cli/main.js',
+    ]);
+    // The npm bin starts with the same V8 flags.
+    expect(readFileSync('src/cli/main.ts', 'utf8').split('\n')[0]).toBe(
+      '#!/usr/bin/env -S node --max-semi-space-size=4 --no-memory-reducer',
+    );
     expect(JSON.parse(cmd.args)).toEqual(['run', '--config', '/etc/spiffe-broker/config.yaml']);
     expect(pkg.bin['spiffe-broker']).toBe('dist/cli/main.js');
     expect(statSync('src/cli/main.ts').isFile()).toBe(true);
