@@ -87,7 +87,8 @@ export async function run(): Promise<BenchResult[]> {
       method: 'POST',
       url: '/v1/verify/x509',
       payload: body,
-      headers: { 'content-type': 'application/json' },
+      // The API answers only the Host names of the address it listens on (DNS rebinding).
+      headers: { 'content-type': 'application/json', host: `127.0.0.1:${port}` },
     });
     if (check.statusCode !== 200) throw new Error(`verify API refused the bench chain: ${check.body}`);
     apiOps = await load(`http://127.0.0.1:${port}/v1/verify/x509`, body);
