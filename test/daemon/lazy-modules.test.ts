@@ -117,17 +117,21 @@ function runDaemon(
 const K8S = '@kubernetes/client-node';
 const X509 = '@peculiar/x509';
 
+/** A broker config in its own directory, with the shared allowlist and these extra lines. */
+const config = (name: string, extra: string[]): string =>
+  brokerYaml({
+    dir: join(dir, name),
+    spireAddress: address,
+    allowlistFile: join(dir, 'allowlist.yaml'),
+    extra,
+  });
+
 describe('the daemon loads heavy packages only when its configuration uses them', () => {
   it('a broker with an https_web endpoint and no kubernetes: runs with neither package resolvable', async () => {
     const r = await runDaemon(
-      brokerYaml({
-        dir: join(dir, 'plain'),
-        spireAddress: address,
-        allowlistFile: join(dir, 'allowlist.yaml'),
-        extra: [
-          `endpoint: { listen: 127.0.0.1:0, profile: https_web, certFile: ${join(dir, 'tls.crt')}, keyFile: ${join(dir, 'tls.key')} }`,
-        ],
-      }),
+      config('plain', [
+        `endpoint: { listen: 127.0.0.1:0, profile: https_web, certFile: ${join(dir, 'tls.crt')}, keyFile: ${join(dir, 'tls.key')} }`,
+      ]),
       [K8S, X509],
     );
     expect(r.out).toContain('LISTENED');
@@ -136,27 +140,14 @@ describe('the daemon loads heavy packages only when its configuration uses them'
   }, 60_000);
 
   it('a broker with kubernetes: needs @kubernetes/client-node (the refusal is hit)', async () => {
-    const r = await runDaemon(
-      brokerYaml({
-        dir: join(dir, 'k8s'),
-        spireAddress: address,
-        allowlistFile: join(dir, 'allowlist.yaml'),
-        extra: ['kubernetes: { namespace: spire }'],
-      }),
-      [K8S],
-    );
+    const r = await runDaemon(config('k8s', ['kubernetes: { namespace: spire }']), [K8S]);
     expect(r.out).toContain(`REFUSED ${K8S}`);
     expect(r.code).not.toBe(0);
   }, 60_000);
 
   it('a broker minting its own SVID (https_spiffe endpoint): needs @peculiar/x509 (the refusal is hit)', async () => {
     const r = await runDaemon(
-      brokerYaml({
-        dir: join(dir, 'spiffe'),
-        spireAddress: address,
-        allowlistFile: join(dir, 'allowlist.yaml'),
-        extra: ['endpoint: { listen: 127.0.0.1:0, profile: https_spiffe }'],
-      }),
+      config('spiffe', ['endpoint: { listen: 127.0.0.1:0, profile: https_spiffe }']),
       [X509],
     );
     expect(r.out).toContain(`REFUSED ${X509}`);
