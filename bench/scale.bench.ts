@@ -257,7 +257,7 @@ export async function run(): Promise<BenchFigure[]> {
     if (process.env.SCALE_DEBUG && ROTATIONS > 0) {
       const end = await broker.stats();
       process.stdout.write(
-        `scale: after the rotations RSS ${Math.round(end.rss / 2 ** 20)} MiB, heap used ${Math.round(end.heapUsed / 2 ** 20)} MiB, external ${Math.round(end.external / 2 ** 20)} MiB, long-polling ${end.longPolling}; peak ${Math.round(longPollPeak / 2 ** 20)} MiB\n`,
+        `scale: after the rotations RSS ${Math.round(end.rss / 2 ** 20)} MiB, heap used ${Math.round(end.heapUsed / 2 ** 20)} MiB, external ${Math.round(end.external / 2 ** 20)} MiB, long-polling ${end.longPolling}; peak ${Math.round(longPollPeak / 2 ** 20)} MiB; fleet ${JSON.stringify(fleet.stats)}\n`,
       );
     }
     const maxCalls = Math.max(0, ...rounds.flatMap((r) => Object.values(r.perServer)));
