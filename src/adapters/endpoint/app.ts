@@ -137,9 +137,10 @@ interface HeldHeaders {
   readonly notModified: HeaderSet;
 }
 
-/** Response headers of one published version: the plain 200, and per `Preference-Applied`. */
+/** Response headers of one published version: its 200 and 304, and per `Preference-Applied`. */
 interface DocumentHeaders {
   readonly ok: HeaderSet;
+  readonly notModified: HeaderSet;
   /** `wait=<s>` → the answers of a held request (at most 60 entries: one per wait). */
   readonly held: Map<string, HeldHeaders>;
 }
@@ -158,6 +159,8 @@ function documentHeaders(doc: PublishedBundle): DocumentHeaders {
         etag: doc.etag,
         'cache-control': `max-age=${doc.refreshHint}`,
       }),
+      // RFC 9110 §15.4.5: a 304 carries the ETag and Cache-Control a 200 would have.
+      notModified: Object.freeze({ etag: doc.etag, 'cache-control': `max-age=${doc.refreshHint}` }),
       held: new Map(),
     };
     headerCache.set(doc, h);
@@ -171,12 +174,7 @@ function heldHeaders(doc: PublishedBundle, applied: string): HeldHeaders {
   if (!forWait) {
     forWait = {
       ok: Object.freeze({ ...h.ok, 'preference-applied': applied }),
-      // RFC 9110 §15.4.5: a 304 carries the ETag and Cache-Control a 200 would have.
-      notModified: Object.freeze({
-        etag: doc.etag,
-        'cache-control': `max-age=${doc.refreshHint}`,
-        'preference-applied': applied,
-      }),
+      notModified: Object.freeze({ ...h.notModified, 'preference-applied': applied }),
     };
     h.held.set(applied, forWait);
   }
@@ -197,12 +195,10 @@ function sendDocument(reply: FastifyReply, doc: PublishedBundle): FastifyReply {
 }
 
 function sendNotModified(reply: FastifyReply, doc: PublishedBundle): FastifyReply {
-  // RFC 9110 §15.4.5: a 304 carries the ETag and Cache-Control a 200 would have.
-  return reply
-    .code(304)
-    .header('etag', doc.etag)
-    .header('cache-control', `max-age=${doc.refreshHint}`)
-    .send();
+  reply.hijack();
+  reply.raw.writeHead(304, documentHeaders(doc).notModified);
+  reply.raw.end();
+  return reply;
 }
 
 /**
