@@ -168,21 +168,19 @@ describe('SpireServerClient against the emulator', () => {
       expect(err.message).toBe('SPIRE BatchSetFederatedBundle answered 0 results for 1 bundles');
     });
 
-    it('refuses a pager that repeats its token instead of looping forever', async () => {
-      const c = client();
-      emu.faults.respondNext(5, { bundles: [], next_page_token: '7' }, { method: 'ListFederatedBundles' });
-      const err = await caught(c.listFederatedBundles());
-      expect(err.code).toBe('ERR_SPIRE_RESPONSE');
-      expect(err.message).toContain('page token "7" twice');
-    });
-
-    it('the sequence-only list refuses a pager that repeats its token', async () => {
-      const c = client();
-      emu.faults.respondNext(2, { bundles: [], next_page_token: '7' }, { method: 'ListFederatedBundles' });
-      const loop = await caught(c.listFederatedBundleSequences());
-      expect(loop.code).toBe('ERR_SPIRE_RESPONSE');
-      expect(loop.message).toContain('page token "7" twice');
-    });
+    it.each([
+      ['the full list', 5, (c: SpireServerClient) => c.listFederatedBundles()],
+      ['the sequence-only list', 2, (c: SpireServerClient) => c.listFederatedBundleSequences()],
+    ] as const)(
+      '%s refuses a pager that repeats its token instead of looping forever',
+      async (_, n, list) => {
+        const c = client();
+        emu.faults.respondNext(n, { bundles: [], next_page_token: '7' }, { method: 'ListFederatedBundles' });
+        const err = await caught(list(c));
+        expect(err.code).toBe('ERR_SPIRE_RESPONSE');
+        expect(err.message).toContain('page token "7" twice');
+      },
+    );
 
     it('surfaces an unconvertible bundle as ERR_SPIRE_CONVERSION', async () => {
       const c = client();
