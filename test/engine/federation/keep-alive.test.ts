@@ -6,7 +6,7 @@ import type { IssuedCert } from '../../../src/adapters/pki/index.js';
 import { marshalBundle } from '../../../src/core/bundle/codec.js';
 import type { TrustBundle } from '../../../src/core/bundle/trust-bundle.js';
 import { type FetchProfile, fetchPeerBundle } from '../../../src/engine/federation/fetch.js';
-import { connectionKey } from '../../../src/engine/federation/http.js';
+import { connectionKey, REQUEST_SEND_FRAGMENT } from '../../../src/engine/federation/http.js';
 import { IdleConnections } from '../../../src/engine/federation/idle-connections.js';
 import { tlsSessions } from '../../../src/engine/federation/tls.js';
 import { FetchError } from '../../../src/errors.js';
@@ -160,6 +160,53 @@ describe('kept-alive bundle endpoint connections', () => {
     await alone();
     expect(ep.connections).toBe(3);
     expect(ep.connectionHeaders.slice(3)).toEqual(['close', 'close']);
+  });
+
+  it('caps the records it sends once connected, so a kept connection holds a small write buffer', async () => {
+    const ep = await serve(webCert);
+    // What the socket was asked, in order: the handshake runs at OpenSSL's default record size.
+    const calls: string[] = [];
+    const spying = (o: tls.ConnectionOptions): tls.TLSSocket => {
+      const s = connect(o);
+      s.once('secureConnect', () => calls.push('secureConnect'));
+      const set = s.setMaxSendFragment.bind(s);
+      s.setMaxSendFragment = (size: number) => {
+        calls.push(`setMaxSendFragment(${size}) ${s.encrypted && s.authorized ? 'verified' : 'unverified'}`);
+        return set(size);
+      };
+      return s;
+    };
+    const fetched = await fetchPeerBundle(
+      {
+        trustDomain: td('peer.test'),
+        urls: [new URL(ep.url)],
+        profile: { kind: 'https_web', caPem: webCa.pem },
+      },
+      { connect: spying, connections: pool },
+    );
+    expect(fetched.kind).toBe('bundle');
+    expect(REQUEST_SEND_FRAGMENT).toBe(1024);
+    expect(calls).toEqual(['secureConnect', 'setMaxSendFragment(1024) verified']);
+    // A reuse asks nothing again; the request still goes out and is answered.
+    await settled(1);
+    expect((await web(ep.url, webCa.pem)).kind).toBe('bundle');
+    expect(calls).toHaveLength(2);
+    expect(ep.connections).toBe(1);
+  });
+
+  it('an idle connection keeps nothing of its last exchange alive', async () => {
+    const ep = await serve(webCert);
+    const key = connectionKey(new URL(ep.url), { kind: 'https_web', caPem: webCa.pem });
+    for (let i = 0; i < 2; i++) {
+      expect((await web(ep.url, webCa.pem)).kind).toBe('bundle');
+      await settled(1);
+      const conn = pool.take(key)!;
+      // node:http's last ClientRequest (and through it the response, its headers and the
+      // exchange's closures) would stay reachable from the idle socket.
+      expect((conn.socket as unknown as { _httpMessage: unknown })._httpMessage).toBeNull();
+      pool.put(key, conn);
+    }
+    expect(ep.connections).toBe(1);
   });
 
   it('does not add listeners to a connection with every reuse', async () => {
