@@ -14,7 +14,8 @@
  *
  * Env: SCALE_PEERS (1000), SCALE_STEADY_SECONDS (150), SCALE_SETTLE_SECONDS (5),
  * SCALE_ROTATIONS (3), SCALE_ROTATE (50), SCALE_HINT_SECONDS (300), SCALE_HOSTS=shared,
- * SCALE_REAL_SPIRE=0 to leave the real server out, SCALE_DEBUG=1 for per-thread CPU and batch sizes.
+ * SCALE_REAL_SPIRE=0 to leave the real server out, SCALE_DEBUG=1 for per-thread CPU and batch sizes,
+ * SCALE_MAX_IDLE=<n> to run the broker with `fetch.keepAlive.maxIdle: <n>` instead of `auto`.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -158,6 +159,9 @@ export async function run(): Promise<BenchFigure[]> {
         '  profile: https_web',
         `  certFile: ${join(dir, 'ep.crt')}`,
         `  keyFile: ${join(dir, 'ep.key')}`,
+        ...(process.env.SCALE_MAX_IDLE
+          ? ['fetch:', '  keepAlive:', `    maxIdle: ${process.env.SCALE_MAX_IDLE}`]
+          : []),
         '',
       ].join('\n'),
     );

@@ -4,6 +4,7 @@ import type { AuditTrail } from '../adapters/audit/audit-trail.js';
 import type { BrokerMetrics } from '../adapters/metrics/broker-metrics.js';
 import { AllowlistWatcher, type AllowlistWatcherFs } from '../engine/config/allowlist-watcher.js';
 import type { Allowlist, BrokerConfig } from '../engine/config/types.js';
+import type { IdleConnections } from '../engine/federation/idle-connections.js';
 import type { FederationManager } from '../engine/federation/manager.js';
 import type { BrokerError } from '../errors.js';
 import type { Clock } from '../platform/clock.js';
@@ -21,6 +22,8 @@ export class AllowlistControl {
     readonly logger: Logger;
     readonly clock: Clock;
     readonly audit: () => AuditTrail | undefined;
+    /** The kept-alive connection pool, sized to the allowlist when its `maxIdle` is `'auto'`. */
+    readonly connections?: Pick<IdleConnections, 'fitTo'>;
   };
   #loaded = false;
   #refused: { code: string; message: string; at: number } | undefined;
@@ -31,6 +34,7 @@ export class AllowlistControl {
     logger: Logger;
     clock: Clock;
     audit: () => AuditTrail | undefined;
+    connections?: Pick<IdleConnections, 'fitTo'>;
   }) {
     this.#deps = deps;
   }
@@ -82,6 +86,7 @@ export class AllowlistControl {
     if (this.#loaded) logger.info('allowlist changed', { version: next.version });
     this.#refused = undefined;
     const r = await manager.apply(next);
+    this.#deps.connections?.fitTo(next.peers.length);
     for (const td of r.added) metrics.setPeerState(td, 'PENDING');
     metrics.allowlistReloaded({ ok: true, peers: next.peers.length });
     await this.#deps

@@ -99,6 +99,11 @@ export class BrokerDaemon {
       clock,
       bundles: () => this.view.allBundles(),
       heldRequests: () => this.#endpoint?.app.bundleEndpoint.heldRequests() ?? 0,
+      fetchConnections: () => ({
+        idle: this.#connections.size,
+        max: this.#connections.enabled ? this.#connections.maxIdle : 0,
+        reused: this.#connections.reused,
+      }),
       syncStatus: () => this.view.serverStatus(),
       build: { version: BROKER_VERSION, nodeVersion: process.version },
     });
@@ -140,6 +145,7 @@ export class BrokerDaemon {
       logger: log,
       clock,
       audit: () => this.#audit,
+      connections: this.#connections,
     });
     this.routing = new PublishRouting({
       peers: () => this.manager.peers(),

@@ -45,6 +45,8 @@ export interface BrokerMetricsOptions {
   readonly bundles?: () => Iterable<TrustBundle>;
   /** Long-polls held by the bundle endpoint, read at every scrape. */
   readonly heldRequests?: () => number;
+  /** The kept-open fetch connections (e.g. the daemon's IdleConnections), read at every scrape. */
+  readonly fetchConnections?: () => { readonly idle: number; readonly max: number; readonly reused: number };
   /** Per-server drift and conflicts (e.g. every SpireServerSync's `status()`), read at every scrape. */
   readonly syncStatus?: () => Iterable<SyncDriftStatus>;
   /** Values of `spiffe_broker_build_info`. */
@@ -240,6 +242,39 @@ export class BrokerMetrics {
           }
         : undefined,
     );
+    const pool = opts.fetchConnections;
+    gauge(
+      r,
+      METRICS.fetchIdleConnections,
+      pool
+        ? function collect() {
+            this.set(pool().idle);
+          }
+        : undefined,
+    );
+    gauge(
+      r,
+      METRICS.fetchIdleConnectionsMax,
+      pool
+        ? function collect() {
+            this.set(pool().max);
+          }
+        : undefined,
+    );
+    // A counter kept by the pool itself: mirrored at every scrape (it only grows).
+    new Counter({
+      name: METRICS.fetchConnectionReuses.name,
+      help: METRICS.fetchConnectionReuses.help,
+      registers: [r],
+      ...(pool
+        ? {
+            collect(this: Counter<string>) {
+              this.reset();
+              this.inc(pool().reused);
+            },
+          }
+        : {}),
+    });
     this.#reloadSuccess = gauge(r, METRICS.allowlistReloadSuccess);
     this.#reloadTimestamp = gauge(r, METRICS.allowlistReloadTimestamp);
     this.#allowlistPeers = gauge(r, METRICS.allowlistPeers);

@@ -213,6 +213,24 @@ export const METRICS = {
     [],
     'Bundle endpoint requests held open for change notification (long-polls) right now.',
   ),
+  fetchIdleConnections: def(
+    'spiffe_broker_fetch_idle_connections',
+    'gauge',
+    [],
+    'Bundle endpoint connections kept open between polls right now (fetch.keepAlive).',
+  ),
+  fetchIdleConnectionsMax: def(
+    'spiffe_broker_fetch_idle_connections_max',
+    'gauge',
+    [],
+    'Most bundle endpoint connections kept open between polls at once (fetch.keepAlive.maxIdle; auto: one per allowlisted peer, at least 1024).',
+  ),
+  fetchConnectionReuses: def(
+    'spiffe_broker_fetch_connection_reuses_total',
+    'counter',
+    [],
+    'Peer bundle requests sent on a kept-open connection instead of a new TCP and TLS handshake.',
+  ),
   allowlistReloadSuccess: def(
     'spiffe_broker_allowlist_reload_success',
     'gauge',

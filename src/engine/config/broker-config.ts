@@ -39,8 +39,8 @@ export const BROKER_DEFAULTS = Object.freeze({
   fetchMaxBodyBytes: 1_048_576,
   /** 10 minutes: a 300 s refresh hint polls every 75 s; an hour's hint every 15 minutes pays a handshake. */
   fetchKeepAliveIdleTimeoutMs: 600_000,
-  /** ~40 KiB of native TLS memory each (docs/scaling.md). */
-  fetchKeepAliveMaxIdle: 1024,
+  /** One per allowlisted peer, at least 1,024; ~40 KiB of native TLS memory each (docs/scaling.md). */
+  fetchKeepAliveMaxIdle: 'auto' as const,
   probeIntervalMs: 10_000,
   auditFileName: 'audit.log',
   auditKeyFileName: 'audit-key.pem',
@@ -503,6 +503,15 @@ function readVerify(reader: YamlReader, f: Field | undefined): VerifyApiConfig |
   return addr && maxBodyBytes !== undefined ? { listen: addr, maxBodyBytes } : undefined;
 }
 
+/** `fetch.keepAlive.maxIdle`: `auto` (one per allowlisted peer, at least 1,024) or 0..1,000,000. */
+function readMaxIdle(reader: YamlReader, f: Field): number | 'auto' | undefined {
+  const v = f.node && 'value' in f.node ? f.node.value : undefined;
+  if (v === 'auto') return 'auto';
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= 1_000_000) return v;
+  reader.report(f, 'must be auto or an integer in 0..1000000');
+  return undefined;
+}
+
 function readFetch(reader: YamlReader, f: Field | undefined): FetchConfig | undefined {
   const d: FetchConfig = {
     connectTimeoutMs: BROKER_DEFAULTS.fetchConnectTimeoutMs,
@@ -529,7 +538,7 @@ function readFetch(reader: YamlReader, f: Field | undefined): FetchConfig | unde
     const iF = k && opt(reader, k, 'idleTimeout');
     const xF = k && opt(reader, k, 'maxIdle');
     const idleTimeoutMs = iF ? reader.duration(iF, 0, DAY_MS) : d.keepAlive.idleTimeoutMs;
-    const maxIdle = xF ? reader.integer(xF, 0, 1_000_000) : d.keepAlive.maxIdle;
+    const maxIdle = xF ? readMaxIdle(reader, xF) : d.keepAlive.maxIdle;
     keepAlive =
       k && idleTimeoutMs !== undefined && maxIdle !== undefined ? { idleTimeoutMs, maxIdle } : undefined;
   }

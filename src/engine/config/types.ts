@@ -180,10 +180,11 @@ export interface FetchConfig {
   readonly maxBodyBytes: number;
   /**
    * Kept-alive connections to bundle endpoints between polls (`fetch.keepAlive`): an idle one
-   * closes after `idleTimeoutMs`; at most `maxIdle` wait at once (~40 KiB each). Either 0: none
-   * kept, every poll opens a connection. Defaults 10 minutes and 1,024.
+   * closes after `idleTimeoutMs`; at most `maxIdle` wait at once (~40 KiB each; `'auto'`: one per
+   * allowlisted peer, at least 1,024). Either 0: none kept, every poll opens a connection.
+   * Defaults 10 minutes and `'auto'`.
    */
-  readonly keepAlive: { readonly idleTimeoutMs: number; readonly maxIdle: number };
+  readonly keepAlive: { readonly idleTimeoutMs: number; readonly maxIdle: number | 'auto' };
 }
 
 /** What reconciliation against SPIRE may do. */

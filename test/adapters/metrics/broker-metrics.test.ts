@@ -181,7 +181,13 @@ describe('BrokerMetrics', () => {
   });
 
   it('records verifications, probes, held requests, allowlist reloads and audit failures', async () => {
-    const m = new BrokerMetrics({ registry, clock, heldRequests: () => 12 });
+    let reused = 40;
+    const m = new BrokerMetrics({
+      registry,
+      clock,
+      heldRequests: () => 12,
+      fetchConnections: () => ({ idle: 900, max: 2500, reused }),
+    });
     m.observeVerify({ trustDomain: 'b.test', kind: 'x509', result: 'ok', durationSeconds: 0.0001 });
     m.observeVerify({
       trustDomain: 'unknown',
@@ -217,6 +223,11 @@ describe('BrokerMetrics', () => {
       }),
     ).toBe(1);
     expect(await value(registry, 'spiffe_broker_endpoint_held_requests')).toBe(12);
+    expect(await value(registry, 'spiffe_broker_fetch_idle_connections')).toBe(900);
+    expect(await value(registry, 'spiffe_broker_fetch_idle_connections_max')).toBe(2500);
+    expect(await value(registry, 'spiffe_broker_fetch_connection_reuses_total')).toBe(40);
+    reused = 45; // read from the pool at every scrape
+    expect(await value(registry, 'spiffe_broker_fetch_connection_reuses_total')).toBe(5 + 40);
     expect(await value(registry, 'spiffe_broker_allowlist_reload_success')).toBe(0);
     expect(await value(registry, 'spiffe_broker_allowlist_reload_timestamp_seconds')).toBe(T0 / 1000);
     expect(await value(registry, 'spiffe_broker_allowlist_peers')).toBe(3);

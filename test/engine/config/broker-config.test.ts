@@ -86,7 +86,7 @@ describe('parseBrokerConfig', () => {
       connectTimeoutMs: 5000,
       timeoutMs: 30_000,
       maxBodyBytes: 1_048_576,
-      keepAlive: { idleTimeoutMs: 600_000, maxIdle: 1024 },
+      keepAlive: { idleTimeoutMs: 600_000, maxIdle: 'auto' },
     });
     expect(c.reconcile).toEqual({ enforce: false, deleteMode: 'restrict' });
     expect(c.audit).toEqual({
@@ -164,13 +164,23 @@ describe('parseBrokerConfig', () => {
     expect(parseBrokerConfig(ep('handshakeTimeout: 100ms')).endpoint?.handshakeTimeoutMs).toBe(100);
   });
 
-  it('fetch.keepAlive: 0 turns reuse off; negative or unknown fields are refused', () => {
+  it('fetch.keepAlive: 0 turns reuse off; auto sizes to the allowlist; negative or unknown fields are refused', () => {
     const ka = (extra: string) => parseBrokerConfig(`${MINIMAL}fetch: { keepAlive: { ${extra} } }\n`);
-    expect(ka('idleTimeout: 0s').fetch.keepAlive).toEqual({ idleTimeoutMs: 0, maxIdle: 1024 });
+    expect(ka('idleTimeout: 0s').fetch.keepAlive).toEqual({ idleTimeoutMs: 0, maxIdle: 'auto' });
     expect(ka('maxIdle: 0').fetch.keepAlive).toEqual({ idleTimeoutMs: 600_000, maxIdle: 0 });
-    for (const bad of ['maxIdle: -1', 'idleTimeout: soon', 'maxIdle: 2000000', 'lifetime: 1h']) {
+    expect(ka('maxIdle: 1024').fetch.keepAlive).toEqual({ idleTimeoutMs: 600_000, maxIdle: 1024 });
+    expect(ka('maxIdle: auto').fetch.keepAlive).toEqual({ idleTimeoutMs: 600_000, maxIdle: 'auto' });
+    for (const bad of [
+      'maxIdle: -1',
+      'idleTimeout: soon',
+      'maxIdle: 2000000',
+      'maxIdle: automatic',
+      "maxIdle: 'AUTO'",
+      'lifetime: 1h',
+    ]) {
       expect(() => ka(bad), bad).toThrow(ConfigValidationError);
     }
+    expect(() => ka('maxIdle: automatic')).toThrow(/maxIdle: must be auto or an integer in 0\.\.1000000/);
   });
 
   it('collects every problem with its position', () => {
