@@ -177,6 +177,10 @@ kubernetes: { anything: [1, 2] }
   { name: 'bad deleteMode', text: `${BC_MIN}reconcile: { deleteMode: purge }\n`, valid: false },
   { name: 'bad fsync', text: `${BC_MIN}audit: { fsync: sometimes }\n`, valid: false },
   { name: 'bad size', text: `${BC_MIN}fetch: { maxBodyBytes: 1MB }\n`, valid: false },
+  { name: 'maxIdle auto', text: `${BC_MIN}fetch: { keepAlive: { maxIdle: auto } }\n`, valid: true },
+  { name: 'maxIdle number', text: `${BC_MIN}fetch: { keepAlive: { maxIdle: 64 } }\n`, valid: true },
+  { name: 'maxIdle other word', text: `${BC_MIN}fetch: { keepAlive: { maxIdle: all } }\n`, valid: false },
+  { name: 'maxIdle too large', text: `${BC_MIN}fetch: { keepAlive: { maxIdle: 2000000 } }\n`, valid: false },
   {
     name: 'file outputs',
     text: `${BC_MIN}outputs:\n  files: { dir: /run/b, formats: [grpc-bundle-map, envoy-bundle-map, pem, jwks], includeLocal: true }\n`,
