@@ -91,7 +91,7 @@ export class IdleConnections {
    */
   fitTo(peers: number): void {
     if (!this.#auto) return;
-    this.#maxIdle = Math.max(DEFAULT_MAX_IDLE, Math.max(0, Math.floor(peers)));
+    this.#maxIdle = Number.isSafeInteger(peers) && peers > DEFAULT_MAX_IDLE ? peers : DEFAULT_MAX_IDLE;
     this.#trim();
   }
 

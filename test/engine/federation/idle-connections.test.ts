@@ -51,9 +51,12 @@ describe('IdleConnections maxIdle', () => {
     expect(open(more.slice(0, 1500))).toBe(0);
     expect(open(more.slice(1500))).toBe(1500);
 
-    // A small allowlist still keeps up to the default.
+    // A small allowlist still keeps up to the default; so does a count that is not one.
     pool.fitTo(3);
     expect(pool.maxIdle).toBe(DEFAULT_MAX_IDLE);
+    pool.fitTo(Number.NaN);
+    expect(pool.maxIdle).toBe(DEFAULT_MAX_IDLE);
+    expect(pool.enabled).toBe(true);
     expect(pool.size).toBe(DEFAULT_MAX_IDLE);
     pool.close();
     expect(open(more)).toBe(0);
