@@ -149,6 +149,7 @@ export class BrokerDaemon {
     });
     this.routing = new PublishRouting({
       peers: () => this.manager.peers(),
+      peer: (td) => this.manager.peer(td),
       bundle: (td) => store.get(td),
       servers: () => [...clients.keys()],
     });

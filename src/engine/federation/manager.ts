@@ -197,6 +197,11 @@ export class FederationManager {
     return [...this.#peers.values()].map((t) => t.peer);
   }
 
+  /** The allowlist entry of one trust domain, without listing every peer. */
+  peer(trustDomain: string): PeerConfig | undefined {
+    return this.#peers.get(trustDomain)?.peer;
+  }
+
   /**
    * Applies an allowlist: starts updaters for new peers, updates changed ones, stops and revokes
    * removed ones. Safe to call before {@link run}; updaters start when it runs.

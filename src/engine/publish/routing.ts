@@ -5,6 +5,8 @@ import type { PeerConfig } from '../config/types.js';
 export interface PublishRoutingDeps {
   /** Peers currently allowlisted (the federation manager's). */
   readonly peers: () => readonly PeerConfig[];
+  /** One allowlisted peer by trust domain name: asked once per accepted bundle, so O(1). */
+  readonly peer: (trustDomain: string) => PeerConfig | undefined;
   /** The bundle held for a peer (the federated bundle store). */
   readonly bundle: (trustDomain: string) => TrustBundle | undefined;
   /** Names of every configured sink target (SPIRE servers). */
@@ -48,7 +50,9 @@ export class PublishRouting {
 
   /** The SPIRE servers a peer's bundle is written to (its allowlist entry's targets, resolved). */
   targetsOf(trustDomain: string): string[] {
-    const peer = this.#deps.peers().find((p) => p.trustDomain.name === trustDomain);
+    // Once per accepted bundle (propagation tracking): a scan of every peer here made a 10,000-peer
+    // cold start allocate ~1.2 GiB (an allocation profile of bench/scale.bench.ts).
+    const peer = this.#deps.peer(trustDomain);
     if (!peer) return [];
     const servers = this.#deps.servers();
     return peer.targetServers === 'all'

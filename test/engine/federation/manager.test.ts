@@ -103,6 +103,9 @@ describe('FederationManager', () => {
     expect(t.persisted.sort()).toEqual(['a.test@1', 'b.test@7']);
     expect(t.store.get('b.test')?.sequence).toBe(7n);
     expect(stateOf(t.manager, 'a.test')).toBe('ACTIVE');
+    // One entry by name, as peers() lists them.
+    expect(t.manager.peer('b.test')).toBe(t.manager.peers().find((p) => p.trustDomain.name === 'b.test'));
+    expect(t.manager.peer('c.test')).toBeUndefined();
   });
 
   it('PENDING until a first success (with the last error as reason), UNAVAILABLE after 3 failures', async () => {
