@@ -108,6 +108,40 @@ describe('checkReferencedFiles (ERR_CONFIG_FILE)', () => {
     expect(await checkReferencedFiles(broker(), fsOf(), { text: BROKER })).toEqual([]);
   });
 
+  it('a CA file many peers name is read once and its problem reported at each of their keys', async () => {
+    const peers = Array.from(
+      { length: 3 },
+      (_, i) =>
+        `  - trustDomain: p${i}.example\n    bundleEndpoint:\n      urls: [https://p${i}.example/]\n      profile: https_web\n      caFile: /etc/sb/shared.pem\n`,
+    ).join('');
+    const text = `apiVersion: spiffe-broker.dev/v1\nkind: Allowlist\npeers:\n${peers}`;
+    let reads = 0;
+    const fs: ReferencedFileFs = {
+      readFile: async () => {
+        reads++;
+        return new TextEncoder().encode('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
+      },
+    };
+    const issues = await checkReferencedFiles({ kind: 'Allowlist', allowlist: parseAllowlist(text) }, fs, {
+      text,
+    });
+    expect(reads).toBe(1);
+    expect(issues.map((i) => [i.path, i.line])).toEqual([
+      ['/peers/0/bundleEndpoint/caFile', 8],
+      ['/peers/1/bundleEndpoint/caFile', 13],
+      ['/peers/2/bundleEndpoint/caFile', 18],
+    ]);
+    for (const i of issues)
+      expect(i.message).toBe(
+        'caFile /etc/sb/shared.pem does not hold PEM CA certificates: PEM block 0 is not a valid X.509 certificate',
+      );
+    // A good shared file: no problem for anyone.
+    const good: ReferencedFileFs = { readFile: async () => new TextEncoder().encode(ca.pem) };
+    expect(await checkReferencedFiles({ kind: 'Allowlist', allowlist: parseAllowlist(text) }, good)).toEqual(
+      [],
+    );
+  });
+
   it('a missing caFile and bootstrapBundleFile are reported at their keys', async () => {
     const fs = fsOf();
     const issues = await checkReferencedFiles(
