@@ -2,8 +2,8 @@
  * Scale: one broker (in its own process, so only it is measured) federating with 1,000 peer trust
  * domains served by one synthetic https_web bundle endpoint server (bench/support/fleet.ts,
  * refresh hint 300 s) under a host name per peer, as a real fleet (SCALE_HOSTS=shared: all on
- * 127.0.0.1), writing into 3 SPIRE emulators plus one real spire-server v1.15.3 when it
- * is installed.
+ * 127.0.0.1), writing into 3 SPIRE emulators (each in a process of its own) plus one real
+ * spire-server v1.15.3 when it is installed.
  *
  * Measured: cold start (daemon.run → every server holds all 1,000 bundles), the broker's peak RSS,
  * its steady-state CPU at 5-minute hints (process CPU over a window after convergence, no IPC in
@@ -18,13 +18,13 @@
  * SCALE_MAX_IDLE=<n> to run the broker with `fetch.keepAlive.maxIdle: <n>` instead of `auto`.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchFigure } from './lib.js';
 import { BrokerProcess, rssSampler } from './support/broker-process.js';
 import { BundleFleet, FLEET_DOMAIN } from './support/fleet.js';
-import { startEmulatorTarget, startRealTarget, type TargetServer } from './support/targets.js';
+import { startEmulatorProcessTarget, startRealTarget, type TargetServer } from './support/targets.js';
 import { threadCpu, threadCpuDelta } from './support/thread-cpu.js';
 import { createWebServerCert } from './support/web-cert.js';
 
@@ -110,7 +110,9 @@ export async function run(): Promise<BenchFigure[]> {
       // One host name per peer, as in a real fleet (SCALE_HOSTS=shared: all on 127.0.0.1).
       hostPerPeer: process.env.SCALE_HOSTS !== 'shared',
     });
-    for (const n of [1, 2, 3]) targets.push(await startEmulatorTarget(`emu-${n}`, TRUST_DOMAIN, dir));
+    // Each emulator in a process of its own, as SPIRE servers are: in this process, storing a
+    // 4,000-bundle BatchSet blocked the fleet's event loop for seconds (bench/support/emulator-child.ts).
+    for (const n of [1, 2, 3]) targets.push(await startEmulatorProcessTarget(`emu-${n}`, TRUST_DOMAIN, dir));
     let realNote = 'real spire-server: not included (SCALE_REAL_SPIRE=0)';
     if (process.env.SCALE_REAL_SPIRE !== '0') {
       const real = await startRealTarget('spire', TRUST_DOMAIN, dir);
@@ -178,6 +180,8 @@ export async function run(): Promise<BenchFigure[]> {
         throw new Error('broker exited before running');
       }),
     ]);
+    const coldThreads = process.env.SCALE_DEBUG ? await threadCpu(broker.pid) : undefined;
+    const machineBefore = process.env.SCALE_DEBUG ? await machineCpu() : undefined;
     const perServer = new Map<string, number>();
     await until(`every server to hold ${PEERS} bundles`, 120_000, async () => {
       for (const t of targets) {
@@ -192,8 +196,19 @@ export async function run(): Promise<BenchFigure[]> {
       process.stdout.write(`scale: memory after cold start ${JSON.stringify(await broker.memory())}\n`);
     const afterCold = await broker.stats();
     const coldBatches = Object.fromEntries(Object.entries(afterCold.batches).map(([k, v]) => [k, v.length]));
-    if (process.env.SCALE_DEBUG)
+    if (process.env.SCALE_DEBUG) {
       process.stdout.write(`scale: cold-start batch sizes ${JSON.stringify(afterCold.batches)}\n`);
+      const rel = (t: number) => ((t - runningAt) / 1000).toFixed(1);
+      process.stdout.write(
+        `scale: cold start timeline (s after running): every 1,000th accepted bundle ${afterCold.acceptedMarks.map(rel).join(' ')}; batches sent→answered ${JSON.stringify(Object.fromEntries(Object.entries(afterCold.batchTimes).map(([k, v]) => [k, v.map(([a, b]) => `${rel(a)}→${rel(b)}`)])))}; servers full ${JSON.stringify(Object.fromEntries([...perServer].map(([k, v]) => [k, (v / 1000).toFixed(1)])))}\n`,
+      );
+      const byName = threadCpuDelta(broker.pid, coldThreads!, await threadCpu(broker.pid));
+      process.stdout.write(`scale: cold start CPU ticks (1/100 s) by thread ${JSON.stringify(byName)}\n`);
+      const m = await machineCpu();
+      process.stdout.write(
+        `scale: cold start machine CPU busy ${(((m.busy - machineBefore!.busy) / (m.total - machineBefore!.total)) * 100).toFixed(1)} % of ${cpus().length} cores\n`,
+      );
+    }
 
     // --- steady state at 5-minute hints ---
     await sleep(SETTLE_SECONDS * 1000); // let persistence and the first resync settle
@@ -228,7 +243,9 @@ export async function run(): Promise<BenchFigure[]> {
       await until('every peer to hold a long-poll', 60_000, () => fleet!.heldNow() >= PEERS);
       await sleep(500);
       const before = await broker.stats();
-      const emuBefore = new Map(targets.map((t) => [t.name, t.batchSetCalls() ?? 0]));
+      const emuBefore = new Map(
+        await Promise.all(targets.map(async (t) => [t.name, (await t.batchSetCalls()) ?? 0] as const)),
+      );
       const indices = Array.from({ length: ROTATE }, (_, k) => (r * ROTATE + k * 7) % PEERS);
       const uniq = [...new Set(indices)];
       const want = new Map(uniq.map((i) => [fleet!.trustDomain(i), fleet!.bundle(i).sequence + 1n]));
@@ -248,7 +265,7 @@ export async function run(): Promise<BenchFigure[]> {
         const sent = after.batches[t.name]!.slice(before.batches[t.name]!.length);
         calls[t.name] = sent.length;
         carried[t.name] = sent.reduce((a, b) => a + b, 0);
-        const seen = t.batchSetCalls();
+        const seen = await t.batchSetCalls();
         if (seen !== undefined && seen - emuBefore.get(t.name)! !== sent.length)
           throw new Error(
             `${t.name}: emulator saw ${seen - emuBefore.get(t.name)!} BatchSet calls, the broker sent ${sent.length}`,
@@ -338,4 +355,11 @@ export async function run(): Promise<BenchFigure[]> {
     await Promise.allSettled(targets.map((t) => t.stop()));
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Busy and total jiffies of the whole machine, from /proc/stat (diagnostics). */
+async function machineCpu(): Promise<{ busy: number; total: number }> {
+  const f = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - f[4]!, total };
 }

@@ -10,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import * as tls from 'node:tls';
+import { writeHeapSnapshot } from 'node:v8';
 import type { BundleItemResult } from '../../src/adapters/spire/client.js';
 import { type SpireCallOptions, SpireServerClient } from '../../src/adapters/spire/client.js';
 import type { TrustBundle } from '../../src/core/bundle/trust-bundle.js';
@@ -35,6 +36,10 @@ export interface BrokerChildStats {
   readonly batches: Record<string, number[]>;
   /** Accepted-bundle events so far. */
   readonly accepted: number;
+  /** Date.now() at every 1,000th accepted bundle (diagnostics). */
+  readonly acceptedMarks: number[];
+  /** Per SPIRE server: Date.now() when each BatchSetFederatedBundle was sent and answered. */
+  readonly batchTimes: Record<string, [number, number][]>;
   readonly heldRequests: number;
 }
 
@@ -46,6 +51,8 @@ const configPath = process.argv[2];
 if (!configPath) throw new Error('usage: broker-child.ts <broker.yaml>');
 const config = parseBrokerConfig(readFileSync(configPath, 'utf8'));
 const batches: Record<string, number[]> = {};
+const batchTimes: Record<string, [number, number][]> = {};
+const acceptedMarks: number[] = [];
 let accepted = 0;
 
 class CountingClient extends SpireServerClient {
@@ -54,13 +61,18 @@ class CountingClient extends SpireServerClient {
     super(opts);
     this.#name = name;
     batches[name] = [];
+    batchTimes[name] = [];
   }
   override batchSetFederatedBundle(
     bundles: readonly TrustBundle[],
     opts?: SpireCallOptions & { fields?: never },
   ): Promise<BundleItemResult[]> {
     batches[this.#name]!.push(bundles.length);
-    return super.batchSetFederatedBundle(bundles, opts);
+    const times: [number, number] = [Date.now(), 0];
+    batchTimes[this.#name]!.push(times);
+    return super.batchSetFederatedBundle(bundles, opts).finally(() => {
+      times[1] = Date.now();
+    });
   }
 }
 
@@ -86,6 +98,7 @@ const daemon = await BrokerDaemon.create(config, {
   federationObserver: {
     accepted: () => {
       accepted++;
+      if (accepted % 1000 === 0) acceptedMarks.push(Date.now());
     },
   },
 });
@@ -108,6 +121,7 @@ process.on('message', async (m: { type: string }) => {
     const cpu = process.cpuUsage();
     let heldRequests = 0;
     if (config.endpoint) heldRequests = (await daemon.endpoint()).app.bundleEndpoint.heldRequests();
+    snapshotWhenHolding(heldRequests);
     const stats: BrokerChildStats = {
       type: 'stats',
       rss: process.memoryUsage.rss(),
@@ -122,6 +136,8 @@ process.on('message', async (m: { type: string }) => {
         reachable: s.reachable,
       })),
       batches,
+      batchTimes,
+      acceptedMarks,
       accepted,
       heldRequests,
     };
@@ -184,9 +200,19 @@ if (heapSample) {
 const heapSnapshot = process.env.BROKER_CHILD_HEAP_SNAPSHOT;
 if (heapSnapshot) {
   const [sec, file] = heapSnapshot.split(':');
-  const { writeHeapSnapshot } = await import('node:v8');
   setTimeout(() => writeHeapSnapshot(file), Number(sec) * 1000).unref();
 }
+// BROKER_CHILD_SNAPSHOT_WHEN_HOLDING=<n>:<file.heapsnapshot>: one heap snapshot the first time a
+// stats request finds at least n held requests (the long-poll bench asks until all are held).
+function snapshotWhenHolding(held: number): void {
+  const spec = process.env.BROKER_CHILD_SNAPSHOT_WHEN_HOLDING;
+  if (!spec || snapshotTaken) return;
+  const [n, file] = spec.split(':');
+  if (held < Number(n)) return;
+  snapshotTaken = true;
+  writeHeapSnapshot(file);
+}
+let snapshotTaken = false;
 send({ type: 'running', at: Date.now() });
 const running = daemon.run(stop.signal);
 // Where it listens, once it does: the bundle endpoint (when configured) and the verify API.

@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { writeHeapSnapshot } from 'node:v8';
 import { INTERMEDIATE_TLS12_CIPHERS } from '../../src/adapters/endpoint/server.js';
 
 const [certFile, keyFile] = process.argv.slice(2);
@@ -48,9 +49,17 @@ server.keepAliveTimeout = 72_000;
 server.listen(0, '127.0.0.1', () => {
   send({ type: 'listening', url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/` });
 });
+let snapshotTaken = false;
 process.on('message', (m: { type: string; file?: string; etag?: string; cacheControl?: string }) => {
-  if (m.type === 'stats') send({ type: 'stats', heldRequests: held.size });
-  else if (m.type === 'release') {
+  if (m.type === 'stats') {
+    // RAW_SNAPSHOT_WHEN_HOLDING=<n>:<file>: as BROKER_CHILD_SNAPSHOT_WHEN_HOLDING (broker-child.ts).
+    const spec = process.env.RAW_SNAPSHOT_WHEN_HOLDING;
+    if (spec && !snapshotTaken && held.size >= Number(spec.split(':')[0])) {
+      snapshotTaken = true;
+      writeHeapSnapshot(spec.split(':')[1]);
+    }
+    send({ type: 'stats', heldRequests: held.size });
+  } else if (m.type === 'release') {
     body = readFileSync(m.file!);
     const sequence = String(
       (JSON.parse(body.toString('utf8')) as { spiffe_sequence: number }).spiffe_sequence,

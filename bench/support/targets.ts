@@ -1,13 +1,16 @@
 /**
- * The SPIRE servers a benchmark broker writes into, behind one small interface: in-process
- * emulators (whose received calls can be counted) and real spire-server processes.
+ * The SPIRE servers a benchmark broker writes into, behind one small interface: emulators (whose
+ * received calls can be counted), in-process or in a process of their own, and real spire-server
+ * processes.
  * @module
  */
+import { fork } from 'node:child_process';
 import { join } from 'node:path';
 import { SpireServerClient } from '../../src/adapters/spire/client.js';
 import { SpireEmulator } from '../../src/adapters/spire/emulator/emulator.js';
 import { type SpireServerProcess, startSpireServerProcess } from '../../src/lab/spire-process.js';
 import { spireServerStatus } from '../../test/support/spire-harness.js';
+import { compiledPath } from './compile.js';
 
 /** One SPIRE server a benchmark broker writes into. */
 export interface TargetServer {
@@ -22,7 +25,7 @@ export interface TargetServer {
   /** Sequence of the federated bundle of `td`, if held. */
   sequenceOf(td: string): Promise<bigint | undefined>;
   /** BatchSetFederatedBundle calls received so far (emulators only). */
-  batchSetCalls(): number | undefined;
+  batchSetCalls(): Promise<number | undefined>;
   stop(): Promise<void>;
 }
 
@@ -40,8 +43,62 @@ export async function startEmulatorTarget(
     emulator,
     federatedCount: async () => emulator.datastore.countBundles() - 1,
     sequenceOf: async (td) => emulator.federatedBundle(td)?.sequence,
-    batchSetCalls: () => emulator.calls.filter((c) => c.method === 'BatchSetFederatedBundle').length,
+    batchSetCalls: async () => emulator.calls.filter((c) => c.method === 'BatchSetFederatedBundle').length,
     stop: () => emulator.stop(),
+  };
+}
+
+const EMULATOR_CHILD = new URL('./emulator-child.ts', import.meta.url).pathname;
+
+/**
+ * An emulator in a child process (bench/support/emulator-child.ts), so the storing work of large
+ * BatchSets does not block the calling process — e.g. the synthetic peer fleet it serves.
+ */
+export async function startEmulatorProcessTarget(
+  name: string,
+  trustDomain: string,
+  dir: string,
+): Promise<TargetServer> {
+  const child = fork(await compiledPath(EMULATOR_CHILD), [trustDomain, join(dir, `${name}.sock`)], {
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  const address = await new Promise<string>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`emulator ${name} exited ${code} before listening`)));
+    child.once('message', (m: { type: string; address: string }) => resolve(m.address));
+  });
+  let nextId = 0;
+  const ask = <T>(type: string, td?: string): Promise<T> =>
+    new Promise((resolve, reject) => {
+      const id = ++nextId;
+      const on = (m: { id?: number; value: T }): void => {
+        if (m.id !== id) return;
+        child.off('message', on);
+        child.off('exit', onExit);
+        resolve(m.value);
+      };
+      const onExit = (): void => reject(new Error(`emulator ${name} exited`));
+      child.on('message', on);
+      child.once('exit', onExit);
+      child.send({ id, type, ...(td !== undefined ? { td } : {}) });
+    });
+  return {
+    name,
+    kind: 'emulator',
+    address,
+    federatedCount: () => ask<number>('count'),
+    sequenceOf: async (td) => {
+      const v = await ask<string | undefined>('sequenceOf', td);
+      return v === undefined ? undefined : BigInt(v);
+    },
+    batchSetCalls: () => ask<number>('batchSetCalls'),
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.send({ type: 'stop' });
+      setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+      await exited;
+    },
   };
 }
 
@@ -72,7 +129,7 @@ export async function startRealTarget(
       process: proc,
       federatedCount: async () => (await client.countBundles()) - 1,
       sequenceOf: async (td) => (await client.findFederatedBundle(td))?.sequence,
-      batchSetCalls: () => undefined,
+      batchSetCalls: async () => undefined,
       async stop() {
         client.close();
         await proc.stop();

@@ -1,8 +1,8 @@
 /**
  * The tamper-evident audit trail: append-only JSON lines, each record Ed25519-signed and chained
  * to the previous line by SHA-256, so an edited, deleted, inserted, reordered or re-signed record
- * is found by {@link verifyAuditLog}. {@link AuditWriter} appends (fsync per record by default)
- * and resumes the chain on restart; {@link AuditTrail} is the typed façade the daemon calls.
+ * is found by {@link verifyAuditLog}. {@link AuditWriter} appends (an append resolves once its
+ * record is fsynced, by default; records appended together share one fsync) and resumes the chain on restart; {@link AuditTrail} is the typed façade the daemon calls.
  * Format and guarantees: docs/audit.md.
  * @module
  */
@@ -24,4 +24,9 @@ export {
 export type { AuditVerification } from './verify.js';
 export { declaredKey, verifyAuditLog } from './verify.js';
 export type { AuditResume, AuditWriterDeps, AuditWriterOptions } from './writer.js';
-export { AUDIT_TAIL_MAX_BYTES, AUDIT_TAIL_WINDOW_BYTES, AuditWriter } from './writer.js';
+export {
+  AUDIT_GROUP_MAX_RECORDS,
+  AUDIT_TAIL_MAX_BYTES,
+  AUDIT_TAIL_WINDOW_BYTES,
+  AuditWriter,
+} from './writer.js';

@@ -49,6 +49,19 @@ export type AuditResume =
 const encoder = new TextEncoder();
 
 /**
+ * Most records one write and fsync carries (group commit). Each is signed on the event loop
+ * (~30 µs), so a group blocks it for ~10 ms at most.
+ */
+export const AUDIT_GROUP_MAX_RECORDS = 256;
+
+interface PendingRecord {
+  readonly type: AuditRecordType;
+  readonly data: AuditData;
+  readonly resolve: (record: AuditRecord) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/**
  * Appends signed, hash-chained records to the audit file (format: record.ts, docs/audit.md).
  *
  * On open it resumes the chain from the file's last line after verifying it (its signature with
@@ -58,7 +71,8 @@ const encoder = new TextEncoder();
  * and whose data names the line, the reason and the key. A cut-off last line is first terminated
  * with a newline so the new record starts on a line of its own.
  *
- * Appends are serialized: records are written one at a time in call order. A failed write makes
+ * Appends are serialized: records are written in call order, those appended during a write
+ * together in the next one (group commit, {@link AuditWriter.append}). A failed write makes
  * the writer refuse further records (`ERR_AUDIT_WRITE`) — the file may end in a partial line — and
  * reopening starts a new segment.
  */
@@ -69,7 +83,10 @@ export class AuditWriter {
   readonly #now: () => number;
   #seq: number;
   #prev: string;
-  #queue: Promise<unknown> = Promise.resolve();
+  /** Records appended and not yet written, in call order. */
+  #pending: PendingRecord[] = [];
+  /** The loop writing {@link #pending} while it runs. */
+  #draining: Promise<void> | undefined;
   #failed: Error | undefined;
   #closed = false;
   /** The key's public half. */
@@ -168,39 +185,85 @@ export class AuditWriter {
 
   /**
    * Appends one record; resolves once it is written (and fsynced with `fsync: always`).
+   *
+   * Records are written in call order. Records appended while a write is in progress are written
+   * together by the next one — group commit: each is still signed and chained on its own, but they
+   * share one write(2) and one fsync(2) (up to {@link AUDIT_GROUP_MAX_RECORDS}). A broker
+   * accepting 10,000 bundles at a cold start appends ~50,000 records (one per bundle and one per
+   * SPIRE write); one fsync each cost ~0.16 ms of CPU and ~0.3 ms of the disk, per record.
    * @throws RuntimeError `ERR_AUDIT_WRITE`
    */
   append(type: AuditRecordType, data: AuditData): Promise<AuditRecord> {
-    const job = this.#queue.then(() => this.#write(type, data));
-    this.#queue = job.catch(() => undefined);
-    return job;
+    if (this.#closed)
+      return Promise.reject(new RuntimeError('ERR_AUDIT_WRITE', 'the audit writer is closed'));
+    return new Promise<AuditRecord>((resolve, reject) => {
+      this.#pending.push({ type, data, resolve, reject });
+      this.#draining ??= this.#drain();
+    });
   }
 
-  /** Waits for pending records and closes the file. */
+  /** Writes the records appended before it, then closes the file. Later appends are refused. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#queue;
+    await this.#draining;
     await this.#handle.close();
   }
 
-  async #write(type: AuditRecordType, data: AuditData): Promise<AuditRecord> {
-    if (this.#closed) throw new RuntimeError('ERR_AUDIT_WRITE', 'the audit writer is closed');
-    if (this.#failed) {
-      throw new RuntimeError(
-        'ERR_AUDIT_WRITE',
-        `the audit writer stopped after a failed write: ${this.#failed.message}`,
-      );
+  async #drain(): Promise<void> {
+    // Let the appends of the current turn of the event loop join the first group.
+    await Promise.resolve();
+    for (;;) {
+      if (this.#pending.length === 0) {
+        // In the same turn as the check: an append from here on starts a new drain.
+        this.#draining = undefined;
+        return;
+      }
+      const group = this.#pending.splice(0, AUDIT_GROUP_MAX_RECORDS);
+      if (this.#failed) {
+        const err = new RuntimeError(
+          'ERR_AUDIT_WRITE',
+          `the audit writer stopped after a failed write: ${this.#failed.message}`,
+        );
+        for (const r of group) r.reject(err);
+        continue;
+      }
+      let seq = this.#seq;
+      let prev = this.#prev;
+      const written: { pending: PendingRecord; record: AuditRecord }[] = [];
+      const lines: string[] = [];
+      for (const p of group) {
+        let encoded: { line: string; record: AuditRecord };
+        try {
+          encoded = encodeRecord(
+            { seq: seq + 1, time: new Date(this.#now()).toISOString(), type: p.type, data: p.data, prev },
+            this.#privateKey,
+          );
+        } catch (cause) {
+          // This record alone (e.g. data JSON cannot represent); the chain goes on without it.
+          p.reject(
+            new RuntimeError('ERR_AUDIT_WRITE', `cannot encode audit record: ${(cause as Error).message}`, {
+              cause,
+            }),
+          );
+          continue;
+        }
+        seq += 1;
+        prev = sha256Hex(encoder.encode(encoded.line));
+        lines.push(encoded.line, '\n');
+        written.push({ pending: p, record: encoded.record });
+      }
+      if (written.length === 0) continue;
+      try {
+        await this.#raw(encoder.encode(lines.join('')));
+      } catch (err) {
+        for (const w of written) w.pending.reject(err);
+        continue;
+      }
+      this.#seq = seq;
+      this.#prev = prev;
+      for (const w of written) w.pending.resolve(w.record);
     }
-    const seq = this.#seq + 1;
-    const { line, record } = encodeRecord(
-      { seq, time: new Date(this.#now()).toISOString(), type, data, prev: this.#prev },
-      this.#privateKey,
-    );
-    await this.#raw(encoder.encode(`${line}\n`));
-    this.#seq = seq;
-    this.#prev = sha256Hex(encoder.encode(line));
-    return record;
   }
 
   async #raw(bytes: Uint8Array): Promise<void> {

@@ -244,6 +244,11 @@ export class StateStore {
   readonly #queues = new Map<string, Promise<unknown>>();
   /** Per trust domain: the high-water mark as last read or written (absent = not read yet). */
   readonly #hwm = new Map<string, bigint | undefined>();
+  /** File stems found by the last {@link loadAll} (undefined before one). */
+  #listedStems: Set<string> | undefined;
+  /** The directory fsync callers may still join (not started yet), and the one running. */
+  #dirSyncQueued: Promise<void> | undefined;
+  #dirSyncRunning: Promise<void> | undefined;
 
   constructor(opts: StateStoreOptions, deps: StateStoreDeps = {}) {
     if (typeof opts?.dir !== 'string' || opts.dir.length === 0) {
@@ -295,7 +300,10 @@ export class StateStore {
     try {
       names = await this.#fs.readdir(this.dir);
     } catch (err) {
-      if (isErrno(err, 'ENOENT')) return { peers: [], problems: [] };
+      if (isErrno(err, 'ENOENT')) {
+        this.#listedStems = new Set();
+        return { peers: [], problems: [] };
+      }
       throw new RuntimeError('ERR_STATE_READ', `cannot list state directory ${this.dir}: ${describe(err)}`, {
         cause: err,
       });
@@ -305,6 +313,7 @@ export class StateStore {
       if (n.endsWith(BUNDLE_SUFFIX)) stems.add(n.slice(0, -BUNDLE_SUFFIX.length));
       else if (n.endsWith(SEQUENCE_SUFFIX)) stems.add(n.slice(0, -SEQUENCE_SUFFIX.length));
     }
+    this.#listedStems = stems;
     const peers: PeerState[] = [];
     const problems: RuntimeError[] = [];
     for (const stem of [...stems].sort()) {
@@ -427,6 +436,13 @@ export class StateStore {
 
   async #currentHwm(td: TrustDomain): Promise<bigint | undefined> {
     if (this.#hwm.has(td.name)) return this.#hwm.get(td.name);
+    // A peer with no file at loadAll() has none now (the directory is this process's alone, and
+    // what it wrote since is in #hwm): no reads, which at a cold start of 10,000 new peers were
+    // 20,000 failed opens.
+    if (this.#listedStems !== undefined && !this.#listedStems.has(stateFileStem(td))) {
+      this.#hwm.set(td.name, undefined);
+      return undefined;
+    }
     const r = await this.#loadStem(stateFileStem(td), td, undefined);
     // A load quarantines bad files; what it settles on is now the truth.
     return r.state?.sequenceHighWaterMark;
@@ -508,7 +524,34 @@ export class StateStore {
     }
   }
 
-  async #syncDir(): Promise<void> {
+  /**
+   * fsyncs the state directory, making every rename and unlink done before the call durable.
+   * Callers share syncs (group commit): a call made while a sync is queued but not started joins
+   * it; one made while a sync runs queues the next, since the running one may have missed its
+   * rename. At a cold start of 10,000 peers, 20,000 atomic writes need a few hundred syncs, not
+   * 20,000 (one costs ~0.3 ms of CPU and a journal commit).
+   */
+  #syncDir(): Promise<void> {
+    if (this.#dirSyncQueued) return this.#dirSyncQueued;
+    const queued = (this.#dirSyncRunning ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => {
+        // From here on, a caller's rename may come after this sync began: it needs the next one.
+        this.#dirSyncQueued = undefined;
+        const running = this.#syncDirNow();
+        this.#dirSyncRunning = running;
+        void running
+          .catch(() => undefined)
+          .then(() => {
+            if (this.#dirSyncRunning === running) this.#dirSyncRunning = undefined;
+          });
+        return running;
+      });
+    this.#dirSyncQueued = queued;
+    return queued;
+  }
+
+  async #syncDirNow(): Promise<void> {
     const dir = await this.#fs.open(this.dir, 'r');
     try {
       await dir.sync();

@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   AUDIT_GENESIS,
+  AUDIT_GROUP_MAX_RECORDS,
   AUDIT_TAIL_WINDOW_BYTES,
   AuditTrail,
   AuditWriter,
@@ -393,6 +394,72 @@ describe('AuditWriter + verifyAuditLog', () => {
     expect(rs.map((r) => r.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 2));
     const v = verifyAuditLog(fs.text(FILE), w.publicKey);
     expect(v.ok && v.records.slice(1).map((r) => r.data.i)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+  });
+
+  describe('group commit', () => {
+    it('records appended together share one write and fsync, and verify as if written one by one', async () => {
+      const fs = new MemoryAuditFs();
+      let appends = 0;
+      const open = fs.openAppend.bind(fs);
+      fs.openAppend = async (path) => {
+        const h = await open(path);
+        return {
+          ...h,
+          append: (d) => {
+            appends++;
+            return h.append(d);
+          },
+        };
+      };
+      const w = await writerWith(fs);
+      expect([fs.syncs, appends]).toEqual([1, 1]); // audit-start
+      const n = AUDIT_GROUP_MAX_RECORDS * 2 + 88;
+      const rs = await Promise.all(Array.from({ length: n }, (_, i) => w.append('drift', { i })));
+      // 600 records in three groups, not 600 writes and fsyncs.
+      expect([fs.syncs, appends]).toEqual([4, 4]);
+      expect(rs.map((r) => r.seq)).toEqual(Array.from({ length: n }, (_, i) => i + 2));
+      const v = verifyAuditLog(fs.text(FILE), w.publicKey);
+      expect(v.ok && v.records.length).toBe(n + 1);
+      // Awaited one by one, every record is still durable before its append resolves.
+      await w.append('drift', { i: n });
+      expect(fs.syncs).toBe(5);
+    });
+
+    it('a record that cannot be encoded is refused alone; the chain goes on', async () => {
+      const fs = new MemoryAuditFs();
+      const w = await writerWith(fs);
+      const [a, bad, c] = await Promise.allSettled([
+        w.append('drift', { i: 1 }),
+        w.append('drift', { big: 1n } as never),
+        w.append('drift', { i: 3 }),
+      ]);
+      expect(a).toMatchObject({ status: 'fulfilled', value: { seq: 2 } });
+      expect(bad).toMatchObject({ status: 'rejected', reason: { code: 'ERR_AUDIT_WRITE' } });
+      expect(c).toMatchObject({ status: 'fulfilled', value: { seq: 3 } });
+      const v = verifyAuditLog(fs.text(FILE), w.publicKey);
+      expect(v.ok && v.records.map((r) => r.data.i)).toEqual([undefined, 1, 3]);
+    });
+
+    it('a failed group write refuses every record of the group and all later ones', async () => {
+      const fs = new MemoryAuditFs();
+      const w = await writerWith(fs);
+      fs.failWrites = true;
+      const rs = await Promise.allSettled([w.append('drift', { i: 1 }), w.append('drift', { i: 2 })]);
+      expect(rs.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+      fs.failWrites = false;
+      await expect(w.append('drift', {})).rejects.toMatchObject({ code: 'ERR_AUDIT_WRITE' });
+      expect(fs.text(FILE).split('\n').filter(Boolean)).toHaveLength(1);
+    });
+
+    it('close writes what was appended before it and refuses what comes after', async () => {
+      const fs = new MemoryAuditFs();
+      const w = await writerWith(fs);
+      const before = w.append('drift', { i: 1 });
+      await w.close();
+      await expect(before).resolves.toMatchObject({ seq: 2 });
+      await expect(w.append('drift', { i: 2 })).rejects.toMatchObject({ code: 'ERR_AUDIT_WRITE' });
+      expect(verifyAuditLog(fs.text(FILE), w.publicKey)).toMatchObject({ ok: true });
+    });
   });
 
   it('refuses further records after a failed write', async () => {
