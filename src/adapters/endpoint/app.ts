@@ -10,7 +10,7 @@ import { marshalBundle } from '../../core/bundle/codec.js';
 import type { TrustBundle } from '../../core/bundle/trust-bundle.js';
 import { evaluateIfNoneMatch, preferredWaitSeconds } from './conditional.js';
 import { defaultEndpointDeps, type EndpointDeps } from './deps.js';
-import { HeldRequests, type ReleaseReason } from './held-requests.js';
+import { type HeldRequest, HeldRequests, type ReleaseReason } from './held-requests.js';
 import { entityTag, type PublishedBundle } from './local-bundle.js';
 
 /** Default cap on concurrently held change-notification requests. */
@@ -217,6 +217,15 @@ function answerHeld(res: ServerResponse, doc: PublishedBundle, applied: string, 
   }
 }
 
+/** The handle of the request a response holds, while it does. */
+const HELD = Symbol('held request');
+type HeldResponse = ServerResponse & { [HELD]?: HeldRequest | undefined };
+
+/** The `close` listener of every held response: the client went away, so let its request go. */
+function cancelHeldOnClose(this: HeldResponse): void {
+  this[HELD]?.cancel();
+}
+
 function pathOf(url: string): string {
   const q = url.indexOf('?');
   return q === -1 ? url : url.slice(0, q);
@@ -305,24 +314,31 @@ export const bundleEndpointPlugin: FastifyPluginAsync<BundleEndpointOptions> = a
    * fastify keeps no promise per held request, and the release writes each answer straight to
    * the node response with headers built once per version: waking 10,000 is a loop of writes.
    */
+  // While anyone waits for the next version, the source is read at the fast cadence: one watch
+  // for all held requests, dropped when the last is answered.
+  let unwatch: (() => void) | undefined;
   const holdUntilChange = (reply: FastifyReply, doc: PublishedBundle, waitSeconds: number): FastifyReply => {
     const applied = `wait=${waitSeconds}`;
-    const res = reply.raw;
-    const onClose = (): void => handle?.cancel();
-    let unwatch: (() => void) | undefined;
+    const res = reply.raw as HeldResponse;
+    // One closure per held request, nothing else: with 10,000 held, per-request closures and
+    // contexts are heap that every full GC marks (the close listener is shared, below).
     const handle = held.hold(waitSeconds * 1000, (reason: ReleaseReason) => {
-      unwatch?.();
-      res.off('close', onClose);
+      res.off('close', cancelHeldOnClose);
+      res[HELD] = undefined;
+      if (held.size === 0 && unwatch !== undefined) {
+        unwatch();
+        unwatch = undefined;
+      }
       if (reason === 'cancelled') return;
       const now = local.current() ?? doc;
       answerHeld(res, now, applied, reason === 'changed' && now.etag !== doc.etag);
     });
     if (!handle) return reply.code(503).header('retry-after', retryAfter).type(TEXT).send(BODY_TOO_MANY);
     reply.hijack();
-    // Someone waits for the next version: the source is read at the fast cadence meanwhile.
-    unwatch = local.watch?.();
+    unwatch ??= local.watch?.();
     // A held request whose client goes away is released at once.
-    res.once('close', onClose);
+    res[HELD] = handle;
+    res.on('close', cancelHeldOnClose);
     return reply;
   };
 
