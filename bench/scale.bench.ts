@@ -14,7 +14,8 @@
  *
  * Env: SCALE_PEERS (1000), SCALE_STEADY_SECONDS (150), SCALE_SETTLE_SECONDS (5),
  * SCALE_ROTATIONS (3), SCALE_ROTATE (50), SCALE_HINT_SECONDS (300), SCALE_HOSTS=shared,
- * SCALE_REAL_SPIRE=0 to leave the real server out, SCALE_DEBUG=1 for per-thread CPU and batch sizes,
+ * SCALE_REAL_SPIRE=0 to leave the real server out, SCALE_DEBUG=1 for per-thread CPU and batch sizes
+ * (with BROKER_CHILD_GC=1 also the broker's GCs),
  * SCALE_MAX_IDLE=<n> to run the broker with `fetch.keepAlive.maxIdle: <n>` instead of `auto`.
  */
 import { execFile } from 'node:child_process';
@@ -204,6 +205,7 @@ export async function run(): Promise<BenchFigure[]> {
       );
       const byName = threadCpuDelta(broker.pid, coldThreads!, await threadCpu(broker.pid));
       process.stdout.write(`scale: cold start CPU ticks (1/100 s) by thread ${JSON.stringify(byName)}\n`);
+      if (afterCold.gc) process.stdout.write(`scale: GCs until fully synced ${JSON.stringify(afterCold.gc)}\n`);
       const m = await machineCpu();
       process.stdout.write(
         `scale: cold start machine CPU busy ${(((m.busy - machineBefore!.busy) / (m.total - machineBefore!.total)) * 100).toFixed(1)} % of ${cpus().length} cores\n`,

@@ -10,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import * as tls from 'node:tls';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { writeHeapSnapshot } from 'node:v8';
 import type { BundleItemResult } from '../../src/adapters/spire/client.js';
 import { type SpireCallOptions, SpireServerClient } from '../../src/adapters/spire/client.js';
@@ -40,6 +41,8 @@ export interface BrokerChildStats {
   readonly acceptedMarks: number[];
   /** Per SPIRE server: Date.now() when each BatchSetFederatedBundle was sent and answered. */
   readonly batchTimes: Record<string, [number, number][]>;
+  /** With BROKER_CHILD_GC=1: GCs since start by kind (minor, major, incremental, weak), count and ms. */
+  readonly gc?: Record<string, { count: number; ms: number }>;
   readonly heldRequests: number;
 }
 
@@ -50,6 +53,21 @@ const send = (m: unknown): void => {
 const configPath = process.argv[2];
 if (!configPath) throw new Error('usage: broker-child.ts <broker.yaml>');
 const config = parseBrokerConfig(readFileSync(configPath, 'utf8'));
+// BROKER_CHILD_GC=1: count every GC (PerformanceObserver; cheap) and report them in stats.
+const GC_KINDS: Record<number, string> = { 1: 'minor', 4: 'major', 8: 'incremental', 16: 'weak' };
+const gcTotals: Record<string, { count: number; ms: number }> | undefined = process.env.BROKER_CHILD_GC
+  ? {}
+  : undefined;
+if (gcTotals) {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = GC_KINDS[(e as { detail?: { kind?: number } }).detail?.kind ?? 0] ?? 'other';
+      const g = (gcTotals[kind] ??= { count: 0, ms: 0 });
+      g.count++;
+      g.ms += e.duration;
+    }
+  }).observe({ entryTypes: ['gc'] });
+}
 const batches: Record<string, number[]> = {};
 const batchTimes: Record<string, [number, number][]> = {};
 const acceptedMarks: number[] = [];
@@ -138,6 +156,7 @@ process.on('message', async (m: { type: string }) => {
       batches,
       batchTimes,
       acceptedMarks,
+      ...(gcTotals ? { gc: structuredClone(gcTotals) } : {}),
       accepted,
       heldRequests,
     };
@@ -203,14 +222,16 @@ if (heapSnapshot) {
   setTimeout(() => writeHeapSnapshot(file), Number(sec) * 1000).unref();
 }
 // BROKER_CHILD_SNAPSHOT_WHEN_HOLDING=<n>:<file.heapsnapshot>: one heap snapshot the first time a
-// stats request finds at least n held requests (the long-poll bench asks until all are held).
+// stats request finds at least n held requests (the long-poll bench asks until all are held);
+// for diagnosis only: writing it delays that round's release.
 function snapshotWhenHolding(held: number): void {
   const spec = process.env.BROKER_CHILD_SNAPSHOT_WHEN_HOLDING;
   if (!spec || snapshotTaken) return;
   const [n, file] = spec.split(':');
   if (held < Number(n)) return;
   snapshotTaken = true;
-  writeHeapSnapshot(file);
+  // After the stats answer (the bench times those out); this round's figures are then skewed.
+  setImmediate(() => writeHeapSnapshot(file));
 }
 let snapshotTaken = false;
 send({ type: 'running', at: Date.now() });

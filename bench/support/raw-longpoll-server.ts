@@ -56,7 +56,7 @@ process.on('message', (m: { type: string; file?: string; etag?: string; cacheCon
     const spec = process.env.RAW_SNAPSHOT_WHEN_HOLDING;
     if (spec && !snapshotTaken && held.size >= Number(spec.split(':')[0])) {
       snapshotTaken = true;
-      writeHeapSnapshot(spec.split(':')[1]);
+      setImmediate(() => writeHeapSnapshot(spec.split(':')[1]));
     }
     send({ type: 'stats', heldRequests: held.size });
   } else if (m.type === 'release') {

@@ -50,9 +50,11 @@ const encoder = new TextEncoder();
 
 /**
  * Most records one write and fsync carries (group commit). Each is signed on the event loop
- * (~30 µs), so a group blocks it for ~10 ms at most.
+ * (~40 µs under load), so a group blocks it for ~1.3 ms at most. 256 (~10 ms) was too long: a
+ * block that long let the SPIRE sync's 5 ms quiet timer fire before the rest of a 50-peer
+ * rotation burst was read, splitting its BatchSet in two (bench/scale.bench.ts).
  */
-export const AUDIT_GROUP_MAX_RECORDS = 256;
+export const AUDIT_GROUP_MAX_RECORDS = 32;
 
 interface PendingRecord {
   readonly type: AuditRecordType;

@@ -15,6 +15,7 @@ import { parseSpireAddress, type SpireAddress } from './address.js';
 import { WireBundleCache } from './bundle-cache.js';
 import {
   type BundleFields,
+  bundleFromWire,
   bundleMaskToWire,
   bundleToWire,
   type FederationRelationship,
@@ -369,7 +370,12 @@ export class SpireServerClient {
     );
   }
 
-  #bundleResults(method: string, sent: readonly string[], results: WireBundleResult[]): BundleItemResult[] {
+  #bundleResults(
+    method: string,
+    sent: readonly string[],
+    results: WireBundleResult[],
+    cached = true,
+  ): BundleItemResult[] {
     if (results.length !== sent.length) {
       throw new SpireError(
         'ERR_SPIRE_RESPONSE',
@@ -386,7 +392,8 @@ export class SpireServerClient {
         status,
       };
       if (error) out.error = error;
-      if (status.code === 0 && r.bundle) out.bundle = this.#bundles.convert(r.bundle);
+      if (status.code === 0 && r.bundle)
+        out.bundle = cached ? this.#bundles.convert(r.bundle) : bundleFromWire(r.bundle);
       return out;
     });
   }
@@ -590,6 +597,8 @@ export class SpireServerClient {
       method,
       bundles.map((b) => b.trustDomain.name),
       res.results,
+      // A masked answer is partial: never let it replace what the cache remembers.
+      opts.fields === undefined,
     );
   }
 
