@@ -246,9 +246,6 @@ export class StateStore {
   readonly #hwm = new Map<string, bigint | undefined>();
   /** File stems found by the last {@link loadAll} (undefined before one). */
   #listedStems: Set<string> | undefined;
-  /** The directory fsync callers may still join (not started yet), and the one running. */
-  #dirSyncQueued: Promise<void> | undefined;
-  #dirSyncRunning: Promise<void> | undefined;
 
   constructor(opts: StateStoreOptions, deps: StateStoreDeps = {}) {
     if (typeof opts?.dir !== 'string' || opts.dir.length === 0) {
@@ -524,34 +521,7 @@ export class StateStore {
     }
   }
 
-  /**
-   * fsyncs the state directory, making every rename and unlink done before the call durable.
-   * Callers share syncs (group commit): a call made while a sync is queued but not started joins
-   * it; one made while a sync runs queues the next, since the running one may have missed its
-   * rename. At a cold start of 10,000 peers, 20,000 atomic writes need a few hundred syncs, not
-   * 20,000 (one costs ~0.3 ms of CPU and a journal commit).
-   */
-  #syncDir(): Promise<void> {
-    if (this.#dirSyncQueued) return this.#dirSyncQueued;
-    const queued = (this.#dirSyncRunning ?? Promise.resolve())
-      .catch(() => undefined)
-      .then(() => {
-        // From here on, a caller's rename may come after this sync began: it needs the next one.
-        this.#dirSyncQueued = undefined;
-        const running = this.#syncDirNow();
-        this.#dirSyncRunning = running;
-        void running
-          .catch(() => undefined)
-          .then(() => {
-            if (this.#dirSyncRunning === running) this.#dirSyncRunning = undefined;
-          });
-        return running;
-      });
-    this.#dirSyncQueued = queued;
-    return queued;
-  }
-
-  async #syncDirNow(): Promise<void> {
+  async #syncDir(): Promise<void> {
     const dir = await this.#fs.open(this.dir, 'r');
     try {
       await dir.sync();

@@ -320,29 +320,7 @@ describe('StateStore after loadAll', () => {
   });
 });
 
-describe('StateStore directory fsyncs (group commit)', () => {
-  it('concurrent saves share directory fsyncs, and every resolved save is durable', async () => {
-    const n = 40;
-    const bundles = await Promise.all(
-      Array.from({ length: n }, (_, i) => makeBundle(`p${i}.test`, { sequence: BigInt(i + 1) })),
-    );
-    const fs = new CrashFs(DIR);
-    const s = store(fs);
-    await Promise.all(bundles.map((b) => s.saveAccepted(b)));
-    const fileSyncs = fs.log.filter((l) => /^sync p\d+/.test(l)).length;
-    const dirSyncs = fs.log.filter((l) => l === `syncdir ${DIR.slice(1)}`).length;
-    expect(fileSyncs).toBe(2 * n); // each file is still fsynced before its rename
-    expect(dirSyncs).toBeGreaterThan(0);
-    expect(dirSyncs).toBeLessThan(n / 4); // was 2 per save
-    // The pessimistic model keeps only what a directory fsync covered: every save is there.
-    const reopened = store(fs.recover('durable'));
-    const { peers, problems } = await reopened.loadAll();
-    expect(problems).toEqual([]);
-    expect(peers.map((p) => p.lastKnownGood?.bundle.sequence).sort((a, b) => Number(a! - b!))).toEqual(
-      bundles.map((b) => b.sequence),
-    );
-  });
-
+describe('StateStore durability under concurrency', () => {
   it('under random interleavings, a save is durable when it resolves (property)', async () => {
     const bundles = await Promise.all(
       Array.from({ length: 12 }, (_, i) => makeBundle(`q${i}.test`, { sequence: 1n })),
