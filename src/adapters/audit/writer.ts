@@ -50,9 +50,9 @@ const encoder = new TextEncoder();
 
 /**
  * Most records one write and fsync carries (group commit). Each is signed on the event loop
- * (~40 µs under load), so a group blocks it for ~1.3 ms at most. 256 (~10 ms) was too long: a
- * block that long let the SPIRE sync's 5 ms quiet timer fire before the rest of a 50-peer
- * rotation burst was read, splitting its BatchSet in two (bench/scale.bench.ts).
+ * (~40 µs under load), so a group blocks it for ~1.3 ms at most — well under the SPIRE sync's
+ * 5 ms quiet period, which a longer block could end in the middle of a rotation burst (an
+ * expired timer runs before pending I/O). 32 records still cut the fsyncs 32-fold.
  */
 export const AUDIT_GROUP_MAX_RECORDS = 32;
 
