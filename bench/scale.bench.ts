@@ -201,7 +201,7 @@ export async function run(): Promise<BenchFigure[]> {
       process.stdout.write(`scale: cold-start batch sizes ${JSON.stringify(afterCold.batches)}\n`);
       const rel = (t: number) => ((t - runningAt) / 1000).toFixed(1);
       process.stdout.write(
-        `scale: cold start timeline (s after running): every 1,000th accepted bundle ${afterCold.acceptedMarks.map(rel).join(' ')}; batches sent→answered ${JSON.stringify(Object.fromEntries(Object.entries(afterCold.batchTimes).map(([k, v]) => [k, v.map(([a, b]) => `${rel(a)}→${rel(b)}`)])))}; servers full ${JSON.stringify(Object.fromEntries([...perServer].map(([k, v]) => [k, (v / 1000).toFixed(1)])))}\n`,
+        `scale: cold start timeline (s after running): every 1,000th accepted bundle ${afterCold.acceptedMarks.map(rel).join(' ')}; batches sent→answered ${JSON.stringify(Object.fromEntries(Object.entries(afterCold.batchTimes).map(([k, v]) => [k, v.map(([a, b]) => `${rel(a)}→${b === 0 ? '?' : rel(b)}`)])))}; servers full ${JSON.stringify(Object.fromEntries([...perServer].map(([k, v]) => [k, (v / 1000).toFixed(1)])))}\n`,
       );
       const byName = threadCpuDelta(broker.pid, coldThreads!, await threadCpu(broker.pid));
       process.stdout.write(`scale: cold start CPU ticks (1/100 s) by thread ${JSON.stringify(byName)}\n`);
