@@ -205,7 +205,8 @@ export async function run(): Promise<BenchFigure[]> {
       );
       const byName = threadCpuDelta(broker.pid, coldThreads!, await threadCpu(broker.pid));
       process.stdout.write(`scale: cold start CPU ticks (1/100 s) by thread ${JSON.stringify(byName)}\n`);
-      if (afterCold.gc) process.stdout.write(`scale: GCs until fully synced ${JSON.stringify(afterCold.gc)}\n`);
+      if (afterCold.gc)
+        process.stdout.write(`scale: GCs until fully synced ${JSON.stringify(afterCold.gc)}\n`);
       const m = await machineCpu();
       process.stdout.write(
         `scale: cold start machine CPU busy ${(((m.busy - machineBefore!.busy) / (m.total - machineBefore!.total)) * 100).toFixed(1)} % of ${cpus().length} cores\n`,

@@ -9,8 +9,8 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
-import * as tls from 'node:tls';
 import { PerformanceObserver } from 'node:perf_hooks';
+import * as tls from 'node:tls';
 import { writeHeapSnapshot } from 'node:v8';
 import type { BundleItemResult } from '../../src/adapters/spire/client.js';
 import { type SpireCallOptions, SpireServerClient } from '../../src/adapters/spire/client.js';
@@ -62,7 +62,8 @@ if (gcTotals) {
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       const kind = GC_KINDS[(e as { detail?: { kind?: number } }).detail?.kind ?? 0] ?? 'other';
-      const g = (gcTotals[kind] ??= { count: 0, ms: 0 });
+      const g = gcTotals[kind] ?? { count: 0, ms: 0 };
+      gcTotals[kind] = g;
       g.count++;
       g.ms += e.duration;
     }
