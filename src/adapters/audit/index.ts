@@ -2,7 +2,8 @@
  * The tamper-evident audit trail: append-only JSON lines, each record Ed25519-signed and chained
  * to the previous line by SHA-256, so an edited, deleted, inserted, reordered or re-signed record
  * is found by {@link verifyAuditLog}. {@link AuditWriter} appends (an append resolves once its
- * record is fsynced, by default; records appended together share one fsync) and resumes the chain on restart; {@link AuditTrail} is the typed façade the daemon calls.
+ * record is fsynced, by default; records appended together share one fsync) and resumes the
+ * chain on restart; {@link AuditTrail} is the typed façade the daemon calls.
  * Format and guarantees: docs/audit.md.
  * @module
  */
