@@ -435,7 +435,8 @@ export class StateStore {
     if (this.#hwm.has(td.name)) return this.#hwm.get(td.name);
     // A peer with no file at loadAll() has none now (the directory is this process's alone, and
     // what it wrote since is in #hwm): no reads, which at a cold start of 10,000 new peers were
-    // 20,000 failed opens.
+    // 20,000 failed opens. A listed peer missing from #hwm (its sequence file could not be read)
+    // is read again below.
     if (this.#listedStems !== undefined && !this.#listedStems.has(stateFileStem(td))) {
       this.#hwm.set(td.name, undefined);
       return undefined;

@@ -174,6 +174,17 @@ describe('StateStore refuses files it cannot trust', () => {
     });
   }
 
+  it('a sequence file unreadable at start-up is read again before the next save (its mark is never assumed absent)', async () => {
+    const fs = await seeded();
+    fs.failOn('readFile', 'EIO', /sequence/);
+    const s = store(fs);
+    expect((await s.loadAll()).problems.map((p) => p.code)).toEqual(['ERR_STATE_READ']);
+    // Readable again: a bundle older than the mark (5) must not lower it.
+    await s.saveAccepted(await makeBundle('peer.test', { sequence: 2n }));
+    expect(await s.sequenceHighWaterMark(peer)).toBe(5n);
+    expect((await store(fs).loadAll()).peers[0]!.sequenceHighWaterMark).toBe(5n);
+  });
+
   it('re-parses a checksum-consistent envelope and still refuses a bundle/sequence disagreement', async () => {
     const fs = await seeded();
     const env = JSON.parse(fs.get('peer.test.bundle.json')!) as Record<string, string>;
