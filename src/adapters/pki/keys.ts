@@ -1,4 +1,4 @@
-import { webcrypto } from 'node:crypto';
+import { generateKeyPairSync, webcrypto } from 'node:crypto';
 
 /** WebCrypto key pair (node:crypto's `webcrypto` types; the project compiles without the DOM lib). */
 export type CryptoKeyPair = webcrypto.CryptoKeyPair;
@@ -48,10 +48,34 @@ function generationParams(
  * const keys = await generateKeyPair('ec-p384');
  */
 export async function generateKeyPair(alg: KeyAlgorithm = 'ec-p256'): Promise<CryptoKeyPair> {
-  return (await subtle.generateKey(generationParams(alg) as webcrypto.EcKeyGenParams, true, [
-    'sign',
-    'verify',
-  ])) as CryptoKeyPair;
+  // Generated synchronously by node:crypto and imported, not by `subtle.generateKey`: on Node 20
+  // a finished async generation job destroyed by a GC that runs inside a JWK export of its key
+  // deadlocks the process (the job's destructor takes the mutex the export holds; seen in CI
+  // under gdb: ~KeyGenJob ← weak callbacks ← GC ← ExportJWKEcKey).
+  const params = generationParams(alg);
+  const { privateKey, publicKey } =
+    alg === 'rsa-2048'
+      ? generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 0x10001 })
+      : alg === 'ed25519'
+        ? generateKeyPairSync('ed25519')
+        : generateKeyPairSync('ec', { namedCurve: alg === 'ec-p384' ? 'P-384' : 'P-256' });
+  const importParams = params as webcrypto.EcKeyImportParams;
+  return {
+    privateKey: await subtle.importKey(
+      'pkcs8',
+      privateKey.export({ type: 'pkcs8', format: 'der' }),
+      importParams,
+      true,
+      ['sign'],
+    ),
+    publicKey: await subtle.importKey(
+      'spki',
+      publicKey.export({ type: 'spki', format: 'der' }),
+      importParams,
+      true,
+      ['verify'],
+    ),
+  };
 }
 
 /**
