@@ -22,7 +22,10 @@ import { TRUST_DOMAIN_LABEL, trustDomainLabelValue } from './trust-domain-label.
  *
  * Level-triggered: each pass computes the desired ConfigMaps from the bundle feed and the matching
  * namespaces and converges the actual ones — create, update on rotation, delete on revocation or
- * when a namespace stops matching. Only the broker's own ConfigMaps are touched: they carry the
+ * when a namespace stops matching. While it runs, it also watches its own ConfigMaps in each
+ * matching namespace (a namespaced watch: RBAC grants ConfigMaps per target namespace), so one
+ * deleted or edited by hand is repaired at once, not at the next full pass; the events of its own
+ * writes and deletes are recognised and start no pass. Only the broker's own ConfigMaps are touched: they carry the
  * `app.kubernetes.io/managed-by: spiffe-broker` label *and* the owner annotation; a foreign
  * ConfigMap with the same name is reported (`ERR_K8S_FOREIGN_OBJECT`), never modified or deleted.
  * Each also carries the `spiffe-broker.dev/trust-domain` label ({@link trustDomainLabelValue}), so
@@ -83,6 +86,8 @@ export interface ConfigMapSinkObserver {
   error?(namespace: string, err: unknown): void;
   /** A pass finished. */
   reconciled?(): void;
+  /** The broker's ConfigMaps in a matching namespace are watched: the watch's first list is in. */
+  watching?(namespace: string): void;
 }
 
 /** Options of {@link ConfigMapSink}. */
@@ -188,6 +193,17 @@ export class ConfigMapSink implements Sink {
   readonly #touched = new Set<string>();
   readonly #reportedForeign = new Set<string>();
   #sweptAll = false;
+  /** While run() runs: one watch of the broker's ConfigMaps per matching namespace. */
+  #watches: Map<string, AbortController> | undefined;
+  /** Its ConfigMap watches, stopped when run() ends. */
+  readonly #watchDone: Promise<void>[] = [];
+  /**
+   * `<ns>/<name>` → the data of the broker's own write whose watch event is still due. Noted
+   * before the call: the event may come before the API's answer.
+   */
+  readonly #ownWrites = new Map<string, Record<string, string>>();
+  /** `<ns>/<name>` of the broker's own deletes whose watch event is still due. */
+  readonly #ownDeletes = new Set<string>();
 
   constructor(opts: ConfigMapSinkOptions) {
     this.#o = opts;
@@ -215,6 +231,7 @@ export class ConfigMapSink implements Sink {
     signal.addEventListener('abort', onAbort, { once: true });
     const reflector = this.#namespaces.run(inner.signal);
     this.#running = true;
+    this.#watches = new Map();
     const resync = this.#o.resyncMs ?? 300_000;
     let lastFull = Number.NEGATIVE_INFINITY;
     try {
@@ -233,8 +250,78 @@ export class ConfigMapSink implements Sink {
       this.#running = false;
       inner.abort(signal.reason);
       for (const u of unsubs) u();
-      await reflector;
+      for (const ac of this.#watches.values()) ac.abort();
+      this.#watches = undefined;
+      await Promise.all([reflector, ...this.#watchDone.splice(0)]);
+      this.#ownWrites.clear();
+      this.#ownDeletes.clear();
     }
+  }
+
+  /** The label selector of the broker's bundle ConfigMaps (both components). */
+  static readonly #OURS_SELECTOR =
+    `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${BUNDLE_COMPONENT_LABEL} in (${BUNDLE_COMPONENT},${BUNDLE_MAP_COMPONENT})`;
+
+  /** Watches exactly the matching namespaces (while run() runs). */
+  #followNamespaces(matching: ReadonlySet<string>): void {
+    const watches = this.#watches;
+    if (!watches) return;
+    for (const [ns, ac] of watches) {
+      if (matching.has(ns)) continue;
+      ac.abort();
+      watches.delete(ns);
+    }
+    for (const ns of matching) {
+      if (watches.has(ns)) continue;
+      const ac = new AbortController();
+      watches.set(ns, ac);
+      const reflector = new Reflector({
+        api: this.#o.api,
+        type: CONFIG_MAPS,
+        namespace: ns,
+        labelSelector: ConfigMapSink.#OURS_SELECTOR,
+        clock: this.#o.clock,
+        logger: this.#log,
+        ...(this.#o.watchTimeoutSeconds !== undefined
+          ? { watchTimeoutSeconds: this.#o.watchTimeoutSeconds }
+          : {}),
+      });
+      let synced = false;
+      reflector.subscribe((e) => {
+        if (e.type === 'synced') {
+          if (!synced) this.#o.observer?.watching?.(ns);
+          synced = true;
+          return;
+        }
+        // The first list's objects are what the pass already saw.
+        if (!synced || !this.#isOurs(e.object, componentOf(e.object))) return;
+        if (this.#expected(e.type, e.object)) return;
+        this.#log.info('bundle ConfigMap changed by someone else; converging', {
+          namespace: ns,
+          name: e.object.metadata.name,
+          event: e.type,
+        });
+        this.#trigger.fire();
+      });
+      this.#watchDone.push(reflector.run(ac.signal));
+    }
+  }
+
+  /** Whether a watch event is the echo of the broker's own write or delete (consumed if so). */
+  #expected(type: 'added' | 'updated' | 'deleted', cm: KubeObject): boolean {
+    const at = `${cm.metadata.namespace}/${cm.metadata.name}`;
+    if (type === 'deleted') return this.#ownDeletes.delete(at);
+    const wrote = this.#ownWrites.get(at);
+    if (wrote === undefined || !jsonEqual(cm.data ?? {}, wrote)) return false;
+    this.#ownWrites.delete(at);
+    return true;
+  }
+
+  /** Notes a write about to be made, until its watch event comes (bounded). */
+  #writing(ns: string, name: string, data: Record<string, string>): void {
+    if (this.#watches === undefined) return;
+    if (this.#ownWrites.size >= MAX_PENDING_ECHOES) this.#ownWrites.clear();
+    this.#ownWrites.set(`${ns}/${name}`, data);
   }
 
   /**
@@ -332,6 +419,7 @@ export class ConfigMapSink implements Sink {
       }
     }
     if (sweeping) this.#sweptAll = true;
+    this.#followNamespaces(matching);
     this.#o.observer?.reconciled?.();
     return ok;
   }
@@ -407,7 +495,7 @@ export class ConfigMapSink implements Sink {
   async #reconcileNamespace(ns: string, desired: readonly Desired[], signal: AbortSignal): Promise<void> {
     const { items } = await this.#o.api.list(CONFIG_MAPS, {
       namespace: ns,
-      labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${BUNDLE_COMPONENT_LABEL} in (${BUNDLE_COMPONENT},${BUNDLE_MAP_COMPONENT})`,
+      labelSelector: ConfigMapSink.#OURS_SELECTOR,
       signal,
     });
     const ours = new Map(
@@ -433,6 +521,10 @@ export class ConfigMapSink implements Sink {
       try {
         // Preconditions: never delete a version we did not look at (someone may have adopted it).
         const rv = cm.metadata.resourceVersion;
+        if (this.#watches !== undefined) {
+          if (this.#ownDeletes.size >= MAX_PENDING_ECHOES) this.#ownDeletes.clear();
+          this.#ownDeletes.add(`${ns}/${name}`);
+        }
         const gone = await this.#o.api.delete(
           CONFIG_MAPS,
           name,
@@ -472,6 +564,7 @@ export class ConfigMapSink implements Sink {
         data: d.data,
       };
       delete next.binaryData;
+      this.#writing(ns, d.name, d.data);
       await this.#o.api.replace(CONFIG_MAPS, next, signal);
       this.#log.info('bundle ConfigMap updated', { namespace: ns, name: d.name, trustDomain: d.trustDomain });
       if (d.component === BUNDLE_COMPONENT) this.#pending?.written.add(d.trustDomain);
@@ -479,6 +572,7 @@ export class ConfigMapSink implements Sink {
       return;
     }
     try {
+      this.#writing(ns, d.name, d.data);
       await this.#o.api.create(CONFIG_MAPS, this.#build(ns, d), signal);
       this.#reportedForeign.delete(`${ns}/${d.name}`);
       this.#log.info('bundle ConfigMap created', { namespace: ns, name: d.name, trustDomain: d.trustDomain });
@@ -503,6 +597,17 @@ export class ConfigMapSink implements Sink {
       this.#o.observer?.foreign?.(ns, d.name, foreign);
     }
   }
+}
+
+/**
+ * Echoes of the broker's own writes and deletes remembered at most (an echo that never comes —
+ * e.g. the watch was down — must not pile up); past it they are forgotten, which at worst starts
+ * one pass that finds nothing to do.
+ */
+const MAX_PENDING_ECHOES = 10_000;
+
+function componentOf(cm: KubeObject): typeof BUNDLE_COMPONENT | typeof BUNDLE_MAP_COMPONENT {
+  return cm.metadata.name === BUNDLE_MAP_CONFIG_MAP_NAME ? BUNDLE_MAP_COMPONENT : BUNDLE_COMPONENT;
 }
 
 /** The entries of `have` whose keys are in `want` (to compare only what the broker sets). */

@@ -182,15 +182,80 @@ describe.skipIf(!kubeAvailable())('ConfigMapSink against a real kube-apiserver',
       );
       expect((await cm('team-a', 'spiffe-bundle-z-example'))?.data).toEqual({ 'trust-domain': 'z.example' });
 
-      // Someone deletes the broker's ConfigMap: the next full pass recreates it.
+      // Someone deletes the broker's ConfigMap: it is recreated (its watch, or the next pass).
       await api.delete(CONFIG_MAPS, nameA, 'elsewhere');
-      await eventually('recreated on resync', () => cm('elsewhere', nameA));
+      await eventually('recreated', () => cm('elsewhere', nameA));
     } finally {
       await sink.stop();
     }
     expect(sink.log).toContain(`delete team-a/${nameB}`);
     expect(sink.log).toContain(`update team-b/${nameA}`);
     expect(sink.log.some((l) => l.includes('spiffe-bundle-z-example'))).toBe(false);
+  });
+
+  it('repairs a ConfigMap deleted or edited by hand at once, through its own watch; its own writes start no pass', async () => {
+    const w = await makePki('watched.example');
+    const store = new FederatedBundleStore();
+    store.set(w.bundle);
+    await namespace('watched-ns', ENABLED);
+    const name = bundleConfigMapName('watched.example');
+    const watching: string[] = [];
+    let passes = 0;
+    // No periodic pass within the test: only the watch can notice what is done by hand.
+    const sink = startSink(store, {
+      owner: 'watch-owner',
+      resyncMs: 3_600_000,
+      observer: {
+        watching: (ns) => watching.push(ns),
+        reconciled: () => {
+          passes++;
+        },
+      },
+    });
+    try {
+      await eventually(
+        'created and watched',
+        async () => watching.includes('watched-ns') && cm('watched-ns', name),
+      );
+
+      const deletedAt = performance.now();
+      await api.delete(CONFIG_MAPS, name, 'watched-ns');
+      await eventually('recreated after a delete by hand', () => cm('watched-ns', name));
+      console.info(`recreated ${Math.round(performance.now() - deletedAt)} ms after the delete by hand`);
+
+      const current = (await cm('watched-ns', name))!;
+      await api.replace(CONFIG_MAPS, {
+        ...current,
+        data: { ...(current.data as Record<string, string>), 'bundle.pem': 'tampered\n' },
+      });
+      await eventually(
+        'restored after an edit by hand',
+        async () =>
+          ((await cm('watched-ns', name))?.data as Record<string, string> | undefined)?.['bundle.pem'] ===
+          w.root.pem,
+      );
+
+      // A rotation is one pass: the watch events of the broker's own update start none.
+      await new Promise((r) => setTimeout(r, 500));
+      const before = passes;
+      const rotated = await makePki('watched.example', { sequence: 2n });
+      store.set(rotated.bundle);
+      await eventually(
+        'rotated',
+        async () =>
+          ((await cm('watched-ns', name))?.data as Record<string, string> | undefined)?.['bundle.pem'] ===
+          rotated.root.pem,
+      );
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(passes - before).toBe(1);
+    } finally {
+      await sink.stop();
+    }
+    // One watch per matching namespace (earlier tests left some labelled), none elsewhere.
+    const matching = (await api.list(NAMESPACES, { labelSelector: SELECTOR })).items.map(
+      (n) => n.metadata.name,
+    );
+    expect(watching.sort()).toEqual(matching.sort());
   });
 
   it('after a restart, removes ConfigMaps from namespaces that stopped matching while it was down', async () => {
