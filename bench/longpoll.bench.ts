@@ -188,7 +188,8 @@ async function startRawServer(
     'bash',
     [
       '-c',
-      `ulimit -n ${fdLimit} && exec "$0" "$@"`,
+      // RAW_CHILD_STDOUT=<file>: as BROKER_CHILD_STDOUT (broker-process.ts).
+      `ulimit -n ${fdLimit} && exec "$0" "$@"${process.env.RAW_CHILD_STDOUT ? ' >>"$RAW_CHILD_STDOUT"' : ''}`,
       process.execPath,
       // e.g. RAW_CHILD_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof", as BROKER_CHILD_NODE_ARGS
       ...(process.env.RAW_CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? []),

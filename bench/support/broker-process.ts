@@ -43,7 +43,8 @@ export class BrokerProcess {
             'bash',
             [
               '-c',
-              `ulimit -n ${fdLimit} && exec "$0" "$@"`,
+              // BROKER_CHILD_STDOUT=<file>: the child's stdout (e.g. --trace-gc) appended to a file.
+              `ulimit -n ${fdLimit} && exec "$0" "$@"${process.env.BROKER_CHILD_STDOUT ? ' >>"$BROKER_CHILD_STDOUT"' : ''}`,
               process.execPath,
               ...nodeArgs,
               script,
