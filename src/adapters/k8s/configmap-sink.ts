@@ -262,8 +262,11 @@ export class ConfigMapSink implements Sink {
   static readonly #OURS_SELECTOR =
     `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${BUNDLE_COMPONENT_LABEL} in (${BUNDLE_COMPONENT},${BUNDLE_MAP_COMPONENT})`;
 
-  /** Watches exactly the matching namespaces (while run() runs). */
-  #followNamespaces(matching: ReadonlySet<string>): void {
+  /**
+   * While run() runs: stops the watches of namespaces no longer `matching`, starts one for each
+   * namespace in `converged` (a matching namespace whose pass succeeded) not yet watched.
+   */
+  #followNamespaces(matching: ReadonlySet<string>, converged: ReadonlySet<string>): void {
     const watches = this.#watches;
     if (!watches) return;
     for (const [ns, ac] of watches) {
@@ -271,7 +274,7 @@ export class ConfigMapSink implements Sink {
       ac.abort();
       watches.delete(ns);
     }
-    for (const ns of matching) {
+    for (const ns of converged) {
       if (watches.has(ns)) continue;
       const ac = new AbortController();
       watches.set(ns, ac);
@@ -396,10 +399,13 @@ export class ConfigMapSink implements Sink {
     const sweeping = sweepAll || !this.#sweptAll;
     if (sweeping) for (const n of all) visit.add(n);
     let ok = true;
+    // Watched: the matching namespaces that converged (one RBAC does not cover would only fail).
+    const watchable = new Set<string>();
     for (const ns of [...visit].sort()) {
       signal.throwIfAborted();
       try {
         await this.#reconcileNamespace(ns, matching.has(ns) ? desired : [], signal);
+        if (matching.has(ns)) watchable.add(ns);
       } catch (err) {
         if (signal.aborted) throw err;
         const quiet = !matching.has(ns) && !this.#touched.has(ns);
@@ -419,7 +425,7 @@ export class ConfigMapSink implements Sink {
       }
     }
     if (sweeping) this.#sweptAll = true;
-    this.#followNamespaces(matching);
+    this.#followNamespaces(matching, watchable);
     this.#o.observer?.reconciled?.();
     return ok;
   }
