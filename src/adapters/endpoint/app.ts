@@ -10,7 +10,7 @@ import { marshalBundle } from '../../core/bundle/codec.js';
 import type { TrustBundle } from '../../core/bundle/trust-bundle.js';
 import { evaluateIfNoneMatch, preferredWaitSeconds } from './conditional.js';
 import { defaultEndpointDeps, type EndpointDeps } from './deps.js';
-import { type HeldRequest, HeldRequests, type ReleaseReason } from './held-requests.js';
+import { type HeldRequest, HeldRequests, type ReleaseCallback, type ReleaseReason } from './held-requests.js';
 import { entityTag, type PublishedBundle } from './local-bundle.js';
 
 /** Default cap on concurrently held change-notification requests. */
@@ -217,15 +217,6 @@ function answerHeld(res: ServerResponse, doc: PublishedBundle, applied: string, 
   }
 }
 
-/** The handle of the request a response holds, while it does. */
-const HELD = Symbol('held request');
-type HeldResponse = ServerResponse & { [HELD]?: HeldRequest | undefined };
-
-/** The `close` listener of every held response: the client went away, so let its request go. */
-function cancelHeldOnClose(this: HeldResponse): void {
-  this[HELD]?.cancel();
-}
-
 function pathOf(url: string): string {
   const q = url.indexOf('?');
   return q === -1 ? url : url.slice(0, q);
@@ -246,7 +237,7 @@ export const bundleEndpointPlugin: FastifyPluginAsync<BundleEndpointOptions> = a
   const deps = defaultEndpointDeps(opts.deps);
   const maxWait = Math.min(opts.maxWaitSeconds ?? MAX_WAIT_SECONDS, MAX_WAIT_SECONDS);
   const retryAfter = String(opts.retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS);
-  const held = new HeldRequests({
+  const held = new HeldRequests<ServerResponse>({
     max: opts.maxHeldRequests ?? DEFAULT_MAX_HELD_REQUESTS,
     clock: deps.clock,
     ...(opts.holdTickMs !== undefined ? { tickMs: opts.holdTickMs } : {}),
@@ -313,33 +304,57 @@ export const bundleEndpointPlugin: FastifyPluginAsync<BundleEndpointOptions> = a
    * Holds a request until the bundle changes or its wait ends. The reply is hijacked at once, so
    * fastify keeps no promise per held request, and the release writes each answer straight to
    * the node response with headers built once per version: waking 10,000 is a loop of writes.
+   *
+   * Nothing is allocated per held request but its waiter (and a Map entry): the release callback
+   * is shared by every request held on one version with one wait, the close listener by all, and
+   * no property is added to the response. With 10,000 held, every per-request object is heap
+   * that each GC during the release marks, which slows the answers themselves.
    */
   // While anyone waits for the next version, the source is read at the fast cadence: one watch
   // for all held requests, dropped when the last is answered.
   let unwatch: (() => void) | undefined;
+  /** Held responses → their handles. */
+  const heldBy = new Map<ServerResponse, HeldRequest>();
+  /** The `close` listener of every held response: the client went away, so let its request go. */
+  function cancelOnClose(this: ServerResponse): void {
+    heldBy.get(this)?.cancel();
+  }
+  /** Per published version, per wait (s): the release callback its held requests share. */
+  const releasers = new WeakMap<PublishedBundle, Map<number, ReleaseCallback<ServerResponse>>>();
+  const releaserFor = (doc: PublishedBundle, waitSeconds: number): ReleaseCallback<ServerResponse> => {
+    let byWait = releasers.get(doc);
+    if (!byWait) {
+      byWait = new Map();
+      releasers.set(doc, byWait);
+    }
+    let release = byWait.get(waitSeconds);
+    if (!release) {
+      const applied = `wait=${waitSeconds}`;
+      release = (reason, res) => {
+        // The close listener stays (removing it from 10,000 responses cost ~10 ms of a
+        // release): with no entry for the response it does nothing.
+        heldBy.delete(res);
+        if (held.size === 0 && unwatch !== undefined) {
+          unwatch();
+          unwatch = undefined;
+        }
+        if (reason === 'cancelled') return;
+        const now = local.current() ?? doc;
+        answerHeld(res, now, applied, reason === 'changed' && now.etag !== doc.etag);
+      };
+      byWait.set(waitSeconds, release);
+    }
+    return release;
+  };
   const holdUntilChange = (reply: FastifyReply, doc: PublishedBundle, waitSeconds: number): FastifyReply => {
-    const applied = `wait=${waitSeconds}`;
-    const res = reply.raw as HeldResponse;
-    // One closure per held request, nothing else: with 10,000 held, per-request closures and
-    // contexts are heap that every full GC marks (the close listener is shared, below).
-    const handle = held.hold(waitSeconds * 1000, (reason: ReleaseReason) => {
-      // The close listener stays (removing it from 10,000 responses cost ~10 ms of a release):
-      // with no handle on the response it does nothing.
-      res[HELD] = undefined;
-      if (held.size === 0 && unwatch !== undefined) {
-        unwatch();
-        unwatch = undefined;
-      }
-      if (reason === 'cancelled') return;
-      const now = local.current() ?? doc;
-      answerHeld(res, now, applied, reason === 'changed' && now.etag !== doc.etag);
-    });
+    const res = reply.raw;
+    const handle = held.hold(waitSeconds * 1000, releaserFor(doc, waitSeconds), res);
     if (!handle) return reply.code(503).header('retry-after', retryAfter).type(TEXT).send(BODY_TOO_MANY);
     reply.hijack();
     unwatch ??= local.watch?.();
     // A held request whose client goes away is released at once.
-    res[HELD] = handle;
-    res.on('close', cancelHeldOnClose);
+    heldBy.set(res, handle);
+    res.on('close', cancelOnClose);
     return reply;
   };
 

@@ -20,18 +20,25 @@ export interface HeldRequest {
 /** Default granularity of hold deadlines, ms. */
 export const DEFAULT_HOLD_TICK_MS = 250;
 
+/** Called once when a held request is let go, with the item it was held with. */
+export type ReleaseCallback<T> = (reason: ReleaseReason, item: T) => void;
+
 /**
  * One held request, and its handle. A class rather than closures: with 10,000 held, every
- * per-request closure and context is heap that each full GC marks while they wait.
+ * per-request closure and context is heap that each full GC marks while they wait (and marks
+ * during the release, when it slows the answers): a caller passing one shared callback and the
+ * request as its item allocates nothing else per request.
  */
-class Waiter implements HeldRequest {
+class Waiter<T> implements HeldRequest {
   readonly bucket: number;
-  done: ((reason: ReleaseReason) => void) | undefined;
-  readonly #onCancel: (w: Waiter) => void;
+  done: ReleaseCallback<T> | undefined;
+  readonly item: T;
+  readonly #onCancel: (w: Waiter<T>) => void;
 
-  constructor(bucket: number, done: (reason: ReleaseReason) => void, onCancel: (w: Waiter) => void) {
+  constructor(bucket: number, done: ReleaseCallback<T>, item: T, onCancel: (w: Waiter<T>) => void) {
     this.bucket = bucket;
     this.done = done;
+    this.item = item;
     this.#onCancel = onCancel;
   }
 
@@ -50,14 +57,14 @@ class Waiter implements HeldRequest {
  * earliest bucket; finding it scans the bucket keys, of which there are at most
  * `maxWait / tickMs` (240 for 60 s at 250 ms).
  */
-export class HeldRequests {
+export class HeldRequests<T = undefined> {
   readonly max: number;
   readonly #clock: Clock;
   readonly #tickMs: number;
   /** Shared by every waiter's {@link HeldRequest.cancel}. */
-  readonly #cancel: (w: Waiter) => void;
+  readonly #cancel: (w: Waiter<T>) => void;
   /** Deadline bucket (ms, multiple of tickMs) → waiters. */
-  readonly #buckets = new Map<number, Set<Waiter>>();
+  readonly #buckets = new Map<number, Set<Waiter<T>>>();
   #size = 0;
   #timer: AbortController | undefined;
   #armedFor: number | undefined;
@@ -78,14 +85,19 @@ export class HeldRequests {
   }
 
   /**
-   * Holds a request for at most `waitMs`; `done` is called exactly once with the reason.
+   * Holds a request for at most `waitMs`; `done` is called exactly once with the reason and
+   * `item`.
    * @returns the handle, or undefined when {@link HeldRequests.max} requests are already held.
    */
-  hold(waitMs: number, done: (reason: ReleaseReason) => void): HeldRequest | undefined {
+  hold(
+    waitMs: number,
+    done: ReleaseCallback<T>,
+    ...[item]: T extends undefined ? [item?: T] : [item: T]
+  ): HeldRequest | undefined {
     if (this.#size >= this.max) return undefined;
     const deadline = this.#clock.now() + Math.max(0, waitMs);
     const bucket = Math.floor(deadline / this.#tickMs) * this.#tickMs;
-    const waiter = new Waiter(bucket, done, this.#cancel);
+    const waiter = new Waiter<T>(bucket, done, item as T, this.#cancel);
     let set = this.#buckets.get(bucket);
     if (!set) {
       set = new Set();
@@ -108,7 +120,7 @@ export class HeldRequests {
     }
   }
 
-  #release(waiter: Waiter, reason: ReleaseReason): void {
+  #release(waiter: Waiter<T>, reason: ReleaseReason): void {
     if (waiter.done === undefined) return;
     const set = this.#buckets.get(waiter.bucket);
     if (set?.delete(waiter)) {
@@ -121,10 +133,10 @@ export class HeldRequests {
     this.#finish(waiter, reason);
   }
 
-  #finish(waiter: Waiter, reason: ReleaseReason): void {
+  #finish(waiter: Waiter<T>, reason: ReleaseReason): void {
     const done = waiter.done;
     waiter.done = undefined;
-    done?.(reason);
+    done?.(reason, waiter.item);
   }
 
   #arm(bucket: number): void {
@@ -154,7 +166,7 @@ export class HeldRequests {
     this.#timer = undefined;
     this.#armedFor = undefined;
     const now = this.#clock.now();
-    const due: Set<Waiter>[] = [];
+    const due: Set<Waiter<T>>[] = [];
     for (const [b, set] of this.#buckets) {
       if (b <= now) {
         due.push(set);

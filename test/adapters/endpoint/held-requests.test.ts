@@ -22,6 +22,20 @@ describe('HeldRequests', () => {
     expect(clock.pending).toBe(0);
   });
 
+  it('calls one shared callback with the item of each request (no closure per request)', async () => {
+    const clock = new FakeClock(1_000_000);
+    const held = new HeldRequests<{ id: number }>({ max: 10, clock, tickMs: 250 });
+    const log: string[] = [];
+    const done = (r: ReleaseReason, item: { id: number }) => log.push(`${item.id}:${r}`);
+    const a = held.hold(1000, done, { id: 1 });
+    held.hold(5000, done, { id: 2 });
+    held.hold(5000, done, { id: 3 });
+    a?.cancel();
+    await clock.advance(1000);
+    held.releaseAll('changed');
+    expect(log).toEqual(['1:cancelled', '2:changed', '3:changed']);
+  });
+
   it('times requests out by deadline bucket, never later than asked', async () => {
     const { clock, held } = setup();
     const log: string[] = [];

@@ -431,6 +431,46 @@ describe('silent connections (issue 16 item 6)', () => {
     expect(closedSoon).toBe(32);
   });
 
+  it('gives the slot of a closed connection back to its source address', async () => {
+    const { ep, ca } = await webEndpoint({ maxConnectionsPerAddress: 2, handshakeTimeoutMs: 60_000 });
+    const { connect } = await import('node:net');
+    const open = (): Promise<{ socket: import('node:net').Socket; closed: Promise<void> }> =>
+      new Promise((resolve) => {
+        const socket = connect({ host: '127.0.0.1', port: ep.port, localAddress: '127.0.0.3' });
+        socket.on('error', () => undefined);
+        const closed = new Promise<void>((r) => socket.once('close', () => r()));
+        socket.once('connect', () => resolve({ socket, closed }));
+        stop.signal.addEventListener('abort', () => socket.destroy(), { once: true });
+      });
+    const first = [await open(), await open()];
+    const third = await open();
+    await third.closed; // over the cap: closed at accept
+    for (const c of first) c.socket.destroy();
+    await Promise.all(first.map((c) => c.closed));
+    // Both slots are free again: two requests from that address are served.
+    const fetchFrom = (): Promise<number> =>
+      new Promise((resolve, reject) => {
+        request(
+          `https://localhost:${ep.port}/`,
+          { ca: ca.pem, agent: false, localAddress: '127.0.0.3' },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        )
+          .on('error', reject)
+          .end();
+      });
+    // The server may see the closes a moment after the client does.
+    let status = 0;
+    for (let attempt = 0; attempt < 50 && status !== 200; attempt++) {
+      status = await fetchFrom().catch(() => 0);
+      if (status !== 200) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(status).toBe(200);
+    expect(await Promise.all([fetchFrom(), fetchFrom()])).toEqual([200, 200]);
+  });
+
   it('refuses nonsense limits with TypeError', async () => {
     await expect(webEndpoint({ handshakeTimeoutMs: 0 })).rejects.toThrow(TypeError);
     await expect(webEndpoint({ maxConnectionsPerAddress: 1.5 })).rejects.toThrow(TypeError);
