@@ -5,11 +5,13 @@
  * run. Goal ≥ 0.8× (certificate decoding dominates both sides).
  * @module
  */
-import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
+
+import { createPublicKey, X509Certificate } from 'node:crypto';
 import { createCa } from '../src/adapters/pki/index.js';
 import { marshalBundle, parseBundle } from '../src/core/bundle/codec.js';
 import { jwtAuthority, TrustBundle } from '../src/core/bundle/trust-bundle.js';
 import { TrustDomain } from '../src/core/spiffeid/index.js';
+import { keyPairSync } from '../src/platform/keygen.js';
 import { type BenchResult, compare, type MeasureOptions, measurePair } from './lib.js';
 
 interface Jwk {
@@ -59,7 +61,7 @@ export async function run(opts: MeasureOptions & { rounds?: number } = {}): Prom
     trustDomain: td,
     x509Authorities: cas.map((c) => c.der),
     jwtAuthorities: Array.from({ length: 10 }, (_, i) =>
-      jwtAuthority(`kid-${i}`, generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey),
+      jwtAuthority(`kid-${i}`, keyPairSync('ec', { namedCurve: 'P-256' }).publicKey),
     ),
     sequence: 42n,
     refreshHint: 300,

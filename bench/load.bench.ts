@@ -10,13 +10,15 @@
  *    quarter of that time each, rotations continuing. Goal: every request verified (200), RSS
  *    bounded likewise.
  */
-import { createSign, generateKeyPairSync, type KeyObject } from 'node:crypto';
+
+import { createSign, type KeyObject } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SpireEmulator } from '../src/adapters/spire/emulator/emulator.js';
 import { jwtAuthority } from '../src/core/bundle/trust-bundle.js';
+import { keyPairSync } from '../src/platform/keygen.js';
 import type { BenchFigure } from './lib.js';
 import { type AutocannonResult, autocannon } from './support/autocannon.js';
 import { type BrokerProcess, rssSampler, startWebEndpointBroker } from './support/broker-process.js';
@@ -138,7 +140,7 @@ export async function run(): Promise<BenchFigure[]> {
     target = await startEmulatorTarget('spire', TD, dir);
     const emulator = target.emulator!;
     // A JWT authority whose private key the benchmark holds, in the local bundle.
-    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const { publicKey, privateKey } = keyPairSync('ec', { namedCurve: 'P-256' });
     await emulator.appendAuthorities({ jwt: [jwtAuthority('bench-jwt', publicKey, 0)] });
     const svid = await emulator.mintX509Svid(`spiffe://${TD}/workload`, 24 * 3600);
     const token = jwtSvid(privateKey, 'bench-jwt', `spiffe://${TD}/workload`, `spiffe://${TD}/api`);

@@ -6,7 +6,7 @@
  * with `Preference-Applied`). Used by the scale benchmark.
  * @module
  */
-import { generateKeyPairSync } from 'node:crypto';
+
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -16,6 +16,7 @@ import { createCa } from '../../src/adapters/pki/index.js';
 import { marshalBundle } from '../../src/core/bundle/codec.js';
 import { jwtAuthority, TrustBundle } from '../../src/core/bundle/trust-bundle.js';
 import { TrustDomain } from '../../src/core/spiffeid/trust-domain.js';
+import { keyPairSync } from '../../src/platform/keygen.js';
 import { createWebServerCert } from './web-cert.js';
 
 /** Options of {@link BundleFleet.start}. */
@@ -271,7 +272,7 @@ export class BundleFleet {
 }
 
 function newJwtKey(td: TrustDomain, n: number) {
-  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { publicKey } = keyPairSync('ec', { namedCurve: 'P-256' });
   return jwtAuthority(`${td.name.split('.')[0]}-k${n}`, publicKey);
 }
 

@@ -5,9 +5,10 @@
  * sequence, which leaves the X.509-only outputs — gRPC/Envoy maps, PEM — untouched.)
  * @module
  */
-import { generateKeyPairSync } from 'node:crypto';
+
 import { createCa } from '../../src/adapters/pki/index.js';
 import { jwtAuthority, TrustBundle } from '../../src/core/bundle/trust-bundle.js';
+import { keyPairSync } from '../../src/platform/keygen.js';
 
 /** The rotated bundle and what identifies it in each output. */
 export interface Rotation {
@@ -30,7 +31,7 @@ export async function rotateFully(current: TrustBundle, tag: string): Promise<Ro
     notAfter: new Date(Date.now() + 7 * 86_400_000),
   });
   const kid = `${td.name.split('.')[0]}-${tag}-s${seq}`;
-  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { publicKey } = keyPairSync('ec', { namedCurve: 'P-256' });
   const bundle = TrustBundle.create({
     trustDomain: td,
     x509Authorities: [...current.x509Authorities.map((a) => a.der), ca.der].slice(-2),

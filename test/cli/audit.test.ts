@@ -1,7 +1,7 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AuditWriter } from '../../src/adapters/audit/index.js';
 import { auditCommand } from '../../src/cli/audit-command.js';
+import { keyPairSync } from '../../src/platform/keygen.js';
 import { MemoryAuditFs } from '../adapters/audit/fake-fs.js';
 import { runCommandCapture } from '../support/cli.js';
 
@@ -74,7 +74,7 @@ describe('spiffe-broker audit verify', () => {
   });
 
   it('exit 1 when the log was signed by another key than the trusted one', async () => {
-    const other = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const other = keyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString();
     const r = await run(['verify', 'a.log', '--public-key', 'o.pem', '--json'], {
       'a.log': log,
       'o.pem': other,

@@ -1,10 +1,11 @@
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCa, createX509Svid, type IssuedCert } from '../../src/adapters/pki/index.js';
 import { parseBundleFile } from '../../src/core/bundle/bundle-file.js';
 import { jwtAuthority, marshalBundle, marshalBundleMap, TrustBundle } from '../../src/core/bundle/index.js';
 import { SpiffeId, TrustDomain } from '../../src/core/spiffeid/index.js';
+import { keyPairSync } from '../../src/platform/keygen.js';
 import { runCliCapture } from '../support/cli.js';
 
 // What SPIRE prints: `spire-server bundle show` (PEM by default, one block per X.509 authority),
@@ -18,7 +19,7 @@ let caA: IssuedCert;
 let caA2: IssuedCert;
 let caB: IssuedCert;
 let files: Record<string, string>;
-const jwtKeys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const jwtKeys = keyPairSync('ec', { namedCurve: 'P-256' });
 
 beforeAll(async () => {
   caA = await createCa({ trustDomain: tdA, notBefore: T0, notAfter: T1 });

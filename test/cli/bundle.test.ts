@@ -1,11 +1,11 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { jwtAuthority, marshalBundle, TrustBundle } from '../../src/core/bundle/index.js';
 import { TrustDomain } from '../../src/core/spiffeid/index.js';
+import { keyPairSync } from '../../src/platform/keygen.js';
 import { runCliCapture } from '../support/cli.js';
 
 const td = TrustDomain.parse('example.org');
-const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+const key = keyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
 const good = marshalBundle(
   TrustBundle.create({
     trustDomain: td,

@@ -1,4 +1,3 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { BrokerStatus } from '../../src/adapters/admin/status.js';
 import type { CliIo } from '../../src/cli/io.js';
@@ -6,6 +5,7 @@ import { escapeTerminal } from '../../src/cli/output.js';
 import type { AdminCliIo } from '../../src/cli/status-command.js';
 import { jwtAuthority, marshalBundle, TrustBundle } from '../../src/core/bundle/index.js';
 import { TrustDomain } from '../../src/core/spiffeid/index.js';
+import { keyPairSync } from '../../src/platform/keygen.js';
 import { STATUS } from '../adapters/admin/fixtures.js';
 import { runCliCapture } from '../support/cli.js';
 
@@ -23,7 +23,7 @@ describe('terminal escape injection (peer-chosen strings in human CLI output)', 
   });
 
   it('bundle parse prints a hostile kid escaped, never raw', async () => {
-    const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+    const key = keyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
     const doc = marshalBundle(
       TrustBundle.create({
         trustDomain: TrustDomain.parse('example.org'),

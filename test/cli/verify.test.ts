@@ -1,9 +1,10 @@
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCa, createX509Svid, type IssuedCert, toPem } from '../../src/adapters/pki/index.js';
 import { jwtAuthority, marshalBundle, marshalBundleMap, TrustBundle } from '../../src/core/bundle/index.js';
 import { SpiffeId, TrustDomain } from '../../src/core/spiffeid/index.js';
+import { keyPairSync } from '../../src/platform/keygen.js';
 import { runCliCapture } from '../support/cli.js';
 
 const tdA = TrustDomain.parse('a.test');
@@ -14,7 +15,7 @@ const T1 = new Date('2027-01-01T00:00:00Z');
 let caA: IssuedCert;
 let caB: IssuedCert;
 let leafA: IssuedCert;
-const jwtKeys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const jwtKeys = keyPairSync('ec', { namedCurve: 'P-256' });
 let files: Record<string, string>;
 let token: string;
 

@@ -5,7 +5,8 @@
  *
  * Every validity period is relative to {@link T0}, a fixed instant; tests pass `now` explicitly.
  */
-import { constants, createHmac, sign as cryptoSign, generateKeyPairSync, type KeyObject } from 'node:crypto';
+
+import { constants, createHmac, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import {
   type CreateX509SvidOptions,
   createCa,
@@ -15,6 +16,7 @@ import {
 } from '../../src/adapters/pki/index.js';
 import { type JwtAuthority, jwtAuthority, TrustBundle } from '../../src/core/bundle/trust-bundle.js';
 import { SpiffeId, TrustDomain } from '../../src/core/spiffeid/index.js';
+import { keyPairSync } from '../../src/platform/keygen.js';
 
 /** The fixed "now" of verification tests: 2030-01-01T00:00:00Z, ms. */
 export const T0 = Date.UTC(2030, 0, 1);
@@ -57,8 +59,8 @@ export interface TestPkiOptions {
 let sharedRsa: { privateKey: KeyObject; publicKey: KeyObject } | undefined;
 
 function jwtKeys(td: TrustDomain): Record<JwtKeyKind, JwtKey> {
-  sharedRsa ??= generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const ec = (namedCurve: string) => generateKeyPairSync('ec', { namedCurve });
+  sharedRsa ??= keyPairSync('rsa', { modulusLength: 2048 });
+  const ec = (namedCurve: string) => keyPairSync('ec', { namedCurve });
   const make = (kind: JwtKeyKind, pair: { privateKey: KeyObject; publicKey: KeyObject }): JwtKey => ({
     kid: `${td.name}/${kind}`,
     ...pair,

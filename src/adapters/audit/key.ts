@@ -1,5 +1,6 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { RuntimeError } from '../../errors.js';
+import { keyPairSync } from '../../platform/keygen.js';
 import type { AuditFs } from './fs.js';
 import { requireEd25519 } from './record.js';
 
@@ -22,7 +23,7 @@ export const AUDIT_KEY_MODE = 0o600;
 export async function loadOrCreateAuditKey(path: string, fs: AuditFs): Promise<AuditKey> {
   const existing = await readKey(path, fs);
   if (existing) return { ...existing, created: false };
-  const { privateKey } = generateKeyPairSync('ed25519');
+  const { privateKey } = keyPairSync('ed25519');
   const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   try {
     await fs.createExclusive(path, pem, AUDIT_KEY_MODE);

@@ -1,4 +1,5 @@
-import { generateKeyPairSync, webcrypto } from 'node:crypto';
+import { webcrypto } from 'node:crypto';
+import { keyPairSync } from '../../platform/keygen.js';
 
 /** WebCrypto key pair (node:crypto's `webcrypto` types; the project compiles without the DOM lib). */
 export type CryptoKeyPair = webcrypto.CryptoKeyPair;
@@ -55,10 +56,10 @@ export async function generateKeyPair(alg: KeyAlgorithm = 'ec-p256'): Promise<Cr
   const params = generationParams(alg);
   const { privateKey, publicKey } =
     alg === 'rsa-2048'
-      ? generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 0x10001 })
+      ? keyPairSync('rsa', { modulusLength: 2048, publicExponent: 0x10001 })
       : alg === 'ed25519'
-        ? generateKeyPairSync('ed25519')
-        : generateKeyPairSync('ec', { namedCurve: alg === 'ec-p384' ? 'P-384' : 'P-256' });
+        ? keyPairSync('ed25519')
+        : keyPairSync('ec', { namedCurve: alg === 'ec-p384' ? 'P-384' : 'P-256' });
   const importParams = params as webcrypto.EcKeyImportParams;
   return {
     privateKey: await subtle.importKey(

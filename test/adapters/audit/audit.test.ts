@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import {
   verifyAuditLog,
 } from '../../../src/adapters/audit/index.js';
 import { diffBundles } from '../../../src/core/bundle/index.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 import { MemoryAuditFs } from './fake-fs.js';
 
 const FILE = '/audit.log';
@@ -113,7 +114,7 @@ describe('AuditWriter + verifyAuditLog', () => {
 
     it('one record re-signed with another key (signature)', async () => {
       const { key, lines } = await makeLog(4);
-      const other = generateKeyPairSync('ed25519').privateKey;
+      const other = keyPairSync('ed25519').privateKey;
       const r = JSON.parse(lines[3]!);
       lines[3] = encodeRecord(
         { seq: r.seq, time: r.time, type: r.type, data: r.data, prev: r.prev },
@@ -128,7 +129,7 @@ describe('AuditWriter + verifyAuditLog', () => {
 
     it('a whole log re-signed with another key: refused with the trusted key, consistent with its own', async () => {
       const { key, lines } = await makeLog(3);
-      const other = generateKeyPairSync('ed25519');
+      const other = keyPairSync('ed25519');
       let prev = AUDIT_GENESIS;
       const forged = lines.map((l) => {
         const r = JSON.parse(l);
@@ -502,7 +503,7 @@ describe('audit key', () => {
 
   it('refuses a key that is not Ed25519', async () => {
     const path = join(dir, 'ec.pem');
-    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
+    const ec = keyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
       type: 'pkcs8',
       format: 'pem',
     });

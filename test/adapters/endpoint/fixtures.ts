@@ -1,5 +1,7 @@
 /** Fixtures for the endpoint tests: bundles from fresh CAs, a controllable GetBundle source, a log sink. */
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+
+import { randomBytes } from 'node:crypto';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 import 'reflect-metadata';
 import { Pkcs10CertificateRequest, SubjectAlternativeNameExtension } from '@peculiar/x509';
 import type { EndpointLogger } from '../../../src/adapters/endpoint/deps.js';
@@ -28,10 +30,7 @@ export async function makeBundle(
     trustDomain: td,
     x509Authorities: cas.map((c) => c.der),
     jwtAuthorities: Array.from({ length: opts.jwt ?? 1 }, () =>
-      jwtAuthority(
-        randomBytes(8).toString('hex'),
-        generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey,
-      ),
+      jwtAuthority(randomBytes(8).toString('hex'), keyPairSync('ec', { namedCurve: 'P-256' }).publicKey),
     ),
     refreshHint: opts.refreshHint ?? 0,
     sequence: opts.sequence ?? 1n,

@@ -8,8 +8,8 @@
  *
  * Skips loudly without the programs; fails instead with CI=true.
  */
+
 import { execFile } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -23,6 +23,7 @@ import { jwtAuthority, TrustBundle } from '../../../src/core/bundle/trust-bundle
 import { SpiffeId } from '../../../src/core/spiffeid/spiffe-id.js';
 import { TrustDomain } from '../../../src/core/spiffeid/trust-domain.js';
 import { FederatedBundleStore } from '../../../src/engine/federation/bundle-store.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 import { FakeBundleGetter, LOCAL_TD, makeBundle, makeCa, NOT_AFTER, NOT_BEFORE } from './fixtures.js';
 import { goFetch, goFetchOrSkip } from './go-fetch.js';
 
@@ -114,7 +115,7 @@ describe.skipIf(!haveIstio)('relay: Istio fetches relayed peer bundles (MeshConf
     store.set(
       TrustBundle.create({
         trustDomain: JWT_ONLY,
-        jwtAuthorities: [jwtAuthority('k1', generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey)],
+        jwtAuthorities: [jwtAuthority('k1', keyPairSync('ec', { namedCurve: 'P-256' }).publicKey)],
       }),
     );
     const relayed = new Set([PEER.name, SECOND.name, JWT_ONLY.name]);

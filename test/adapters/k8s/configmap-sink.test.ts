@@ -199,6 +199,8 @@ describe.skipIf(!kubeAvailable())('ConfigMapSink against a real kube-apiserver',
     store.set(w.bundle);
     await namespace('watched-ns', ENABLED);
     const name = bundleConfigMapName('watched.example');
+    const pem = async () =>
+      ((await cm('watched-ns', name))?.data as Record<string, string> | undefined)?.['bundle.pem'];
     const watching: string[] = [];
     let passes = 0;
     // No periodic pass within the test: only the watch can notice what is done by hand.
@@ -228,24 +230,14 @@ describe.skipIf(!kubeAvailable())('ConfigMapSink against a real kube-apiserver',
         ...current,
         data: { ...(current.data as Record<string, string>), 'bundle.pem': 'tampered\n' },
       });
-      await eventually(
-        'restored after an edit by hand',
-        async () =>
-          ((await cm('watched-ns', name))?.data as Record<string, string> | undefined)?.['bundle.pem'] ===
-          w.root.pem,
-      );
+      await eventually('restored after an edit by hand', async () => (await pem()) === w.root.pem);
 
       // A rotation is one pass: the watch events of the broker's own update start none.
       await new Promise((r) => setTimeout(r, 500));
       const before = passes;
       const rotated = await makePki('watched.example', { sequence: 2n });
       store.set(rotated.bundle);
-      await eventually(
-        'rotated',
-        async () =>
-          ((await cm('watched-ns', name))?.data as Record<string, string> | undefined)?.['bundle.pem'] ===
-          rotated.root.pem,
-      );
+      await eventually('rotated', async () => (await pem()) === rotated.root.pem);
       await new Promise((r) => setTimeout(r, 1_500));
       expect(passes - before).toBe(1);
     } finally {

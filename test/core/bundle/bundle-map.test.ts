@@ -1,4 +1,3 @@
-import { generateKeyPairSync } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -10,6 +9,7 @@ import {
 } from '../../../src/core/bundle/index.js';
 import { TrustDomain } from '../../../src/core/spiffeid/index.js';
 import { BundleError } from '../../../src/errors.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 
 function code(fn: () => unknown): string {
   try {
@@ -21,7 +21,7 @@ function code(fn: () => unknown): string {
   throw new Error('expected a BundleError');
 }
 
-const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+const key = keyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
 
 describe('Bundle Maps', () => {
   it('round-trips several trust domains, sorted, without per-bundle hints', () => {

@@ -1,4 +1,4 @@
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCa, createX509Svid, type IssuedCert } from '../../../src/adapters/pki/index.js';
@@ -14,6 +14,7 @@ import {
 import { parseJson } from '../../../src/core/bundle/json.js';
 import { SpiffeId, TrustDomain } from '../../../src/core/spiffeid/index.js';
 import { BundleError } from '../../../src/errors.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 
 const td = TrustDomain.parse('example.org');
 const T0 = new Date('2026-01-01T00:00:00Z');
@@ -47,10 +48,10 @@ beforeAll(async () => {
     notAfter: T1,
   });
   jwtKeys = [
-    generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey,
-    generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey,
-    generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey,
-    generateKeyPairSync('ed25519').publicKey,
+    keyPairSync('ec', { namedCurve: 'P-256' }).publicKey,
+    keyPairSync('ec', { namedCurve: 'P-384' }).publicKey,
+    keyPairSync('rsa', { modulusLength: 2048 }).publicKey,
+    keyPairSync('ed25519').publicKey,
   ];
 }, 60_000);
 
@@ -184,7 +185,7 @@ describe('parseBundle', () => {
     expect(code(() => parseBundle(td, doc([jwtEntry(jwtKeys[0]!, 'a'), jwtEntry(jwtKeys[1]!, 'a')])))).toBe(
       'ERR_BUNDLE_JWT_KID_DUPLICATE',
     );
-    const priv = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+    const priv = keyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
     expect(code(() => parseBundle(td, doc([{ use: 'jwt-svid', kid: 'p', ...priv }])))).toBe(
       'ERR_BUNDLE_JWK_INVALID',
     );

@@ -1,4 +1,3 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCa, type IssuedCert } from '../../../src/adapters/pki/index.js';
 import {
@@ -15,10 +14,11 @@ import {
 } from '../../../src/core/bundle/index.js';
 import { TrustDomain } from '../../../src/core/spiffeid/index.js';
 import { BundleError } from '../../../src/errors.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 
 const td = TrustDomain.parse('example.org');
-const k1 = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
-const k2 = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+const k1 = keyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+const k2 = keyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
 let ca1: IssuedCert;
 let ca2: IssuedCert;
 

@@ -1,4 +1,4 @@
-import { createPublicKey, verify as cryptoVerify, generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   defaultJwksUri,
@@ -9,6 +9,7 @@ import {
   signingAlgorithms,
 } from '../../../src/core/bundle/index.js';
 import { jwtAuthority, TrustBundle } from '../../../src/core/bundle/trust-bundle.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 import { makePki, signJws, svidClaims } from '../../support/fixtures.js';
 
 describe('renderJwks', () => {
@@ -64,7 +65,7 @@ describe('renderJwks', () => {
 
   it('publishes Ed25519 keys as OKP with EdDSA', async () => {
     const pki = await makePki('oidc.test');
-    const ed = generateKeyPairSync('ed25519').publicKey;
+    const ed = keyPairSync('ed25519').publicKey;
     const b = TrustBundle.create({ trustDomain: pki.td, jwtAuthorities: [jwtAuthority('ed', ed)] });
     expect(JSON.parse(renderJwks(b)).keys[0]).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA' });
     expect(signingAlgorithms(b)).toEqual(['EdDSA']);

@@ -1,4 +1,4 @@
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCa } from '../../../src/adapters/pki/index.js';
 import {
@@ -23,6 +23,7 @@ import {
 import { TrustDomain } from '../../../src/core/spiffeid/index.js';
 import { parseAllowlist } from '../../../src/engine/config/index.js';
 import { PolicyError } from '../../../src/errors.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 
 const td = TrustDomain.parse('partner.example');
 const peer: PeerPolicy = { trustDomain: td, keyPolicy: {}, allowEmptyBundle: false };
@@ -31,8 +32,8 @@ function pub(
   type: 'ec' | 'rsa' | 'ed25519' | 'ed448' | 'x25519',
   opt: Record<string, unknown> = {},
 ): KeyObject {
-  // biome-ignore lint/suspicious/noExplicitAny: node's overloads are keyed on the literal type
-  return (generateKeyPairSync as any)(type, opt).publicKey as KeyObject;
+  // biome-ignore lint/suspicious/noExplicitAny: the overloads are keyed on the literal type
+  return (keyPairSync as any)(type, opt).publicKey as KeyObject;
 }
 
 let caP256: Uint8Array;

@@ -1,16 +1,15 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCa } from '../../../src/adapters/pki/index.js';
 import { jwtAuthority, TrustBundle } from '../../../src/core/bundle/index.js';
 import { evaluatePeerBundle, type PeerPolicy } from '../../../src/core/policy/index.js';
 import { TrustDomain } from '../../../src/core/spiffeid/index.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 
 // The persisted high-water mark (TDB §4.1.1 across restarts, issue 16 item 1): with no current
 // bundle held (the last-known-good file was lost), the mark alone must refuse a rollback.
 const td = TrustDomain.parse('partner.example');
 const peer: PeerPolicy = { trustDomain: td, keyPolicy: {}, allowEmptyBundle: false };
-const jwtKey = (kid: string) =>
-  jwtAuthority(kid, generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey);
+const jwtKey = (kid: string) => jwtAuthority(kid, keyPairSync('ec', { namedCurve: 'P-256' }).publicKey);
 let ca: Uint8Array;
 
 beforeAll(async () => {

@@ -1,4 +1,4 @@
-import { constants, generateKeyPairSync, sign } from 'node:crypto';
+import { constants, sign } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BundleSet } from '../../../src/core/bundle/source.js';
@@ -9,6 +9,7 @@ import {
   MAX_JWT_SVID_LENGTH,
   verifyJwtSvid,
 } from '../../../src/core/verify/index.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 import { type JwsSigner, makePki, signJws, svidClaims, T0, type TestPki } from '../../support/fixtures.js';
 
 const AUD = 'spiffe://example.org/api';
@@ -150,7 +151,7 @@ describe('verifyJwtSvid: algorithm (JWT-SVID §2.1)', () => {
   });
 
   it('refuses RSA keys under 2048 bits', () => {
-    const small = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    const small = keyPairSync('rsa', { modulusLength: 1024 });
     const td = TrustBundle.create({
       trustDomain: a.td,
       jwtAuthorities: [jwtAuthority('small', small.publicKey)],

@@ -1,4 +1,3 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { jwtAuthority, TrustBundle } from '../../../src/core/bundle/trust-bundle.js';
 import { TrustDomain } from '../../../src/core/spiffeid/trust-domain.js';
@@ -7,6 +6,7 @@ import { FederatedBundleStore } from '../../../src/engine/federation/bundle-stor
 import { FetchSlots } from '../../../src/engine/federation/fetch-slots.js';
 import { FederationManager } from '../../../src/engine/federation/manager.js';
 import type { PeerFetcher, PeerFetchOutcome } from '../../../src/engine/federation/peer-updater.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 
 const tick = () => new Promise((r) => setImmediate(r));
@@ -67,7 +67,7 @@ describe('FetchSlots', () => {
 
 describe('FederationManager bounds concurrent fetches', () => {
   it('a cold start of 40 peers keeps at most maxConcurrentFetches one-shot fetches in flight; long-polls are not counted', async () => {
-    const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+    const key = keyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
     let inFlight = 0;
     let most = 0;
     let longPolls = 0;

@@ -1,9 +1,11 @@
 /** Shared fixtures for the federation tests: trust domains, CAs, SVIDs and bundles built with src/pki. */
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+
+import { randomBytes } from 'node:crypto';
 import { createCa, createX509Svid, type IssuedCert } from '../../../src/adapters/pki/index.js';
 import { type JwtAuthority, jwtAuthority, TrustBundle } from '../../../src/core/bundle/trust-bundle.js';
 import { SpiffeId } from '../../../src/core/spiffeid/spiffe-id.js';
 import { TrustDomain } from '../../../src/core/spiffeid/trust-domain.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 
 /** Fixed validity window for fixtures (wide enough never to expire during a run). */
 export const NOT_BEFORE = new Date('2025-01-01T00:00:00Z');
@@ -22,7 +24,7 @@ export async function makeCa(trustDomain: string): Promise<IssuedCert> {
 }
 
 export function makeJwtKey(kid = randomBytes(8).toString('hex')): JwtAuthority {
-  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { publicKey } = keyPairSync('ec', { namedCurve: 'P-256' });
   return jwtAuthority(kid, publicKey);
 }
 

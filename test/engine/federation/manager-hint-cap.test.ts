@@ -1,4 +1,3 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { jwtAuthority, TrustBundle } from '../../../src/core/bundle/index.js';
 import { TrustDomain } from '../../../src/core/spiffeid/index.js';
@@ -6,6 +5,7 @@ import type { PeerConfig } from '../../../src/engine/config/types.js';
 import { FederatedBundleStore } from '../../../src/engine/federation/bundle-store.js';
 import { FederationManager } from '../../../src/engine/federation/manager.js';
 import type { PeerFetcher, PeerFetchOutcome } from '../../../src/engine/federation/peer-updater.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 
 // Issue 16 item 11: a peer advertising a huge spiffe_refresh_hint must still be reported STALE
@@ -13,7 +13,7 @@ import { FakeClock } from '../../fakes/fake-clock.js';
 // caps the hint at one day by default: STALE after at most 3 days.
 
 const DAY = 86_400_000;
-const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+const key = keyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
 const peer: PeerConfig = {
   trustDomain: TrustDomain.parse('sly.test'),
   urls: [new URL('https://sly.test/')],

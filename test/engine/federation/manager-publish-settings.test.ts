@@ -1,4 +1,3 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { jwtAuthority, TrustBundle } from '../../../src/core/bundle/index.js';
 import { TrustDomain } from '../../../src/core/spiffeid/index.js';
@@ -7,13 +6,14 @@ import type { PeerConfig } from '../../../src/engine/config/types.js';
 import { FederatedBundleStore } from '../../../src/engine/federation/bundle-store.js';
 import { FederationManager } from '../../../src/engine/federation/manager.js';
 import type { PeerFetcher, PeerFetchOutcome } from '../../../src/engine/federation/peer-updater.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 
 // Issue 12 items 3 and 4: relay and oidcIssuer decide what the broker publishes, not how it
 // fetches. A hot reload that only toggles them must reach manager.peers() (read by the relay and
 // the OIDC listener) at once, without restarting the peer's updater.
 
-const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+const key = keyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
 const base: PeerConfig = {
   trustDomain: TrustDomain.parse('partner.test'),
   urls: [new URL('https://partner.test/')],

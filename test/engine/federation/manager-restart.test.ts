@@ -1,4 +1,3 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { jwtAuthority, TrustBundle } from '../../../src/core/bundle/index.js';
 import { TrustDomain } from '../../../src/core/spiffeid/index.js';
@@ -7,13 +6,14 @@ import { FederatedBundleStore } from '../../../src/engine/federation/bundle-stor
 import { FederationManager, type RestoredPeer } from '../../../src/engine/federation/manager.js';
 import type { PeerFetcher, PeerFetchOutcome } from '../../../src/engine/federation/peer-updater.js';
 import { FetchError, RuntimeError } from '../../../src/errors.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 
 // Issue 16 items 1 and 2, and issue 11 item 6: what survives a restart (the persisted sequence
 // high-water mark, last-known-good bundles) and what happens when a bundle cannot be persisted.
 // The manager runs the real policy (no injected evaluator).
 
-const key = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+const key = () => keyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
 const bundle = (td: string, seq: bigint, kid = `k${seq}`) =>
   TrustBundle.create({
     trustDomain: TrustDomain.parse(td),

@@ -1,4 +1,3 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { jwtAuthority, TrustBundle } from '../../../src/core/bundle/index.js';
 import { TrustDomain } from '../../../src/core/spiffeid/index.js';
@@ -7,9 +6,10 @@ import { FederatedBundleStore } from '../../../src/engine/federation/bundle-stor
 import { FederationManager } from '../../../src/engine/federation/manager.js';
 import type { PeerFetcher, PeerFetchOutcome } from '../../../src/engine/federation/peer-updater.js';
 import { FetchError, PolicyError } from '../../../src/errors.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 
-const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+const key = keyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
 const bundle = (td: string, seq: bigint, empty = false) =>
   TrustBundle.create({
     trustDomain: TrustDomain.parse(td),

@@ -1,4 +1,3 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { jwtAuthority, TrustBundle } from '../../../src/core/bundle/index.js';
 import { TrustDomain } from '../../../src/core/spiffeid/index.js';
@@ -10,10 +9,11 @@ import {
   PeerUpdater,
 } from '../../../src/engine/federation/peer-updater.js';
 import { FetchError, PolicyError } from '../../../src/errors.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 
 const td = TrustDomain.parse('peer.test');
-const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+const key = keyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
 const b = (seq: bigint, hint = 300) =>
   TrustBundle.create({
     trustDomain: td,

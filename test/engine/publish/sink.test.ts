@@ -1,13 +1,13 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { jwtAuthority, TrustBundle } from '../../../src/core/bundle/index.js';
 import { TrustDomain } from '../../../src/core/spiffeid/index.js';
 import type { Sink } from '../../../src/engine/publish/sink.js';
 import { SpireServerSync } from '../../../src/engine/publish/spire-sync.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 import { FakeSpireApi } from '../../fakes/fake-spire-api.js';
 
-const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+const key = keyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
 const bundle = (td: string, seq: bigint) =>
   TrustBundle.create({
     trustDomain: TrustDomain.parse(td),

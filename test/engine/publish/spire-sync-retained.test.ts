@@ -1,8 +1,8 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { jwtAuthority, TrustBundle } from '../../../src/core/bundle/index.js';
 import { TrustDomain } from '../../../src/core/spiffeid/index.js';
 import { type ManagedSetStore, SpireServerSync } from '../../../src/engine/publish/spire-sync.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 import { FakeSpireApi } from '../../fakes/fake-spire-api.js';
 
@@ -10,7 +10,7 @@ import { FakeSpireApi } from '../../fakes/fake-spire-api.js';
 // bundle while the peer is down must not revoke it from SPIRE; a trust domain SPIRE federates
 // with itself is never deleted, even once it leaves the allowlist.
 
-const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+const key = keyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
 const bundle = (td: string, seq: bigint) =>
   TrustBundle.create({
     trustDomain: TrustDomain.parse(td),

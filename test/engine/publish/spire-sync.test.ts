@@ -1,4 +1,3 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCa } from '../../../src/adapters/pki/index.js';
 import { bundleToWire } from '../../../src/adapters/spire/convert.js';
@@ -13,10 +12,11 @@ import {
   type SpireSyncDeps,
   sizedBatches,
 } from '../../../src/engine/publish/spire-sync.js';
+import { keyPairSync } from '../../../src/platform/keygen.js';
 import { FakeClock } from '../../fakes/fake-clock.js';
 import { FakeSpireApi } from '../../fakes/fake-spire-api.js';
 
-const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+const key = keyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
 function bundle(td: string, seq: bigint): TrustBundle {
   return TrustBundle.create({
     trustDomain: TrustDomain.parse(td),

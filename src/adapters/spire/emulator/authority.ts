@@ -3,8 +3,9 @@
  * cycle (prepared → active → old; taint; revoke), and MintX509SVID's CSR checks and signing.
  * @module
  */
+import { keyPairSync } from '../../../platform/keygen.js';
 import 'reflect-metadata';
-import { generateKeyPairSync, randomInt, webcrypto } from 'node:crypto';
+import { randomInt, webcrypto } from 'node:crypto';
 import {
   X509Certificate as PeculiarCertificate,
   Pkcs10CertificateRequest,
@@ -122,7 +123,7 @@ export class EmulatorAuthorities {
   }
 
   #newJwt(state: AuthorityState): JwtEntry {
-    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const { publicKey, privateKey } = keyPairSync('ec', { namedCurve: 'P-256' });
     return {
       kid: randomKid(),
       spki: new Uint8Array(publicKey.export({ type: 'spki', format: 'der' })),
