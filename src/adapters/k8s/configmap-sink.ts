@@ -25,7 +25,9 @@ import { TRUST_DOMAIN_LABEL, trustDomainLabelValue } from './trust-domain-label.
  * when a namespace stops matching. While it runs, it also watches its own ConfigMaps in each
  * matching namespace (a namespaced watch: RBAC grants ConfigMaps per target namespace), so one
  * deleted or edited by hand is repaired at once, not at the next full pass; the events of its own
- * writes and deletes are recognised and start no pass. Only the broker's own ConfigMaps are touched: they carry the
+ * writes and deletes are recognised and start no pass.
+ *
+ * Only the broker's own ConfigMaps are touched: they carry the
  * `app.kubernetes.io/managed-by: spiffe-broker` label *and* the owner annotation; a foreign
  * ConfigMap with the same name is reported (`ERR_K8S_FOREIGN_OBJECT`), never modified or deleted.
  * Each also carries the `spiffe-broker.dev/trust-domain` label ({@link trustDomainLabelValue}), so
@@ -195,8 +197,8 @@ export class ConfigMapSink implements Sink {
   #sweptAll = false;
   /** While run() runs: one watch of the broker's ConfigMaps per matching namespace. */
   #watches: Map<string, AbortController> | undefined;
-  /** Its ConfigMap watches, stopped when run() ends. */
-  readonly #watchDone: Promise<void>[] = [];
+  /** The ConfigMap watches still running (awaited when run() ends). */
+  readonly #watchDone = new Set<Promise<void>>();
   /**
    * `<ns>/<name>` → the data of the broker's own write whose watch event is still due. Noted
    * before the call: the event may come before the API's answer.
@@ -252,7 +254,7 @@ export class ConfigMapSink implements Sink {
       for (const u of unsubs) u();
       for (const ac of this.#watches.values()) ac.abort();
       this.#watches = undefined;
-      await Promise.all([reflector, ...this.#watchDone.splice(0)]);
+      await Promise.all([reflector, ...this.#watchDone]);
       this.#ownWrites.clear();
       this.#ownDeletes.clear();
     }
@@ -306,7 +308,9 @@ export class ConfigMapSink implements Sink {
         });
         this.#trigger.fire();
       });
-      this.#watchDone.push(reflector.run(ac.signal));
+      const done = reflector.run(ac.signal);
+      this.#watchDone.add(done);
+      void done.finally(() => this.#watchDone.delete(done));
     }
   }
 
