@@ -18,11 +18,41 @@ export interface KeyObjectPair {
   readonly publicKey: KeyObject;
 }
 
-function reparse(pair: { privateKey: Buffer; publicKey: Buffer }): KeyObjectPair {
-  return {
-    privateKey: createPrivateKey({ key: pair.privateKey, format: 'der', type: 'pkcs8' }),
-    publicKey: createPublicKey({ key: pair.publicKey, format: 'der', type: 'spki' }),
-  };
+/** A freshly generated pair, DER-encoded: PKCS#8 private key, SPKI public key. */
+export interface DerKeyPair {
+  readonly privateKey: Buffer;
+  readonly publicKey: Buffer;
+}
+
+/** Key types and their generation options, as node:crypto names them. */
+export type KeyPairSpec =
+  | { readonly type: 'ec'; readonly namedCurve: string }
+  | { readonly type: 'rsa'; readonly modulusLength: number; readonly publicExponent?: number }
+  | { readonly type: 'ed25519' | 'ed448' | 'x25519' };
+
+/**
+ * Generates a pair as DER bytes only: no KeyObject of the generation job ever reaches the caller
+ * (what {@link keyPairSync} builds on, and what a caller that wants bytes should use).
+ */
+export function derKeyPairSync(spec: KeyPairSpec): DerKeyPair {
+  const spki = { type: 'spki', format: 'der' } as const;
+  const pkcs8 = { type: 'pkcs8', format: 'der' } as const;
+  if (spec.type === 'ec') {
+    return generateKeyPairSync('ec', {
+      namedCurve: spec.namedCurve,
+      publicKeyEncoding: spki,
+      privateKeyEncoding: pkcs8,
+    });
+  }
+  if (spec.type === 'rsa') {
+    return generateKeyPairSync('rsa', {
+      modulusLength: spec.modulusLength,
+      ...(spec.publicExponent !== undefined ? { publicExponent: spec.publicExponent } : {}),
+      publicKeyEncoding: spki,
+      privateKeyEncoding: pkcs8,
+    });
+  }
+  return generateKeyPairSync(spec.type as 'ed25519', { publicKeyEncoding: spki, privateKeyEncoding: pkcs8 });
 }
 
 /** `generateKeyPairSync` with the same arguments, minus the hang described above. */
@@ -33,29 +63,12 @@ export function keyPairSync(
 ): KeyObjectPair;
 export function keyPairSync(type: 'ed25519' | 'ed448' | 'x25519'): KeyObjectPair;
 export function keyPairSync(
-  type: 'ec' | 'rsa' | 'ed25519' | 'ed448' | 'x25519',
+  type: KeyPairSpec['type'],
   options?: { namedCurve: string } | { modulusLength: number; publicExponent?: number },
 ): KeyObjectPair {
-  const spki = { type: 'spki', format: 'der' } as const;
-  const pkcs8 = { type: 'pkcs8', format: 'der' } as const;
-  if (type === 'ec') {
-    const { namedCurve } = options as { namedCurve: string };
-    return reparse(
-      generateKeyPairSync('ec', { namedCurve, publicKeyEncoding: spki, privateKeyEncoding: pkcs8 }),
-    );
-  }
-  if (type === 'rsa') {
-    const { modulusLength, publicExponent } = options as { modulusLength: number; publicExponent?: number };
-    return reparse(
-      generateKeyPairSync('rsa', {
-        modulusLength,
-        ...(publicExponent !== undefined ? { publicExponent } : {}),
-        publicKeyEncoding: spki,
-        privateKeyEncoding: pkcs8,
-      }),
-    );
-  }
-  return reparse(
-    generateKeyPairSync(type as 'ed25519', { publicKeyEncoding: spki, privateKeyEncoding: pkcs8 }),
-  );
+  const der = derKeyPairSync({ type, ...options } as KeyPairSpec);
+  return {
+    privateKey: createPrivateKey({ key: der.privateKey, format: 'der', type: 'pkcs8' }),
+    publicKey: createPublicKey({ key: der.publicKey, format: 'der', type: 'spki' }),
+  };
 }

@@ -1,5 +1,5 @@
 import { webcrypto } from 'node:crypto';
-import { keyPairSync } from '../../platform/keygen.js';
+import { derKeyPairSync } from '../../platform/keygen.js';
 
 /** WebCrypto key pair (node:crypto's `webcrypto` types; the project compiles without the DOM lib). */
 export type CryptoKeyPair = webcrypto.CryptoKeyPair;
@@ -49,33 +49,20 @@ function generationParams(
  * const keys = await generateKeyPair('ec-p384');
  */
 export async function generateKeyPair(alg: KeyAlgorithm = 'ec-p256'): Promise<CryptoKeyPair> {
-  // Generated synchronously by node:crypto and imported, not by `subtle.generateKey`: on Node 20
-  // a finished async generation job destroyed by a GC that runs inside a JWK export of its key
-  // deadlocks the process (the job's destructor takes the mutex the export holds; seen in CI
-  // under gdb: ~KeyGenJob ← weak callbacks ← GC ← ExportJWKEcKey).
-  const params = generationParams(alg);
-  const { privateKey, publicKey } =
+  // Generated as DER by node:crypto and imported, never by `subtle.generateKey`: on Node 20 a
+  // generation job collected by a GC inside a JWK export of its key hangs the process (see
+  // platform/keygen.ts).
+  const der = derKeyPairSync(
     alg === 'rsa-2048'
-      ? keyPairSync('rsa', { modulusLength: 2048, publicExponent: 0x10001 })
+      ? { type: 'rsa', modulusLength: 2048, publicExponent: 0x10001 }
       : alg === 'ed25519'
-        ? keyPairSync('ed25519')
-        : keyPairSync('ec', { namedCurve: alg === 'ec-p384' ? 'P-384' : 'P-256' });
-  const importParams = params as webcrypto.EcKeyImportParams;
+        ? { type: 'ed25519' }
+        : { type: 'ec', namedCurve: alg === 'ec-p384' ? 'P-384' : 'P-256' },
+  );
+  const params = generationParams(alg) as webcrypto.EcKeyImportParams;
   return {
-    privateKey: await subtle.importKey(
-      'pkcs8',
-      privateKey.export({ type: 'pkcs8', format: 'der' }),
-      importParams,
-      true,
-      ['sign'],
-    ),
-    publicKey: await subtle.importKey(
-      'spki',
-      publicKey.export({ type: 'spki', format: 'der' }),
-      importParams,
-      true,
-      ['verify'],
-    ),
+    privateKey: await subtle.importKey('pkcs8', der.privateKey, params, true, ['sign']),
+    publicKey: await subtle.importKey('spki', der.publicKey, params, true, ['verify']),
   };
 }
 

@@ -3,7 +3,6 @@
  * cycle (prepared → active → old; taint; revoke), and MintX509SVID's CSR checks and signing.
  * @module
  */
-import { keyPairSync } from '../../../platform/keygen.js';
 import 'reflect-metadata';
 import { randomInt, webcrypto } from 'node:crypto';
 import {
@@ -14,6 +13,7 @@ import {
 } from '@peculiar/x509';
 import { SpiffeId } from '../../../core/spiffeid/spiffe-id.js';
 import type { TrustDomain } from '../../../core/spiffeid/trust-domain.js';
+import { keyPairSync } from '../../../platform/keygen.js';
 import { createCa, createX509Svid, type IssuedCert, type KeyAlgorithm, signCsr } from '../../pki/index.js';
 import type { StoredJwtKey, StoredX509 } from './datastore.js';
 import { goSpiffeIdFromString } from './go-spiffe.js';
